@@ -1,0 +1,3 @@
+from accuracy.cli import entry
+
+entry()

@@ -1,0 +1,31 @@
+"""Helpers shared by subcommands: writing ``--json``, printing, exit codes from verdicts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from accuracy.io import write_json_atomic
+
+EXIT_BY_VERDICT = {"pass": 0, "fail": 1}
+
+
+def emit_json(args: argparse.Namespace, result: Any) -> None:
+    """Write the result to ``--json PATH`` when given (atomically)."""
+    path = getattr(args, "json_path", None)
+    if path:
+        write_json_atomic(path, result)
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def warn(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def exit_code_for(verdict: str) -> int:
+    """0 for pass, 1 for any accuracy failure (fail, non-finite, divergent ...)."""
+    return EXIT_BY_VERDICT.get(verdict, 1)

@@ -1,0 +1,179 @@
+"""Load a suite file and tell its kind; small validators that name the file and the key.
+
+A suite's kind follows from its sections: ``[pipeline]`` (image/tensor pipelines, bisect),
+``[llm]`` (OpenCompass against a served model), ``[scores]`` (a stored result checked against a
+baseline). Each kind's own module reads its sections with a ``TableReader``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from accuracy.errors import ConfigError
+
+KINDS = ("pipeline", "llm", "scores")
+_MISSING = object()
+
+
+@dataclass
+class Suite:
+    """A parsed suite file: its path, name, kind and raw tables (validated by each kind's reader)."""
+
+    path: Path
+    name: str
+    kind: str
+    data: dict[str, Any] = field(repr=False)
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, relative: str | Path) -> Path:
+        """Relative paths in a suite resolve against the suite file's folder."""
+        candidate = Path(relative).expanduser()
+        return candidate if candidate.is_absolute() else (self.folder / candidate)
+
+    def table(self, key: str, *, required: bool = True) -> "TableReader":
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING:
+            if required:
+                raise ConfigError(f"missing section [{key}]", path=self.path, where=key)
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError("must be a table", path=self.path, where=key)
+        return TableReader(self.path, key, value)
+
+
+class TableReader:
+    """Typed access to one TOML table; every error names the file and the dotted key."""
+
+    def __init__(self, path: Path, prefix: str, data: dict[str, Any]):
+        self.path, self.prefix, self.data = path, prefix, data
+        self._seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, message: str) -> ConfigError:
+        return ConfigError(message, path=self.path, where=self.key(name))
+
+    def get(self, name: str, types: type | tuple[type, ...], default: Any = _MISSING) -> Any:
+        self._seen.add(name)
+        if name not in self.data:
+            if default is _MISSING:
+                raise self.error(name, "missing required key")
+            return default
+        value = self.data[name]
+        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+            raise self.error(name, f"must be {_type_names(types)}, got a boolean")
+        if float in (types if isinstance(types, tuple) else (types,)) and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, types):
+            raise self.error(name, f"must be {_type_names(types)}, got {type(value).__name__} {value!r}")
+        return value
+
+    def number(self, name: str, default: Any = _MISSING, *, minimum: float | None = None) -> float | None:
+        value = self.get(name, (int, float), default)
+        if value is not None and minimum is not None and value < minimum:
+            raise self.error(name, f"must be >= {minimum}, got {value}")
+        return value
+
+    def string(self, name: str, default: Any = _MISSING, *, choices: Iterable[str] | None = None) -> str | None:
+        value = self.get(name, str, default)
+        if value is not None and choices is not None and value not in choices:
+            raise self.error(name, f"must be one of {', '.join(sorted(choices))}, got {value!r}")
+        return value
+
+    def table(self, name: str, *, required: bool = False) -> "TableReader":
+        value = self.get(name, dict, _MISSING if required else {})
+        return TableReader(self.path, self.key(name), value)
+
+    def path_to(self, name: str, base: Path, default: Any = _MISSING, *, must_exist: bool = True) -> Path | None:
+        value = self.get(name, str, default)
+        if value is None or value is default and default is not _MISSING and not isinstance(value, str):
+            return value
+        resolved = Path(value).expanduser()
+        if not resolved.is_absolute():
+            resolved = base / resolved
+        if must_exist and not resolved.exists():
+            raise self.error(name, f"file not found: {resolved}")
+        return resolved
+
+    def reject_unknown(self, allowed: Iterable[str] | None = None) -> None:
+        """Unknown keys are an error, so typos do not silently fall back to defaults."""
+        allowed = set(allowed) if allowed is not None else self._seen
+        for name in self.data:
+            if name not in allowed:
+                raise self.error(name, f"unknown key; expected one of: {', '.join(sorted(allowed)) or '(none)'}")
+
+
+def _type_names(types: type | tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table", list: "a list"}
+    seq = types if isinstance(types, tuple) else (types,)
+    if float in seq:
+        seq = tuple(t for t in seq if t is not int)
+    return " or ".join(names.get(t, t.__name__) for t in seq)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Parse a suite file and tell its kind. Malformed TOML names the line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("suite file not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read suite: {exc}", path=path) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"malformed TOML: {exc}", path=path) from None
+    if not data:
+        raise ConfigError("suite file is empty", path=path)
+    kinds = [kind for kind in KINDS if kind in data]
+    if len(kinds) != 1:
+        found = ", ".join(f"[{k}]" for k in kinds) or "none"
+        raise ConfigError(
+            f"a suite has exactly one of [pipeline], [llm], [scores]; found {found}", path=path
+        )
+    meta = data.get("suite", {})
+    if not isinstance(meta, dict):
+        raise ConfigError("must be a table", path=path, where="suite")
+    name = meta.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise ConfigError("must be a non-empty string", path=path, where="suite.name")
+    return Suite(path=path.resolve(), name=name, kind=kinds[0], data=data)
+
+
+def discover_suites(paths: Iterable[str | Path]) -> list[Path]:
+    """Suite files named directly, or every ``*.toml`` found below the given folders
+    (a folder's ``*.toml`` files that are not suites, e.g. converter configs, are skipped)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for candidate in sorted(path.rglob("*.toml")):
+                if is_suite_file(candidate):
+                    found.append(candidate)
+        elif path.exists():
+            found.append(path)
+        else:
+            raise ConfigError("no such suite file or folder", path=path)
+    return found
+
+
+def is_suite_file(path: Path) -> bool:
+    """A ``.toml`` file is a suite when it has one of the kind sections at its top level."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return True  # let load_suite report what is wrong with it
+    return any(kind in data for kind in KINDS)

@@ -1,0 +1,6 @@
+"""Shared test configuration. Tiny models are built by the fixture registry in ``tests/fixtures/``
+(one module per family), deterministically, and cached for the whole run."""
+
+pytest_plugins = [
+    # each helper module under tests/fixtures registers its session-scoped model builders here
+]

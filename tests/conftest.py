@@ -3,4 +3,5 @@
 
 pytest_plugins = [
     # each helper module under tests/fixtures registers its session-scoped model builders here
+    "tests.fixtures.onnx_graphs",
 ]

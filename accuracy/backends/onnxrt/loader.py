@@ -1,0 +1,178 @@
+"""``onnxruntime`` backend: an ONNX file becomes an ONNX Runtime ``InferenceSession``.
+
+Options (the suite's backend table, or keywords to ``get_backend``):
+
+``providers``
+    Execution providers in priority order (default ``["CPUExecutionProvider"]``).
+``graph_optimization_level``
+    ``"disable"``, ``"basic"``, ``"extended"`` or ``"all"`` (default ``"all"``, ORT's own default).
+    ``localize`` uses ``"disable"`` so every intermediate tensor keeps its name.
+``intra_op_num_threads`` / ``inter_op_num_threads``
+    Thread pools (0, the default, lets ORT choose).
+``session_options``
+    Any further ``SessionOptions`` attributes by name, e.g. ``{"enable_mem_pattern": false}``.
+
+onnxruntime is imported only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from accuracy.backends.base import Backend, Session, TensorSpec
+from accuracy.errors import BackendError, ConfigError
+
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+_KNOWN_OPTIONS = {
+    "providers", "graph_optimization_level", "intra_op_num_threads", "inter_op_num_threads", "session_options",
+}
+
+# ORT reports types as "tensor(float)"; the numpy dtype each stands for.
+_ORT_TYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int8)": np.int8, "tensor(int16)": np.int16, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
+    "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16, "tensor(uint32)": np.uint32,
+    "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_, "tensor(string)": np.str_,
+}
+
+
+def numpy_dtype(ort_type: str) -> np.dtype:
+    """The numpy dtype of an ORT type string (``object`` for types numpy has no name for)."""
+    return np.dtype(_ORT_TYPES.get(ort_type, object))
+
+
+def tensor_specs(args: Sequence[Any]) -> list[TensorSpec]:
+    """``TensorSpec`` list from ORT's ``NodeArg`` list (``get_inputs()`` / ``get_outputs()``)."""
+    specs = []
+    for arg in args:
+        shape = tuple(d if isinstance(d, int) else (d or None) for d in (arg.shape or ()))
+        specs.append(TensorSpec(arg.name, shape, numpy_dtype(arg.type)))
+    return specs
+
+
+def session_options(
+    *,
+    graph_optimization_level: str = "all",
+    intra_op_num_threads: int = 0,
+    inter_op_num_threads: int = 0,
+    extra: Mapping[str, Any] | None = None,
+    source: str = "onnxruntime",
+):
+    """Build ``onnxruntime.SessionOptions``; unknown names or levels are a ``ConfigError``."""
+    import onnxruntime as ort
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if graph_optimization_level not in levels:
+        raise ConfigError(
+            f"graph_optimization_level must be one of {', '.join(OPTIMIZATION_LEVELS)}, "
+            f"not {graph_optimization_level!r}",
+            where=f"{source}.graph_optimization_level",
+        )
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[graph_optimization_level]
+    options.intra_op_num_threads = int(intra_op_num_threads)
+    options.inter_op_num_threads = int(inter_op_num_threads)
+    options.log_severity_level = 3  # warnings about unused initializers are noise here
+    for key, value in (extra or {}).items():
+        if not hasattr(options, key):
+            raise ConfigError(f"onnxruntime.SessionOptions has no attribute {key!r}",
+                              where=f"{source}.session_options.{key}")
+        setattr(options, key, value)
+    return options
+
+
+class OnnxRuntimeSession(Session):
+    """A loaded ``InferenceSession``; ``output_names`` may be narrowed to run only some outputs."""
+
+    backend_name = "onnxruntime"
+
+    def __init__(self, model_path: Path, ort_session: Any):
+        super().__init__(model_path, tensor_specs(ort_session.get_inputs()), tensor_specs(ort_session.get_outputs()))
+        self.ort_session = ort_session
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
+        try:
+            return self.ort_session.run(None, feeds)
+        except Exception as exc:  # ORT raises its own exception types for bad feeds and failed kernels
+            raise BackendError(f"onnxruntime failed to run the model: {exc}", path=self.model_path) from None
+
+    def run_outputs(self, output_names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run and fetch only ``output_names`` (feeds are not re-checked: callers own them)."""
+        try:
+            return list(self.ort_session.run(list(output_names), dict(feeds)))
+        except Exception as exc:
+            raise BackendError(f"onnxruntime failed to run the model: {exc}", path=self.model_path) from None
+
+
+def open_session(
+    model: str | Path | bytes,
+    *,
+    model_path: str | Path | None = None,
+    providers: Sequence[str] = DEFAULT_PROVIDERS,
+    graph_optimization_level: str = "all",
+    intra_op_num_threads: int = 0,
+    inter_op_num_threads: int = 0,
+    session_options_extra: Mapping[str, Any] | None = None,
+) -> OnnxRuntimeSession:
+    """Open an ONNX model (a path, or serialized bytes) as an ``OnnxRuntimeSession``.
+
+    ``model_path`` names the model in messages when ``model`` is bytes. A path is handed to ORT as
+    a path so external-data files (models over 2 GB) are found beside it.
+    """
+    import onnxruntime as ort
+
+    options = session_options(
+        graph_optimization_level=graph_optimization_level,
+        intra_op_num_threads=intra_op_num_threads,
+        inter_op_num_threads=inter_op_num_threads,
+        extra=session_options_extra,
+    )
+    shown = Path(model_path if model_path is not None else (model if not isinstance(model, bytes) else "<memory>"))
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        inner = ort.InferenceSession(source, sess_options=options, providers=list(providers))
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackendError(f"onnxruntime cannot load the model: {first_line}", path=shown) from None
+    return OnnxRuntimeSession(shown, inner)
+
+
+class OnnxRuntimeBackend(Backend):
+    """Loads ONNX files on ONNX Runtime with the options described in the module docstring."""
+
+    def _settings(self) -> dict[str, Any]:
+        unknown = sorted(set(self.options) - _KNOWN_OPTIONS - self._extra_option_names())
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(unknown)} for backend '{self.name}'; "
+                f"known: {', '.join(sorted(_KNOWN_OPTIONS | self._extra_option_names()))}",
+                where=self.name,
+            )
+        providers = self.options.get("providers", list(DEFAULT_PROVIDERS))
+        if isinstance(providers, str):
+            providers = [providers]
+        return dict(
+            providers=list(providers),
+            graph_optimization_level=str(self.options.get("graph_optimization_level", "all")),
+            intra_op_num_threads=int(self.options.get("intra_op_num_threads", 0)),
+            inter_op_num_threads=int(self.options.get("inter_op_num_threads", 0)),
+            session_options_extra=dict(self.options.get("session_options", {})),
+        )
+
+    def _extra_option_names(self) -> set[str]:
+        """Options a subclass adds on top of ORT's own."""
+        return set()
+
+    def _load(self, model_path: Path, *, reference: Session | None) -> Session:
+        session = open_session(model_path, **self._settings())
+        session.backend_name = self.name
+        return session

@@ -1,0 +1,63 @@
+"""The ``onnxruntime`` backend on real ORT sessions over the tiny graphs of tests/fixtures/onnx_graphs.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from accuracy.backends import get_backend
+from accuracy.errors import BackendError, ConfigError
+
+
+def test_runs_and_describes_the_model(hazard_onnx, normalizer_inputs):
+    session = get_backend("onnxruntime").load(hazard_onnx)
+    assert session.input_names == ["x"] and session.output_names == ["y"]
+    assert session.inputs[0].shape == (1, 64) and session.inputs[0].dtype == np.float32
+    (y,) = session.run(normalizer_inputs)
+    assert y.shape == (1, 64) and np.isfinite(y).all()
+    # the same numbers as a hand computation in float64
+    model = onnx.load(str(hazard_onnx))
+    w = {t.name: onnx.numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
+    h = np.maximum(normalizer_inputs["x"] @ w["w1"], 0) * w["scale"]
+    expected = np.tanh((h / np.sqrt((h ** 2).sum(-1, keepdims=True))) @ w["w2"])
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("level", ["disable", "basic", "extended", "all"])
+def test_optimization_levels_agree(hazard_onnx, normalizer_inputs, level):
+    base = get_backend("onnxruntime", graph_optimization_level="disable").load(hazard_onnx).run(normalizer_inputs)
+    other = get_backend("onnxruntime", graph_optimization_level=level).load(hazard_onnx).run(normalizer_inputs)
+    np.testing.assert_allclose(other[0], base[0], rtol=1e-5, atol=1e-6)
+
+
+def test_session_options_are_applied(hazard_onnx):
+    session = get_backend(
+        "onnxruntime", intra_op_num_threads=1, session_options={"enable_mem_pattern": False}
+    ).load(hazard_onnx)
+    options = session.ort_session.get_session_options()
+    assert options.intra_op_num_threads == 1 and options.enable_mem_pattern is False
+    assert session.ort_session.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_bad_options_name_the_key(hazard_onnx):
+    with pytest.raises(ConfigError, match="graph_optimization_level"):
+        get_backend("onnxruntime", graph_optimization_level="max").load(hazard_onnx)
+    with pytest.raises(ConfigError, match="frobnicate"):
+        get_backend("onnxruntime", frobnicate=1).load(hazard_onnx)
+    with pytest.raises(ConfigError, match="no_such_attribute"):
+        get_backend("onnxruntime", session_options={"no_such_attribute": 1}).load(hazard_onnx)
+
+
+def test_bad_model_and_bad_feeds_are_backend_errors(tmp_path, hazard_onnx):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(BackendError, match="junk.onnx.*cannot load"):
+        get_backend("onnxruntime").load(junk)
+    with pytest.raises(BackendError, match="not found"):
+        get_backend("onnxruntime").load(tmp_path / "missing.onnx")
+    session = get_backend("onnxruntime").load(hazard_onnx)
+    with pytest.raises(BackendError, match="missing \\['x'\\]"):
+        session.run({"z": np.zeros((1, 64), np.float32)})
+    with pytest.raises(BackendError, match="failed to run"):
+        session.run({"x": np.zeros((2, 3), np.float32)})

@@ -1,0 +1,222 @@
+"""The score gate: every (dataset, metric) of the baseline against the candidate.
+
+The guide's rule is the default: aligned when |baseline - candidate| / |baseline| <= 1 %
+(mmlu 47 vs 46.6 -> 0.85 % -> aligned); exactly 1 % passes. Tolerances can be relative, absolute
+(a check passes within either), per dataset, and one-sided (``allow_improvement``). Where both sides
+carry per-sample correctness, each row also reports standard errors and a McNemar test on the
+flipped samples; ``require_significance`` then fails a row only when it is beyond tolerance *and*
+significant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from accuracy.compare.significance import paired_flips, score_scale, standard_error
+from accuracy.errors import InputError
+from accuracy.scores.model import Score, ScoreTable
+
+# Scores are printed with two decimals by OpenCompass; a hair of slack keeps "exactly 1 %" exact.
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a candidate score may move from the baseline.
+
+    ``rel`` is a fraction of |baseline| (0.01 = the guide's 1 %), ``abs`` is in score units; a check
+    passes within either. ``max_invalid`` is how many failed/empty requests a dataset may have.
+    """
+
+    rel: float | None = 0.01
+    abs: float | None = None
+    allow_improvement: bool = False
+    max_invalid: int = 0
+
+    def describe(self) -> str:
+        parts = []
+        if self.rel is not None:
+            parts.append(f"±{self.rel * 100:g}%")
+        if self.abs is not None:
+            parts.append(f"±{self.abs:g}")
+        text = " or ".join(parts) or "exact"
+        return text + (" (+any)" if self.allow_improvement else "")
+
+
+@dataclass(frozen=True)
+class ScorePolicy:
+    default: Tolerance = Tolerance()
+    per_dataset: Mapping[str, Tolerance] = field(default_factory=dict)
+    require_significance: bool = False
+    alpha: float = 0.05
+    ignore_version: bool = False
+
+    def for_dataset(self, dataset: str) -> Tolerance:
+        return self.per_dataset.get(dataset, self.default)
+
+
+@dataclass
+class ScoreCheck:
+    """One judged (dataset, metric). ``status``: pass, fail, missing, invalid, skipped."""
+
+    dataset: str
+    metric: str
+    baseline: float | None
+    candidate: float | None
+    tolerance: Tolerance
+    passed: bool
+    status: str
+    rel_diff: float | None = None
+    abs_diff: float | None = None
+    notes: list[str] = field(default_factory=list)
+    stderr: dict[str, float] | None = None
+    flipped: dict[str, Any] | None = None
+    invalid: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "dataset": self.dataset,
+            "metric": self.metric,
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "rel_diff": self.rel_diff,
+            "abs_diff": self.abs_diff,
+            "passed": self.passed,
+            "status": self.status,
+            "tolerance": {
+                "rel": self.tolerance.rel,
+                "abs": self.tolerance.abs,
+                "allow_improvement": self.tolerance.allow_improvement,
+            },
+            "notes": self.notes,
+        }
+        if self.stderr is not None:
+            data["stderr"] = self.stderr
+        if self.flipped is not None:
+            data["flipped"] = self.flipped
+        if self.invalid:
+            data["invalid"] = self.invalid
+        return data
+
+
+@dataclass
+class ScoreComparison:
+    checks: list[ScoreCheck]
+    extra: list[str] = field(default_factory=list)  # candidate datasets the baseline does not judge
+
+    @property
+    def verdict(self) -> str:
+        return "pass" if all(check.passed for check in self.checks) else "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "checks": [c.to_dict() for c in self.checks], "extra": self.extra}
+
+
+def check_versions(baseline: ScoreTable, candidate: ScoreTable) -> None:
+    """Refuse to compare scores made with different prompts (OpenCompass's ``version`` hash)."""
+    for base in baseline.scores:
+        cand = candidate.get(base.dataset, base.metric)
+        if cand and base.version and cand.version and base.version != cand.version:
+            raise InputError(
+                f"prompt version of {base.dataset} differs: baseline {base.version}, candidate {cand.version} "
+                "(the scores come from different prompts; pass --ignore-version to compare anyway)",
+                path=candidate.source,
+                where=f"{base.dataset}/{base.metric}",
+            )
+
+
+def judge_score(base: Score, cand: Score | None, tolerance: Tolerance, policy: ScorePolicy) -> ScoreCheck:
+    """Judge one baseline score against its candidate (``None`` when the candidate has no row)."""
+    check = ScoreCheck(
+        dataset=base.dataset,
+        metric=base.metric,
+        baseline=base.value,
+        candidate=None if cand is None else cand.value,
+        tolerance=tolerance,
+        passed=False,
+        status="fail",
+    )
+    if base.value is None:
+        check.passed, check.status = True, "skipped"
+        check.notes.append("the baseline has no value ('-'): nothing to compare against")
+        return check
+    if cand is None or cand.value is None:
+        check.status = "missing"
+        check.notes.append("missing in the candidate" if cand is None else "candidate cell is '-' (no result)")
+        return check
+
+    b, c = base.value, cand.value
+    check.abs_diff = c - b
+    within = False
+    if b != 0:
+        check.rel_diff = (c - b) / abs(b)
+        if tolerance.rel is not None and abs(check.rel_diff) <= tolerance.rel + _EPS:
+            within = True
+    elif tolerance.rel is not None:
+        check.notes.append(
+            f"baseline is 0: a relative tolerance cannot apply; judged by the absolute tolerance ({tolerance.abs or 0:g})"
+        )
+    abs_bound = tolerance.abs if tolerance.abs is not None else (0.0 if b == 0 else None)
+    if abs_bound is not None and abs(c - b) <= abs_bound + _EPS:
+        within = True
+    improved = c > b
+    if improved and tolerance.allow_improvement:
+        within = True
+        if check.rel_diff is not None and tolerance.rel is not None and check.rel_diff > tolerance.rel:
+            check.notes.append("improved beyond tolerance (allowed)")
+    elif improved and not within:
+        check.notes.append("improved beyond tolerance; pass --allow-improvement to accept improvements")
+
+    if base.samples and cand.samples:
+        _add_significance(check, base, cand)
+    beyond = not within
+    if beyond and policy.require_significance:
+        if check.flipped is None:
+            check.notes.append("no per-sample results on both sides: significance cannot be tested")
+        elif check.flipped["p_value"] >= policy.alpha:
+            beyond = False
+            check.notes.append(f"beyond tolerance but not significant (McNemar p={check.flipped['p_value']:.3g})")
+
+    check.invalid = list(cand.invalid)
+    if len(cand.invalid) > tolerance.max_invalid:
+        check.status = "invalid"
+        check.notes.append(
+            f"{len(cand.invalid)} failed or empty answers (allowed {tolerance.max_invalid}): "
+            + ", ".join(cand.invalid[:10])
+            + (" ..." if len(cand.invalid) > 10 else "")
+        )
+        return check
+    check.passed = not beyond
+    check.status = "pass" if check.passed else "fail"
+    return check
+
+
+def _add_significance(check: ScoreCheck, base: Score, cand: Score) -> None:
+    scale = score_scale(base.value, base.samples)
+    check.stderr = {
+        "baseline": standard_error(base.samples, scale=scale),
+        "candidate": standard_error(cand.samples, scale=scale),
+    }
+    flips = paired_flips(base.samples, cand.samples)
+    check.flipped = flips.to_dict()
+    if flips.to_wrong or flips.to_right:
+        n = len(flips.to_wrong) + len(flips.to_right)
+        check.notes.append(
+            f"{n} of {flips.common} samples flipped ({len(flips.to_wrong)} right->wrong, "
+            f"{len(flips.to_right)} wrong->right), McNemar p={flips.p_value:.3g}"
+        )
+
+
+def compare_scores(baseline: ScoreTable, candidate: ScoreTable, policy: ScorePolicy = ScorePolicy()) -> ScoreComparison:
+    """Judge every (dataset, metric) present in the baseline. Raises ``InputError`` on a prompt
+    version mismatch unless ``policy.ignore_version``."""
+    if not policy.ignore_version:
+        check_versions(baseline, candidate)
+    checks = [
+        judge_score(base, candidate.get(base.dataset, base.metric), policy.for_dataset(base.dataset), policy)
+        for base in baseline.scores
+    ]
+    judged = {score.key for score in baseline.scores}
+    extra = [f"{s.dataset}/{s.metric}" for s in candidate.scores if s.key not in judged]
+    return ScoreComparison(checks=checks, extra=extra)

@@ -1,0 +1,50 @@
+"""Plain-text tables for the terminal and for pytest failure messages."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by two spaces, with a rule under the header."""
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _diff(check) -> str:
+    if check.candidate is None or check.baseline is None:
+        return "-"
+    if check.rel_diff is None:
+        return f"{check.abs_diff:+.2f}"
+    return f"{check.abs_diff:+.2f} ({check.rel_diff * 100:+.2f}%)"
+
+
+VERDICT_WORDS = {"pass": "aligned", "fail": "NOT ALIGNED", "missing": "MISSING", "invalid": "INVALID", "skipped": "skipped"}
+
+
+def score_table(checks: Sequence[Any]) -> str:
+    """The gate's table: dataset, metric, baseline, candidate, diff, tolerance, verdict (+ notes)."""
+    rows = [
+        (
+            c.dataset,
+            c.metric,
+            _number(c.baseline),
+            _number(c.candidate),
+            _diff(c),
+            c.tolerance.describe(),
+            VERDICT_WORDS.get(c.status, c.status),
+        )
+        for c in checks
+    ]
+    text = render_table(("dataset", "metric", "baseline", "candidate", "diff", "tolerance", "verdict"), rows)
+    notes = [f"  {c.dataset}/{c.metric}: {note}" for c in checks for note in c.notes]
+    if notes:
+        text += "\n" + "\n".join(notes)
+    return text

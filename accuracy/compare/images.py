@@ -1,0 +1,231 @@
+"""Image metrics: SSIM, PSNR, MSE, max/mean absolute error, plus the tensor metrics for latents.
+
+Pure functions over arrays, reference first (``image_true, image_test``), no file loading (that is
+``accuracy.imageio``). ``data_range`` is keyword-only and required wherever guessing it misleads:
+scikit-image would take 2.0 for float images (the dtype's -1..1 range), which inflates PSNR by 6 dB
+for images that live in 0..1. ``compare_images`` bundles everything into one ``ImageComparison``
+that knows whether it met its ``ImageThresholds``.
+
+Images are ``(H, W)`` or ``(H, W, C)``; colour images are judged per channel and the channel
+values are averaged (scikit-image's ``channel_axis=-1``), and the per-channel values are kept.
+
+References: Wang, Bovik, Sheikh, Simoncelli, "Image quality assessment: from error visibility to
+structural similarity", IEEE TIP 13(4), 2004 (SSIM); PSNR = 10 log10(data_range^2 / MSE).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from accuracy.compare.tensors import cosine_similarity, max_abs_error, mean_abs_error, relative_l2_error
+
+# scikit-image's default window; smaller images get the largest odd window that fits.
+SSIM_WINDOW = 7
+
+
+def _validate_pair(image_true: np.ndarray, image_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    image_true = np.asarray(image_true)
+    image_test = np.asarray(image_test)
+    if image_true.shape != image_test.shape:
+        raise ValueError(
+            f"image sizes differ: expected {image_true.shape}, obtained {image_test.shape}"
+            " (resize one of them, e.g. `accuracy diff --resize`)"
+        )
+    if image_true.ndim not in (2, 3):
+        raise ValueError(f"an image is (H, W) or (H, W, C); got shape {image_true.shape}")
+    return image_true, image_test
+
+
+def _validate_data_range(data_range: float) -> float:
+    data_range = float(data_range)
+    if not (math.isfinite(data_range) and data_range > 0):
+        raise ValueError(f"data_range must be a positive finite number, got {data_range}")
+    return data_range
+
+
+def data_range_for(image: np.ndarray) -> float:
+    """The value range a pixel of this dtype can span: 255 for uint8, 65535 for uint16, and for
+    float images the reference's own range (max - min, or 1.0 when it is constant or in 0..1).
+
+    Callers that know better (e.g. a float image in 0..255) pass ``data_range`` themselves.
+    """
+    image = np.asarray(image)
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        return float(info.max) if info.min == 0 else float(info.max - info.min)
+    if image.dtype == np.bool_:
+        return 1.0
+    finite = image[np.isfinite(image)]
+    if finite.size == 0:
+        return 1.0
+    low, high = float(finite.min()), float(finite.max())
+    if 0.0 <= low and high <= 1.0:
+        return 1.0
+    return high - low if high > low else 1.0
+
+
+def mean_squared_error(image_true: np.ndarray, image_test: np.ndarray) -> float:
+    """Mean of the squared pixel differences, accumulated in float64."""
+    image_true, image_test = _validate_pair(image_true, image_test)
+    diff = image_true.astype(np.float64) - image_test.astype(np.float64)
+    return float(np.mean(diff * diff)) if diff.size else 0.0
+
+
+def peak_signal_noise_ratio(image_true: np.ndarray, image_test: np.ndarray, *, data_range: float) -> float:
+    """PSNR in dB: ``10 log10(data_range**2 / MSE)``.
+
+    Identical images give ``inf`` (reported, not an error); NaN anywhere gives NaN. Matches
+    ``skimage.metrics.peak_signal_noise_ratio`` with the same ``data_range``.
+    """
+    data_range = _validate_data_range(data_range)
+    mse = mean_squared_error(image_true, image_test)
+    if math.isnan(mse):
+        return float("nan")
+    if mse == 0.0:
+        return float("inf")
+    return float(10.0 * np.log10(data_range * data_range / mse))
+
+
+def _ssim_window(shape: tuple[int, ...]) -> int:
+    side = min(shape[:2])
+    window = min(SSIM_WINDOW, side if side % 2 else side - 1)
+    if window < 3:
+        raise ValueError(f"image of size {shape[:2]} is too small for SSIM (needs at least 3x3 pixels)")
+    return window
+
+
+def structural_similarity_per_channel(
+    image_true: np.ndarray, image_test: np.ndarray, *, data_range: float
+) -> list[float]:
+    """SSIM of each channel (one value for a grey image), scikit-image's uniform 7x7 window.
+
+    Channels are computed in float32 when both inputs have at most 16-bit integer or float32
+    pixels (exact enough for SSIM, and twice as fast); float64 inputs stay float64.
+    """
+    from skimage.metrics import structural_similarity as _skimage_ssim
+
+    data_range = _validate_data_range(data_range)
+    image_true, image_test = _validate_pair(image_true, image_test)
+    window = _ssim_window(image_true.shape)
+    work = np.float64 if np.float64 in (image_true.dtype, image_test.dtype) else np.float32
+    a = image_true.astype(work, copy=False)
+    b = image_test.astype(work, copy=False)
+    if a.ndim == 2:
+        a, b = a[..., None], b[..., None]
+    values = []
+    for channel in range(a.shape[2]):
+        x, y = a[..., channel], b[..., channel]
+        if np.array_equal(x, y) and np.isfinite(x).all():
+            values.append(1.0)  # exact, and spares the filtering
+            continue
+        values.append(float(_skimage_ssim(x, y, data_range=data_range, win_size=window)))
+    return values
+
+
+def structural_similarity(image_true: np.ndarray, image_test: np.ndarray, *, data_range: float) -> float:
+    """Mean SSIM over the channels (1.0 for identical images, lower is worse, range -1..1)."""
+    return float(np.mean(structural_similarity_per_channel(image_true, image_test, data_range=data_range)))
+
+
+def absolute_difference_map(image_true: np.ndarray, image_test: np.ndarray) -> np.ndarray:
+    """Per-pixel ``|true - test|``, the largest over the channels: (H, W) float64, for heat maps."""
+    image_true, image_test = _validate_pair(image_true, image_test)
+    diff = np.abs(image_true.astype(np.float64) - image_test.astype(np.float64))
+    return diff.max(axis=2) if diff.ndim == 3 else diff
+
+
+@dataclass(frozen=True)
+class ImageThresholds:
+    """What an image must meet. ``None`` disables a bound. Defaults are those of ``accuracy diff``."""
+
+    ssim_min: float | None = 0.98
+    psnr_min: float | None = 30.0
+    max_abs: float | None = None  # in pixel units (0..255 for 8-bit images)
+    cosine_min: float | None = None
+
+
+@dataclass(frozen=True)
+class ImageComparison:
+    """Every metric of one image pair, and the verdict against the thresholds it was judged by."""
+
+    ssim: float
+    psnr: float
+    mse: float
+    max_abs: float
+    mean_abs: float
+    cosine: float
+    rel_l2: float
+    data_range: float
+    ssim_per_channel: tuple[float, ...]
+    shape: tuple[int, ...]
+    thresholds: ImageThresholds = ImageThresholds()
+    failures: tuple[str, ...] = ()
+    passed: bool = True
+
+    def metrics(self) -> dict[str, float | list[float]]:
+        return {
+            "ssim": self.ssim,
+            "psnr": self.psnr,
+            "mse": self.mse,
+            "max_abs": self.max_abs,
+            "mean_abs": self.mean_abs,
+            "cosine": self.cosine,
+            "rel_l2": self.rel_l2,
+            "ssim_per_channel": list(self.ssim_per_channel),
+            "data_range": self.data_range,
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "metrics": self.metrics(),
+            "thresholds": {k: v for k, v in vars(self.thresholds).items() if v is not None},
+            "failures": list(self.failures),
+            "shape": list(self.shape),
+        }
+
+
+def judge(metrics: dict[str, float], thresholds: ImageThresholds) -> list[str]:
+    """The failed bounds, one readable line each ("ssim 0.91 < 0.98"); NaN always fails."""
+    failures = []
+    lower = (("ssim", thresholds.ssim_min), ("psnr", thresholds.psnr_min), ("cosine", thresholds.cosine_min))
+    for name, bound in lower:
+        if bound is not None and not (metrics[name] >= bound):
+            failures.append(f"{name} {metrics[name]:.6g} < {bound}")
+    if thresholds.max_abs is not None and not (metrics["max_abs"] <= thresholds.max_abs):
+        failures.append(f"max_abs {metrics['max_abs']:.6g} > {thresholds.max_abs}")
+    return failures
+
+
+def compare_images(
+    image_true: np.ndarray,
+    image_test: np.ndarray,
+    *,
+    data_range: float,
+    thresholds: ImageThresholds = ImageThresholds(),
+) -> ImageComparison:
+    """All image metrics of ``image_test`` against ``image_true`` and whether they meet ``thresholds``."""
+    image_true, image_test = _validate_pair(image_true, image_test)
+    per_channel = structural_similarity_per_channel(image_true, image_test, data_range=data_range)
+    metrics = {
+        "ssim": float(np.mean(per_channel)),
+        "psnr": peak_signal_noise_ratio(image_true, image_test, data_range=data_range),
+        "mse": mean_squared_error(image_true, image_test),
+        "max_abs": max_abs_error(image_true, image_test),
+        "mean_abs": mean_abs_error(image_true, image_test),
+        "cosine": cosine_similarity(image_true, image_test),
+        "rel_l2": relative_l2_error(image_true, image_test),
+    }
+    failures = judge(metrics, thresholds)
+    return ImageComparison(
+        **metrics,
+        data_range=float(data_range),
+        ssim_per_channel=tuple(per_channel),
+        shape=tuple(image_true.shape),
+        thresholds=thresholds,
+        failures=tuple(failures),
+        passed=not failures,
+    )

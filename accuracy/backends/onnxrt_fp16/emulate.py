@@ -1,0 +1,150 @@
+"""fp16 device-precision emulation by graph rewriting: round every float tensor to fp16 at op boundaries.
+
+Why not ``onnxruntime.transformers.float16``: a plainly converted fp16 model run on ONNX Runtime's
+CPU provider computes in fp32 — ORT wraps kernels that have no fp16 version in Casts and then drops
+the redundant Cast pairs, so a sum of squares that overflows fp16 on a device comes out finite here.
+
+What this does instead, in a private copy of the fp32 graph:
+
+* after every node output (and every graph input) that is a float32 tensor, a
+  ``Cast(to=float16) -> Cast(to=float32)`` pair, so the tensor holds exactly the fp16 value a device
+  would store (``inf`` past 65504, lost low bits, flushed tiny values) while the op itself still
+  accumulates in fp32, as NPU matrix units do;
+* float32 initializers rounded to fp16 values (stored as fp32);
+* graph inputs and outputs stay float32 with their names; every intermediate tensor keeps its name
+  (the rounded value carries the original name, the raw op output is renamed ``<name>__fp32``).
+
+Nodes named in ``keep_fp32`` are left alone (their outputs are not rounded, their private
+initializers neither): the mixed-precision repair ``localize --suggest-fp32`` proposes.
+The pairs must not be folded: sessions on an emulated model use ``graph_optimization_level="basic"``
+or lower (checked by tests/test_backends_fp16.py).
+"""
+
+from __future__ import annotations
+
+from typing import Collection, Iterable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+RAW_SUFFIX = "__fp32"
+HALF_SUFFIX = "__fp16"
+EMULATION_VERSION = 1  # bump when the rewrite changes: it is part of the cache key
+
+
+def node_names(graph: onnx.GraphProto) -> list[str]:
+    """Deterministic node names: the node's own, or ``<OpType>_<index>`` (index in the graph's node
+    list) when it has none or repeats an earlier one."""
+    names, seen = [], set()
+    for index, node in enumerate(graph.node):
+        name = node.name if node.name and node.name not in seen else f"{node.op_type}_{index}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def float_tensor_names(model: onnx.ModelProto) -> set[str]:
+    """Names of every float32 tensor in the main graph (inputs, initializers, node outputs), by
+    shape inference; outputs whose type cannot be inferred are left out (never rounded)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # inference is a help, not a requirement
+        inferred = model
+    graph = inferred.graph
+    floats = {
+        vi.name
+        for vi in list(graph.input) + list(graph.value_info) + list(graph.output)
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type == TensorProto.FLOAT
+    }
+    floats |= {init.name for init in graph.initializer if init.data_type == TensorProto.FLOAT}
+    return floats
+
+
+def _cast_pair(name: str, source: str, target: str) -> list[onnx.NodeProto]:
+    return [
+        helper.make_node("Cast", [source], [name + HALF_SUFFIX], name=f"{name}{HALF_SUFFIX}_cast", to=TensorProto.FLOAT16),
+        helper.make_node("Cast", [name + HALF_SUFFIX], [target], name=f"{name}{HALF_SUFFIX}_back", to=TensorProto.FLOAT),
+    ]
+
+
+def round_to_fp16(array: np.ndarray) -> np.ndarray:
+    """The float32 array holding the fp16 value of each element (inf past 65504)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(array, dtype=np.float32).astype(np.float16).astype(np.float32)
+
+
+def emulate_fp16(
+    model: onnx.ModelProto,
+    *,
+    keep_fp32: Collection[str] = (),
+    round_inputs: bool = True,
+    round_initializers: bool = True,
+) -> onnx.ModelProto:
+    """A copy of ``model`` whose float tensors are rounded to fp16 at every op boundary.
+
+    ``keep_fp32``: node names (as ``node_names`` gives them) left in fp32. ``round_inputs``: round
+    graph inputs too (a converter casts them to fp16 at entry). ``round_initializers`` needs the
+    initializer data loaded; with ``False`` they are rounded by Cast pairs instead (cheap for models
+    whose weights live in external data).
+    """
+    floats = float_tensor_names(model)
+    emulated = onnx.ModelProto()
+    emulated.CopyFrom(model)
+    graph = emulated.graph
+    names = node_names(graph)
+    unknown = sorted(set(keep_fp32) - set(names))
+    if unknown:
+        from accuracy.errors import ConfigError
+
+        raise ConfigError(f"keep_fp32 names nodes the model does not have: {', '.join(unknown)}")
+    kept = set(keep_fp32)
+
+    consumers: dict[str, list[str]] = {}
+    for name, node in zip(names, graph.node):
+        for tensor in node.input:
+            consumers.setdefault(tensor, []).append(name)
+
+    new_nodes: list[onnx.NodeProto] = []
+    entry_renames: dict[str, str] = {}
+    initializer_names = {init.name for init in graph.initializer}
+    entry_points = [vi.name for vi in graph.input if vi.name not in initializer_names and vi.name in floats]
+    if round_inputs:
+        for name in entry_points:
+            if name in consumers:
+                new_nodes += _cast_pair(name, name, name + "__rounded")
+                entry_renames[name] = name + "__rounded"
+
+    for init in graph.initializer:
+        if init.name not in floats or all(c in kept for c in consumers.get(init.name, [])):
+            continue
+        if round_initializers:
+            rounded = numpy_helper.from_array(round_to_fp16(numpy_helper.to_array(init)), init.name)
+            init.CopyFrom(rounded)
+        else:
+            new_nodes += _cast_pair(init.name, init.name, init.name + "__rounded")
+            entry_renames[init.name] = init.name + "__rounded"
+
+    for name, node in zip(names, graph.node):
+        for i, tensor in enumerate(node.input):
+            if tensor in entry_renames:
+                node.input[i] = entry_renames[tensor]
+        new_nodes.append(node)
+        if name in kept or node.op_type == "Cast" and _casts_to_non_float(node):
+            continue
+        for i, tensor in enumerate(node.output):
+            if tensor and tensor in floats:
+                node.output[i] = tensor + RAW_SUFFIX
+                new_nodes += _cast_pair(tensor, tensor + RAW_SUFFIX, tensor)
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    return emulated
+
+
+def _casts_to_non_float(node: onnx.NodeProto) -> bool:
+    return any(a.name == "to" and a.i != TensorProto.FLOAT for a in node.attribute)
+
+
+def rounded_tensors(model: onnx.ModelProto) -> Iterable[str]:
+    """Names of the tensors an emulated model rounds (for messages and tests)."""
+    return [n.output[0][: -len(HALF_SUFFIX)] for n in model.graph.node if n.name.endswith(HALF_SUFFIX + "_cast")]

@@ -1,0 +1,116 @@
+"""``onnxruntime-fp16`` backend: the stand-in for a converter's default fp16 precision mode.
+
+An fp32 ONNX model is rewritten by ``emulate.emulate_fp16`` (every float tensor rounded to fp16
+at op boundaries, fp32 accumulation inside ops, fp32 inputs/outputs) and run on ONNX Runtime, so
+fp16 hazards — overflowing reductions, lost low bits — show on a CPU before anyone converts.
+
+The rewritten model is cached by content hash (the model file, its external-data files, the
+options and the rewrite's version) under ``$ACCURACY_CACHE_DIR/fp16`` (default
+``~/.cache/accuracy/fp16``), so a second run converts nothing.
+
+Options: those of ``onnxruntime`` (``graph_optimization_level`` defaults to ``"basic"`` here and may
+not be higher: ORT's extended fusions could fold the rounding pairs) plus ``keep_fp32`` (node names
+to leave in fp32) and ``cache`` (``false`` converts in memory every time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Collection
+
+from accuracy.backends.base import Session
+from accuracy.backends.onnxrt.loader import OnnxRuntimeBackend, open_session
+from accuracy.backends.onnxrt_fp16.emulate import EMULATION_VERSION, emulate_fp16
+from accuracy.errors import BackendError, ConfigError
+from accuracy.io import write_bytes_atomic
+
+_SAFE_LEVELS = ("disable", "basic")
+_TWO_GB = 2**31 - 1
+
+
+def cache_dir() -> Path:
+    """The user's cache folder for this tool: ``$ACCURACY_CACHE_DIR`` or ``~/.cache/accuracy``."""
+    root = os.environ.get("ACCURACY_CACHE_DIR")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "accuracy"
+
+
+def _external_files(model_path: Path) -> list[Path]:
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    proto = onnx.load(str(model_path), load_external_data=False)
+    found = set()
+    for tensor in _get_all_tensors(proto):
+        if uses_external_data(tensor):
+            location = next(e.value for e in tensor.external_data if e.key == "location")
+            found.add(model_path.parent / location)
+    return sorted(found)
+
+
+def content_hash(model_path: Path, *, keep_fp32: Collection[str] = ()) -> str:
+    """sha256 over the model file, its external-data files, ``keep_fp32`` and the rewrite version."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"version": EMULATION_VERSION, "keep_fp32": sorted(keep_fp32)}).encode())
+    for path in [model_path, *_external_files(model_path)]:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def convert(model_path: Path, *, keep_fp32: Collection[str] = (), use_cache: bool = True) -> Path | bytes:
+    """The emulated model: a cached file path (or serialized bytes with ``use_cache=False``)."""
+    import onnx
+
+    target = None
+    if use_cache:
+        target = cache_dir() / "fp16" / content_hash(model_path, keep_fp32=keep_fp32) / "model.onnx"
+        if target.exists():
+            return target
+    try:
+        model = onnx.load(str(model_path))
+    except Exception as exc:
+        raise BackendError(f"onnx cannot read the model: {exc}", path=model_path) from None
+    try:
+        emulated = emulate_fp16(model, keep_fp32=keep_fp32)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, path=model_path, where="keep_fp32") from None
+    if target is None:
+        if emulated.ByteSize() > _TWO_GB:
+            raise BackendError("models over 2 GB need the cache (cache = true)", path=model_path)
+        return emulated.SerializeToString()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if emulated.ByteSize() > _TWO_GB:
+        tmp = target.with_name(f".model.{os.getpid()}.onnx")
+        onnx.save(emulated, str(tmp), save_as_external_data=True, location="model.onnx.data")
+        os.replace(tmp, target)
+    else:
+        write_bytes_atomic(target, emulated.SerializeToString())
+    return target
+
+
+class OnnxRuntimeFp16Backend(OnnxRuntimeBackend):
+    """Loads an fp32 ONNX file as its fp16-emulated copy (see the module docstring)."""
+
+    def _extra_option_names(self) -> set[str]:
+        return {"keep_fp32", "cache"}
+
+    def _load(self, model_path: Path, *, reference: Session | None) -> Session:
+        settings = self._settings()
+        settings["graph_optimization_level"] = str(self.options.get("graph_optimization_level", "basic"))
+        if settings["graph_optimization_level"] not in _SAFE_LEVELS:
+            raise ConfigError(
+                f"graph_optimization_level must be one of {', '.join(_SAFE_LEVELS)} for fp16 emulation "
+                "(higher levels may fold the rounding casts)",
+                where=f"{self.name}.graph_optimization_level",
+            )
+        keep = self.options.get("keep_fp32", [])
+        if isinstance(keep, str) or not all(isinstance(k, str) for k in keep):
+            raise ConfigError("keep_fp32 must be a list of node names", where=f"{self.name}.keep_fp32")
+        model = convert(model_path, keep_fp32=list(keep), use_cache=bool(self.options.get("cache", True)))
+        session = open_session(model, model_path=model_path, **settings)
+        session.backend_name = self.name
+        return session

@@ -1,0 +1,144 @@
+"""``onnxruntime-fp16``: device fp16 numerics emulated on the CPU, proven on graphs that overflow fp16."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from accuracy.backends import get_backend
+from accuracy.backends.onnxrt_fp16 import loader
+from accuracy.backends.onnxrt_fp16.emulate import emulate_fp16, node_names
+from accuracy.errors import ConfigError
+from tests.fixtures.onnx_graphs import HAZARD_SCALE, normalizer_chain
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACCURACY_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _model(nodes, inputs, outputs, initializers=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _save(model, path):
+    onnx.save(model, str(path))
+    return path
+
+
+def _plain_fp16_on_cpu(model: onnx.ModelProto, feeds):
+    """What a plain conversion gives on ORT's CPU provider (the behaviour the backend must not copy)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    converted = convert_float_to_float16(model, keep_io_types=True)
+    session = ort.InferenceSession(converted.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def _sum_of_squares_model():
+    return _model(
+        [helper.make_node("ReduceSumSquare", ["x"], ["y"], axes=[-1], keepdims=1)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+    )
+
+
+def test_overflowing_reduction_is_inf_only_under_emulation(tmp_path):
+    feeds = {"x": np.full((1, 64), 100.0, np.float32)}  # sum of squares 640000 > 65504
+    (plain,) = _plain_fp16_on_cpu(_sum_of_squares_model(), feeds)
+    assert np.isfinite(plain).all() and plain[0, 0] == pytest.approx(640000.0)  # ORT hides the overflow
+    path = _save(_sum_of_squares_model(), tmp_path / "ss.onnx")
+    (emulated,) = get_backend("onnxruntime-fp16").load(path).run(feeds)
+    assert np.isposinf(emulated).all()
+    (reference,) = get_backend("onnxruntime").load(path).run(feeds)
+    assert reference[0, 0] == pytest.approx(640000.0)
+
+
+def test_hazard_deep_in_a_chain_reaches_the_output(hazard_onnx, normalizer_inputs):
+    reference = get_backend("onnxruntime").load(hazard_onnx).run(normalizer_inputs)[0]
+    plain = _plain_fp16_on_cpu(normalizer_chain(scale=HAZARD_SCALE), normalizer_inputs)[0]
+    np.testing.assert_allclose(plain, reference, atol=2e-3)  # plain conversion: looks fine
+    emulated = get_backend("onnxruntime-fp16").load(hazard_onnx).run(normalizer_inputs)[0]
+    assert np.all(emulated == 0.0)  # x / inf -> 0 all the way down
+    # the reduction's own tensor is inf in the emulated graph, under every allowed optimisation level
+    model = emulate_fp16(normalizer_chain(scale=HAZARD_SCALE))
+    model.graph.output.append(helper.make_tensor_value_info("ss", TensorProto.FLOAT, None))
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        assert np.isposinf(session.run(["ss"], normalizer_inputs)[0]).all()
+
+
+def test_clean_twin_is_close_but_really_rounded(clean_onnx, normalizer_inputs):
+    reference = get_backend("onnxruntime").load(clean_onnx).run(normalizer_inputs)[0]
+    emulated = get_backend("onnxruntime-fp16").load(clean_onnx).run(normalizer_inputs)[0]
+    assert np.isfinite(emulated).all()
+    np.testing.assert_allclose(emulated, reference, atol=5e-3)
+    assert np.abs(emulated - reference).max() > 0  # the rounding is really there
+
+
+def test_rounding_at_boundaries_and_fp32_accumulation_inside_ops(tmp_path):
+    n = 4096
+    model = _model(
+        [
+            helper.make_node("Add", ["x", "zero"], ["r"], name="round_me"),
+            helper.make_node("MatMul", ["ones_row", "ones_col"], ["s"], name="accumulate"),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4]),
+         helper.make_tensor_value_info("ones_row", TensorProto.FLOAT, [1, n])],
+        [helper.make_tensor_value_info("r", TensorProto.FLOAT, [4]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 1])],
+        [numpy_helper.from_array(np.zeros(4, np.float32), "zero"),
+         numpy_helper.from_array(np.ones((n, 1), np.float32), "ones_col")],
+    )
+    path = _save(model, tmp_path / "round.onnx")
+    x = np.array([1 + 2**-12, 1e-8, 70000.0, 0.1], np.float32)
+    r, s = get_backend("onnxruntime-fp16").load(path).run({"x": x, "ones_row": np.ones((1, n), np.float32)})
+    assert r[0] == 1.0 and r[1] == 0.0 and np.isposinf(r[2])  # lost low bits, flushed, overflowed
+    assert r[3] == np.float32(np.float16(0.1))
+    # fp16 accumulation would stall at 2048 (spacing 2 there); fp32 accumulation reaches 4096 exactly
+    assert s[0, 0] == n
+
+
+def test_keep_fp32_repairs_the_hazard_and_unknown_nodes_are_named(hazard_onnx, normalizer_inputs):
+    reference = get_backend("onnxruntime").load(hazard_onnx).run(normalizer_inputs)[0]
+    repaired = get_backend("onnxruntime-fp16", keep_fp32=["sum_sq"]).load(hazard_onnx).run(normalizer_inputs)[0]
+    np.testing.assert_allclose(repaired, reference, atol=5e-3)
+    with pytest.raises(ConfigError, match="no_such_node"):
+        get_backend("onnxruntime-fp16", keep_fp32=["no_such_node"]).load(hazard_onnx)
+    with pytest.raises(ConfigError, match="graph_optimization_level"):
+        get_backend("onnxruntime-fp16", graph_optimization_level="all").load(hazard_onnx)
+
+
+def test_converted_model_is_cached_valid_and_keeps_names(hazard_onnx, normalizer_inputs, private_cache, monkeypatch):
+    get_backend("onnxruntime-fp16").load(hazard_onnx)
+    (cached,) = list((private_cache / "fp16").glob("*/model.onnx"))
+    onnx.checker.check_model(str(cached))
+    converted = onnx.load(str(cached))
+    original = onnx.load(str(hazard_onnx))
+    produced = {t for node in converted.graph.node for t in node.output}
+    assert {t for node in original.graph.node for t in node.output} <= produced
+    assert [i.name for i in converted.graph.input] == ["x"] and [o.name for o in converted.graph.output] == ["y"]
+    # the cached file runs on the plain backend too
+    assert np.all(get_backend("onnxruntime").load(cached).run(normalizer_inputs)[0] == 0.0)
+
+    def must_not_convert(*args, **kwargs):
+        raise AssertionError("converted again despite the cache")
+
+    monkeypatch.setattr(loader, "emulate_fp16", must_not_convert)
+    get_backend("onnxruntime-fp16").load(hazard_onnx)  # cache hit
+    with pytest.raises(AssertionError, match="converted again"):
+        get_backend("onnxruntime-fp16", keep_fp32=["norm"]).load(hazard_onnx)  # a different key
+
+
+def test_unnamed_nodes_get_op_type_and_index():
+    names = node_names(normalizer_chain(scale=1.0).graph)
+    assert names == ["embed", "Relu_1", "amplify", "sum_sq", "norm", "unit", "proj", "Tanh_7"]

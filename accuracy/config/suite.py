@@ -98,8 +98,8 @@ class TableReader:
 
     def path_to(self, name: str, base: Path, default: Any = _MISSING, *, must_exist: bool = True) -> Path | None:
         value = self.get(name, str, default)
-        if value is None or value is default and default is not _MISSING and not isinstance(value, str):
-            return value
+        if not isinstance(value, str):
+            return value  # the caller's non-string default (e.g. None)
         resolved = Path(value).expanduser()
         if not resolved.is_absolute():
             resolved = base / resolved

@@ -1,0 +1,114 @@
+"""Score baselines in ``baselines/``: a score table plus a schema version and provenance.
+
+A baseline is written only on purpose (``accuracy baseline record``, or a pytest run with
+``--accuracy-update-baselines``), atomically, and never over an existing file without ``force``;
+when it does replace one, the old -> new differences are returned so they can be shown.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from accuracy.errors import InputError
+from accuracy.io import OverwriteRefused, read_json, write_json_atomic
+from accuracy.scores.model import SCHEMA_VERSION, ScoreTable
+from accuracy.scores.readers import table_from_dict
+
+_TOOLS = ("accuracy", "opencompass", "onnxruntime", "mindspore", "transformers", "diffusers", "vllm")
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {}
+    for name in _TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def provenance_for(table: ScoreTable, *, label: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where a baseline came from: hardware/backend label, date, tool versions, prompt versions,
+    generation settings (kept from the source result when it had them)."""
+    provenance = dict(table.provenance)
+    provenance["label"] = label or provenance.get("label") or f"{platform.node()} ({platform.machine()})"
+    provenance["recorded_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    provenance["source"] = table.source
+    provenance.setdefault("tool_versions", tool_versions())
+    provenance["prompt_versions"] = {s.dataset: s.version for s in table.scores if s.version}
+    provenance.setdefault("generation", {})
+    if extra:
+        provenance.update(extra)
+    return provenance
+
+
+@dataclass
+class Change:
+    dataset: str
+    metric: str
+    old: float | None
+    new: float | None
+
+    def describe(self) -> str:
+        def fmt(v: float | None) -> str:
+            return "absent" if v is None else f"{v:.2f}"
+
+        return f"{self.dataset}/{self.metric}: {fmt(self.old)} -> {fmt(self.new)}"
+
+
+def load_baseline(path: str | Path) -> ScoreTable:
+    """Read a baseline; a missing one says how to record it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(
+            "baseline not found; record one with `accuracy baseline record RESULT --out "
+            f"{path}` (or a pytest run with --accuracy-update-baselines)",
+            path=path,
+        )
+    data = read_json(path)
+    if isinstance(data, dict) and data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise InputError(f"baseline schema {data.get('schema')} is not supported (this is {SCHEMA_VERSION})", path=path, where="schema")
+    return table_from_dict(data, path=path)
+
+
+def diff_tables(old: ScoreTable, new: ScoreTable) -> list[Change]:
+    changes = []
+    keys = [s.key for s in old.scores] + [s.key for s in new.scores if old.get(*s.key) is None]
+    for dataset, metric in keys:
+        before, after = old.get(dataset, metric), new.get(dataset, metric)
+        old_value = None if before is None else before.value
+        new_value = None if after is None else after.value
+        if old_value != new_value or (before is None) != (after is None):
+            changes.append(Change(dataset, metric, old_value, new_value))
+    return changes
+
+
+def record_baseline(
+    table: ScoreTable, path: str | Path, *, force: bool = False, label: str | None = None
+) -> list[Change]:
+    """Write ``table`` as the baseline at ``path``. Returns the changes against the file it replaced
+    (empty for a new file). Without ``force`` an existing baseline is never touched."""
+    path = Path(path)
+    old = None
+    if path.exists():
+        if not force:
+            raise OverwriteRefused("baseline exists; pass --force to replace it", path=path)
+        try:
+            old = load_baseline(path)
+        except InputError:
+            old = None  # a broken old file is replaced on purpose; nothing to diff
+    record = ScoreTable(
+        model=table.model,
+        scores=table.scores,
+        source=table.source,
+        provenance=provenance_for(table, label=label),
+    )
+    write_json_atomic(path, record.to_dict(), overwrite=True if force else False)
+    if old is None:
+        return []
+    return diff_tables(old, record)

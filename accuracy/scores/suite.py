@@ -1,0 +1,108 @@
+"""Score suites: a stored result (``[scores]``) judged against its baseline (``[baseline]``) by the
+suite's ``[tolerance]``. LLM suites (``accuracy.llm.suite``) produce a table, then call ``judge_suite``.
+
+```toml
+[scores]
+candidate = "results/npu"          # OpenCompass summary CSV, work dir, or our JSON
+model = "qwen-npu"                 # picks the column when the summary has several
+[baseline]
+path = "../../baselines/guide.json"
+[tolerance]                        # defaults: the guide's two-sided 1 %
+rel = 0.01
+abs = 0.5                          # a check passes within either
+allow_improvement = false
+require_significance = false       # fail only when beyond tolerance AND McNemar-significant
+alpha = 0.05
+ignore_version = false
+max_invalid = 0                    # failed/empty answers a dataset may have
+[tolerance.datasets.gsm8k]         # per-dataset overrides of rel/abs/allow_improvement/max_invalid
+rel = 0.02
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from accuracy.baselines import load_baseline, record_baseline
+from accuracy.compare.scores import ScorePolicy, Tolerance, compare_scores
+from accuracy.config.suite import Suite, TableReader
+from accuracy.report.table import score_table
+from accuracy.results import CheckResult, SuiteResult
+from accuracy.scores.model import ScoreTable
+from accuracy.scores.readers import read_scores
+
+_TOLERANCE_KEYS = ("rel", "abs", "allow_improvement", "max_invalid")
+
+
+def _tolerance(table: TableReader, base: Tolerance) -> Tolerance:
+    return Tolerance(
+        rel=table.number("rel", base.rel, minimum=0),
+        abs=table.number("abs", base.abs, minimum=0),
+        allow_improvement=table.get("allow_improvement", bool, base.allow_improvement),
+        max_invalid=int(table.get("max_invalid", int, base.max_invalid)),
+    )
+
+
+def policy_from_suite(suite: Suite) -> ScorePolicy:
+    """The suite's ``[tolerance]`` table as a policy; unknown keys are errors naming the key."""
+    table = suite.table("tolerance", required=False)
+    default = _tolerance(table, Tolerance())
+    datasets = table.table("datasets")
+    per_dataset = {}
+    for name in datasets.data:
+        sub = datasets.table(name, required=True)
+        per_dataset[name] = _tolerance(sub, default)
+        sub.reject_unknown(_TOLERANCE_KEYS)
+    policy = ScorePolicy(
+        default=default,
+        per_dataset=per_dataset,
+        require_significance=table.get("require_significance", bool, False),
+        alpha=table.number("alpha", 0.05, minimum=0),
+        ignore_version=table.get("ignore_version", bool, False),
+    )
+    table.reject_unknown(_TOLERANCE_KEYS + ("datasets", "require_significance", "alpha", "ignore_version"))
+    return policy
+
+
+def baseline_path(suite: Suite) -> Path:
+    table = suite.table("baseline")
+    path = table.path_to("path", suite.folder, must_exist=False)
+    table.reject_unknown(("path", "label"))
+    return path
+
+
+def judge_suite(suite: Suite, candidate: ScoreTable, *, update_baselines: bool = False) -> SuiteResult:
+    """Compare ``candidate`` with the suite's baseline (or record it when ``update_baselines``)."""
+    policy = policy_from_suite(suite)
+    path = baseline_path(suite)
+    details: dict = {"baseline": str(path), "candidate": candidate.source}
+    if update_baselines:
+        label = suite.table("baseline").get("label", str, None)
+        changes = record_baseline(candidate, path, force=True, label=label)
+        details["baseline_updated"] = [change.describe() for change in changes] or ["recorded"]
+    comparison = compare_scores(load_baseline(path), candidate, policy)
+    checks = [
+        CheckResult(
+            name=f"{check.dataset}/{check.metric}",
+            passed=check.passed,
+            message=score_table([check]),
+            details=check.to_dict(),
+        )
+        for check in comparison.checks
+    ]
+    details["table"] = score_table(comparison.checks)
+    details["extra"] = comparison.extra
+    return SuiteResult(suite=suite.name, kind=suite.kind, path=suite.path, checks=checks, details=details)
+
+
+def candidate_of(suite: Suite) -> ScoreTable:
+    table = suite.table("scores")
+    source = table.path_to("candidate", suite.folder)
+    model = table.string("model", None)
+    table.reject_unknown(("candidate", "model"))
+    return read_scores(source, model=model)
+
+
+def run_suite(suite: Suite, *, update_baselines: bool = False) -> SuiteResult:
+    return judge_suite(suite, candidate_of(suite), update_baselines=update_baselines)

@@ -1,0 +1,367 @@
+"""The trusted side inside the sandbox: a fork server that runs one untrusted program per request.
+
+Started by ``accuracy.llm.sandbox`` as ``python -I -S _server.py`` (standard library only, no
+site-packages, nothing of the harness imported), it reads one JSON request per line on stdin and
+answers one JSON line on stdout. For every request it forks a *keeper* (root, its own session) that
+unshares mount, network and PID namespaces and forks the *program* process, which is PID 1 of the new
+PID namespace. The program process mounts a private /tmp (its empty run directory) and /proc, sets
+resource limits, drops to an unprivileged user, closes every inherited descriptor and executes the
+source. Only when the source returns does it write the run's secret on the report descriptor; the
+harness, not the program, decides what counts as a pass. When PID 1 exits or is killed at the timeout,
+the kernel kills every process left in its namespace, setsid'd double forks included, before the keeper
+can reap it; the keeper reports after that, so nothing of the program is alive once a result exists.
+
+Where namespaces cannot be had (not root), the keeper becomes a child subreaper and kills whatever
+descendants remain; the answer says which isolation was in force.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+REPORT_FD = 3
+WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = lambda s: None if s is None else s.encode()  # noqa: E731
+    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
+
+
+def _prctl(option: int, value: int) -> None:
+    _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(value), 0, 0, 0), "prctl")
+
+
+def _isolation_attempts(as_root: bool) -> list[tuple[int, dict]]:
+    """Namespace sets to try, strongest first, with what each one gives."""
+    if not as_root:
+        return [(0, {"network": False, "pid_namespace": False, "mount_namespace": False})]
+    return [
+        (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET, {"network": True, "pid_namespace": True, "mount_namespace": True}),
+        (CLONE_NEWPID | CLONE_NEWNET, {"network": True, "pid_namespace": True, "mount_namespace": False}),
+        (CLONE_NEWPID, {"network": False, "pid_namespace": True, "mount_namespace": False}),
+        (0, {"network": False, "pid_namespace": False, "mount_namespace": False}),
+    ]
+
+
+def _blocking_ancestor(path: str) -> str | None:
+    """The highest directory above ``path`` that other users cannot enter (e.g. /root, mode 700)."""
+    parts = os.path.abspath(path).split(os.sep)[1:]
+    current = ""
+    for part in parts:
+        current += os.sep + part
+        try:
+            if not os.stat(current).st_mode & 0o001:
+                return current
+        except OSError:
+            return None
+    return None
+
+
+def _private_mounts(run_dir: str) -> None:
+    """In the new mount namespace: world-writable places become the run directory, /proc shows only
+    the program's PID namespace, and the interpreter's own files stay reachable for the dropped user."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    prefix = sys.base_prefix
+    blocker = _blocking_ancestor(prefix)
+    if blocker is not None and blocker != prefix:
+        # e.g. /root/.pyenv/...: lay an empty tmpfs over /root and bring back only the interpreter.
+        keep = os.open(prefix, os.O_PATH | os.O_DIRECTORY)
+        _mount("tmpfs", blocker, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+        os.makedirs(prefix, exist_ok=True)
+        _mount(f"/proc/self/fd/{keep}", prefix, None, MS_BIND | MS_REC)
+        os.close(keep)
+    run = os.open(run_dir, os.O_PATH | os.O_DIRECTORY)  # /tmp is about to hide the path itself
+    for place in WORLD_WRITABLE:
+        if os.path.isdir(place):
+            _mount(f"/proc/self/fd/{run}", place, None, MS_BIND)
+    os.close(run)
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _limit(kind: int, value: int) -> None:
+    try:
+        resource.setrlimit(kind, (value, value))
+    except (ValueError, OSError):
+        soft, hard = resource.getrlimit(kind)
+        if hard != resource.RLIM_INFINITY and value > hard:
+            resource.setrlimit(kind, (hard, hard))
+
+
+def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mounts: bool, as_root: bool) -> None:
+    """The program process: confine itself, run the source, report the secret only if it returned."""
+    try:
+        if mounts:
+            _private_mounts(run_dir)
+            os.chdir("/tmp")
+        else:
+            os.chdir(run_dir)
+        limits = job["limits"]
+        _limit(resource.RLIMIT_CPU, int(limits["cpu_seconds"]))
+        _limit(resource.RLIMIT_AS, int(limits["memory_bytes"]))
+        _limit(resource.RLIMIT_FSIZE, int(limits["file_bytes"]))
+        _limit(resource.RLIMIT_NOFILE, int(limits["open_files"]))
+        _limit(resource.RLIMIT_CORE, 0)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_w, 1)
+        os.dup2(out_w, 2)
+        os.dup2(report_w, REPORT_FD)
+        os.closerange(REPORT_FD + 1, 1 << 16)
+        if as_root:
+            _limit(resource.RLIMIT_NPROC, int(limits["processes"]))
+            uid, gid = int(job["uid"]), int(job["gid"])
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # credentials changed: set again, after setuid
+        os.environ.clear()
+        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "LANG": "C.UTF-8",
+                           "TMPDIR": os.getcwd()})
+        sys.stdin = open(0, "r", closefd=False)
+        sys.stdout = open(1, "w", closefd=False, errors="backslashreplace")
+        sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")
+        code = compile(job["source"], job.get("filename", "<program>"), "exec")
+    except BaseException as exc:  # noqa: BLE001 - a confinement step failed: never run the source
+        os.write(2, f"sandbox setup failed: {type(exc).__name__}: {exc}\n".encode(errors="replace"))
+        _report(f"setup {type(exc).__name__}")
+        os._exit(70)
+    job = None  # the program gets neither the request nor, by name, the secret
+    namespace = {"__name__": "__program__", "__builtins__": __builtins__}
+    try:
+        exec(code, namespace)
+    except BaseException as exc:  # noqa: BLE001 - whatever the program raised is its failure
+        _flush()
+        try:
+            traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next, limit=-5, file=sys.stderr)
+        except BaseException:  # noqa: BLE001
+            pass
+        _flush()
+        _report(f"raised {type(exc).__name__}")
+        os._exit(1)
+    _flush()
+    _report(secret)
+    os._exit(0)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001 - a closed or broken stream is the program's doing
+            pass
+
+
+def _report(text: str) -> None:
+    try:
+        os.write(REPORT_FD, text.encode() + b"\n")
+    except OSError:
+        pass
+
+
+def _sweep_descendants() -> None:
+    """Without a PID namespace: kill every process that was reparented to this subreaper."""
+    me = os.getpid()
+    while True:
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    fields = handle.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me:
+                found = True
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                except OSError:
+                    pass
+        try:
+            while os.waitpid(-1, os.WNOHANG if found else 0)[0] > 0:
+                pass
+        except ChildProcessError:
+            if not found:
+                return
+
+
+def _keeper(job: dict, run_dir: str, out_w: int, report_w: int, status_w: int) -> None:
+    """Forked per request: unshare, fork the program, enforce the wall-clock timeout, report how it ended."""
+    os.setsid()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    as_root = os.geteuid() == 0
+    isolation = {}
+    flags = 0
+    for flags, isolation in _isolation_attempts(as_root):
+        try:
+            if flags:
+                _unshare(flags)
+            break
+        except OSError:
+            continue
+    isolation = dict(isolation, unprivileged_user=as_root)
+    if not isolation["pid_namespace"]:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os.close(status_w)
+        _program(job, job["secret"], run_dir, out_w, report_w, isolation["mount_namespace"], as_root)
+    job["secret"] = None
+    os.close(out_w)
+    os.close(report_w)
+    timed_out = False
+    pidfd = os.pidfd_open(pid)
+    if not select.select([pidfd], [], [], float(job["timeout"]))[0]:
+        timed_out = True
+        os.kill(pid, signal.SIGKILL)  # from the parent namespace: PID 1 cannot ignore it
+    _, status = os.waitpid(pid, 0)  # returns once the kernel has emptied the PID namespace
+    if not isolation["pid_namespace"]:
+        _sweep_descendants()
+    answer = {
+        "timed_out": timed_out,
+        "seconds": round(time.monotonic() - started, 4),
+        "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        "isolation": isolation,
+    }
+    os.write(status_w, json.dumps(answer).encode())
+    os._exit(0)
+
+
+def _read_all(out_r: int, report_r: int, status_r: int, output_cap: int, deadline: float) -> tuple[bytes, int, bytes, bytes]:
+    """Drain the program's output (keeping ``output_cap`` bytes, closing the pipe past 64 times that),
+    its report and the keeper's status until every writer is gone."""
+    kept = bytearray()
+    total = 0
+    report = bytearray()
+    status = bytearray()
+    open_fds = {out_r, report_r, status_r}
+    while open_fds:
+        ready, _, _ = select.select(list(open_fds), [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise TimeoutError("the keeper did not finish")
+        for fd in ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                open_fds.discard(fd)
+                os.close(fd)
+                continue
+            if fd == out_r:
+                total += len(chunk)
+                if len(kept) < output_cap:
+                    kept += chunk[: output_cap - len(kept)]
+                if total > 64 * output_cap:  # an output flood: the writer gets EPIPE from now on
+                    open_fds.discard(fd)
+                    os.close(fd)
+            elif fd == report_r:
+                if len(report) < 4096:
+                    report += chunk
+            else:
+                status += chunk
+    return bytes(kept), total, bytes(report), bytes(status)
+
+
+def run_job(job: dict, base_dir: str) -> dict:
+    """Run one request to completion and describe how it ended; nothing of it is alive afterwards."""
+    run_dir = tempfile.mkdtemp(prefix="run-", dir=base_dir)
+    if os.geteuid() == 0:
+        os.chown(run_dir, int(job["uid"]), int(job["gid"]))
+    out_r, out_w = os.pipe()
+    report_r, report_w = os.pipe()
+    status_r, status_w = os.pipe()
+    keeper = os.fork()
+    if keeper == 0:
+        try:
+            os.close(out_r)
+            os.close(report_r)
+            os.close(status_r)
+            _keeper(job, run_dir, out_w, report_w, status_w)
+        finally:
+            os._exit(71)
+    for fd in (out_w, report_w, status_w):
+        os.close(fd)
+    deadline = time.monotonic() + float(job["timeout"]) + 30.0
+    try:
+        output, total, report, status = _read_all(out_r, report_r, status_r, int(job["output_bytes"]), deadline)
+    except TimeoutError:
+        os.killpg(keeper, signal.SIGKILL)
+        output, total, report, status = b"", 0, b"", b""
+    os.waitpid(keeper, 0)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    answer = json.loads(status) if status else {"timed_out": True, "exit_code": None, "signal": None,
+                                                 "isolation": {}, "seconds": None, "keeper_failed": True}
+    answer.update(
+        output=output.decode("utf-8", errors="replace"),
+        output_bytes=total,
+        output_truncated=total > len(output),
+        report=report.decode("utf-8", errors="replace")[:4096],
+    )
+    return answer
+
+
+def serve() -> None:
+    """Answer requests until stdin closes. The server itself never runs untrusted code."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    base_dir = tempfile.mkdtemp(prefix="accuracy-sandbox-")
+    os.chmod(base_dir, 0o711)
+    try:
+        for line in requests:
+            if not line.strip():
+                continue
+            try:
+                answer = run_job(json.loads(line), base_dir)
+            except Exception as exc:  # noqa: BLE001 - report the failure, keep serving
+                answer = {"server_error": f"{type(exc).__name__}: {exc}"}
+            answers.write(json.dumps(answer).encode() + b"\n")
+            answers.flush()
+    finally:
+        shutil.rmtree(base_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the harness decides when we stop (stdin closes)
+    try:
+        serve()
+    except BrokenPipeError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise

@@ -1,0 +1,1 @@
+"""``mindspore``: MindIR files run by MindSpore's own runtime on the CPU."""

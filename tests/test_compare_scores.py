@@ -1,0 +1,121 @@
+"""The score gate's rule, on the guide's numbers and the edges."""
+
+import pytest
+
+from accuracy.compare.scores import ScorePolicy, Tolerance, compare_scores
+from accuracy.errors import InputError
+from accuracy.scores.model import Score, ScoreTable
+
+
+def table(*scores: Score, model: str = "m") -> ScoreTable:
+    return ScoreTable(model=model, scores=list(scores), source="mem")
+
+
+def one(baseline: float | None, candidate: float | None, policy: ScorePolicy = ScorePolicy(), **kwargs):
+    result = compare_scores(
+        table(Score("mmlu", "accuracy", baseline, **kwargs)),
+        table(Score("mmlu", "accuracy", candidate, **kwargs)),
+        policy,
+    )
+    return result.checks[0], result
+
+
+def test_guide_example_is_aligned_with_signed_rel_diff():
+    check, result = one(47.0, 46.6)
+    assert check.passed and result.verdict == "pass"
+    assert check.rel_diff == pytest.approx(-0.0085106, abs=1e-6)
+
+
+def test_exactly_one_percent_passes_and_just_beyond_fails():
+    assert one(50.0, 49.5)[0].passed
+    assert one(50.0, 50.5)[0].passed
+    assert not one(50.0, 49.49)[0].passed
+
+
+def test_improvement_beyond_tolerance_fails_two_sided_unless_allowed():
+    check, _ = one(47.0, 50.0)
+    assert not check.passed and "allow-improvement" in " ".join(check.notes)
+    allowed = ScorePolicy(default=Tolerance(allow_improvement=True))
+    assert one(47.0, 50.0, allowed)[0].passed
+    assert not one(47.0, 44.0, allowed)[0].passed  # a drop is still judged
+
+
+def test_absolute_tolerance_passes_within_either_bound():
+    policy = ScorePolicy(default=Tolerance(rel=0.01, abs=1.0))
+    assert one(47.0, 46.1, policy)[0].passed
+    assert not one(47.0, 45.9, policy)[0].passed
+
+
+def test_missing_dataset_and_dash_cell_fail():
+    result = compare_scores(
+        table(Score("mmlu", "accuracy", 47.0), Score("ceval", "accuracy", 40.0)),
+        table(Score("mmlu", "accuracy", None)),
+    )
+    statuses = {c.dataset: c.status for c in result.checks}
+    assert statuses == {"mmlu": "missing", "ceval": "missing"}
+    assert result.verdict == "fail"
+
+
+def test_version_mismatch_refuses_unless_ignored():
+    base = table(Score("mmlu", "accuracy", 47.0, version="aaa111"))
+    cand = table(Score("mmlu", "accuracy", 47.0, version="bbb222"))
+    with pytest.raises(InputError, match="prompt version of mmlu differs"):
+        compare_scores(base, cand)
+    assert compare_scores(base, cand, ScorePolicy(ignore_version=True)).verdict == "pass"
+
+
+def test_zero_baseline_uses_the_absolute_rule_and_says_so():
+    check, _ = one(0.0, 0.3)
+    assert not check.passed and "baseline is 0" in check.notes[0]
+    assert one(0.0, 0.3, ScorePolicy(default=Tolerance(abs=0.5)))[0].passed
+    assert one(0.0, 0.0)[0].passed
+
+
+def test_per_dataset_tolerance_overrides_default():
+    policy = ScorePolicy(per_dataset={"gsm8k": Tolerance(rel=0.05)})
+    result = compare_scores(
+        table(Score("mmlu", "accuracy", 50.0), Score("gsm8k", "accuracy", 50.0)),
+        table(Score("mmlu", "accuracy", 48.0), Score("gsm8k", "accuracy", 48.0)),
+        policy,
+    )
+    assert [c.passed for c in result.checks] == [False, True]
+
+
+def test_extra_candidate_datasets_are_listed_not_judged():
+    result = compare_scores(table(Score("mmlu", "accuracy", 47.0)), table(Score("mmlu", "accuracy", 47.0), Score("x", "acc", 1.0)))
+    assert result.extra == ["x/acc"] and len(result.checks) == 1
+
+
+def _flags(n_right: int, n: int) -> dict[str, bool]:
+    return {f"s{i}": i < n_right for i in range(n)}
+
+
+def test_one_flipped_humaneval_problem_is_beyond_tolerance_but_not_significant():
+    base_flags = _flags(82, 164)  # 50.0
+    cand_flags = dict(base_flags, s0=False)  # one problem flips: 81/164 = 49.39, -1.2 %
+    base = Score("humaneval", "humaneval_pass@1", 100 * 82 / 164, samples=base_flags)
+    cand = Score("humaneval", "humaneval_pass@1", 100 * 81 / 164, samples=cand_flags)
+    plain = compare_scores(table(base), table(cand)).checks[0]
+    assert not plain.passed
+    assert plain.flipped["to_wrong"] == ["s0"] and plain.flipped["p_value"] == 1.0
+    assert plain.stderr["baseline"] == pytest.approx(100 * (0.25 / 164) ** 0.5)
+    lenient = compare_scores(table(base), table(cand), ScorePolicy(require_significance=True)).checks[0]
+    assert lenient.passed and "not significant" in " ".join(lenient.notes)
+
+
+def test_many_flips_in_one_direction_are_significant():
+    base_flags = _flags(100, 164)
+    cand_flags = {k: (v and int(k[1:]) >= 20) for k, v in base_flags.items()}  # 20 right -> wrong
+    base = Score("humaneval", "pass@1", 100 * 100 / 164, samples=base_flags)
+    cand = Score("humaneval", "pass@1", 100 * 80 / 164, samples=cand_flags)
+    check = compare_scores(table(base), table(cand), ScorePolicy(require_significance=True)).checks[0]
+    assert not check.passed and check.flipped["p_value"] < 1e-5
+
+
+def test_failed_requests_fail_the_check_unless_allowed():
+    base = Score("mmlu", "accuracy", 47.0)
+    cand = Score("mmlu", "accuracy", 47.0, invalid=["mmlu_3", "mmlu_9"])
+    check = compare_scores(table(base), table(cand)).checks[0]
+    assert check.status == "invalid" and not check.passed and "mmlu_3" in check.notes[-1]
+    allowed = ScorePolicy(default=Tolerance(max_invalid=2))
+    assert compare_scores(table(base), table(cand), allowed).checks[0].passed

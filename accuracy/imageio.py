@@ -293,3 +293,18 @@ def to_pixels(image: object) -> np.ndarray:
             raise ValueError(f"float images must lie in 0..1, got {array.min():.4g}..{array.max():.4g}")
         return np.round(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
     raise ValueError(f"cannot store {array.dtype} pixels as an image; use uint8, uint16 or floats in 0..1")
+
+
+def resize_to(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``array`` resampled to ``shape[:2]`` (bilinear, anti-aliased), keeping its dtype.
+
+    Only on request (``accuracy diff --resize``): a resize hides real size bugs otherwise.
+    """
+    from skimage.transform import resize
+
+    target = tuple(shape[:2]) + tuple(array.shape[2:])
+    resized = resize(array, target, order=1, preserve_range=True, anti_aliasing=True)
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        return np.clip(np.round(resized), info.min, info.max).astype(array.dtype)
+    return resized.astype(array.dtype)

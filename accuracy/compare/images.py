@@ -229,3 +229,19 @@ def compare_images(
         failures=tuple(failures),
         passed=not failures,
     )
+
+
+def as_image_layout(array: np.ndarray) -> np.ndarray | None:
+    """An array in image layout (H, W) or (H, W, C), or None when it is not image-like.
+
+    Leading size-1 axes are dropped (a batch of one) and channel-first arrays with at most four
+    channels, the NCHW latents of diffusion pipelines, are moved channel-last.
+    """
+    array = np.asarray(array)
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 3 and array.shape[0] <= 4 < min(array.shape[1:]):
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] <= 4):
+        return array if min(array.shape[:2]) >= 3 else None
+    return None

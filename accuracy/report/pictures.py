@@ -188,3 +188,76 @@ def png_bytes(image: "Image.Image") -> bytes:
 def data_uri(png: bytes, *, media_type: str = "image/png") -> str:
     """Inline a picture into HTML (``<img src="data:...">``): the report needs no other file."""
     return f"data:{media_type};base64,{base64.b64encode(png).decode('ascii')}"
+
+
+def error_curve_svg(
+    series: dict[str, Sequence[float | None]],
+    *,
+    labels: Sequence[str] = (),
+    marker: int | None = None,
+    threshold: float | None = None,
+    y_label: str = "error",
+    width: int = 720,
+    height: int = 260,
+) -> str:
+    """An inline SVG line chart of error against operator index, log-scaled (errors span decades).
+
+    ``series`` maps a legend name to one value per operator (None or non-positive values are drawn
+    at the floor); ``marker`` draws a vertical line at an index (the first divergent operator),
+    ``threshold`` a dashed horizontal line. ``labels`` become tooltips on the points.
+    """
+    import html
+    import math
+
+    colours = ("#c0392b", "#2471a3", "#7d3c98", "#239b56")
+    left, right, top, bottom = 62, 16, 14, 34
+    values = [float(v) for data in series.values() for v in data if v is not None and math.isfinite(float(v)) and v > 0]
+    if threshold is not None and threshold > 0:
+        values.append(threshold)
+    low = math.floor(math.log10(min(values))) if values else -6
+    high = math.ceil(math.log10(max(values))) if values else 0
+    high = max(high, low + 1)
+    count = max((len(data) for data in series.values()), default=1)
+
+    def x_of(index: float) -> float:
+        return left + (width - left - right) * (index / max(1, count - 1))
+
+    def y_of(value: float | None) -> float:
+        if value is None or not math.isfinite(float(value)):
+            return top  # NaN / inf: the worst, drawn at the top
+        level = math.log10(max(float(value), 10.0 ** low))
+        return top + (height - top - bottom) * (1 - (level - low) / (high - low))
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="curve" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(y_label)} per operator">',
+             f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+             'fill="#fafafa" stroke="#ccc"/>']
+    for exponent in range(low, high + 1):
+        y = y_of(10.0 ** exponent)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e3e3"/>'
+                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">1e{exponent}</text>')
+    if threshold is not None and threshold > 0:
+        y = y_of(threshold)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#555" '
+                     'stroke-dasharray="5,4"><title>threshold</title></line>')
+    if marker is not None:
+        x = x_of(marker)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" stroke="#e67e22" '
+                     f'stroke-width="2"><title>first divergent: #{marker}</title></line>')
+    for (name, data), colour in zip(series.items(), colours):
+        points = " ".join(f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in enumerate(data))
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{points}"/>')
+        for i, v in enumerate(data):
+            tip = html.escape(f"#{i} {labels[i] if i < len(labels) else ''}: {name} = {v}")
+            parts.append(f'<circle cx="{x_of(i):.1f}" cy="{y_of(v):.1f}" r="2.2" fill="{colour}"><title>{tip}</title></circle>')
+    legend_x = left + 8
+    for (name, _), colour in zip(series.items(), colours):
+        parts.append(f'<rect x="{legend_x}" y="{top + 6}" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="{legend_x + 14}" y="{top + 15}" font-size="11">{html.escape(name)}</text>')
+        legend_x += 24 + 7 * len(name)
+    parts.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 6}" text-anchor="middle" '
+                 'font-size="11">operator index (topological order)</text>')
+    parts.append(f'<text x="12" y="{(top + height - bottom) / 2:.0f}" font-size="11" text-anchor="middle" '
+                 f'transform="rotate(-90 12 {(top + height - bottom) / 2:.0f})">{html.escape(y_label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,302 @@
+"""Golden outputs: the reference's images (and latents) that later runs are judged against.
+
+A golden for case ``C`` lives in its suite's folder ``baselines/<suite>/``:
+
+- ``C.png``          the image (8- or 16-bit PNG);
+- ``C.latents.npy``  optional latents or any tensor worth keeping;
+- ``C.json``         a sidecar saying what made it: prompt, seed, steps, strength, guidance, size,
+                     scheduler, backend (and anything else the caller passes), tool versions, the
+                     sha256 of each file, the time it was recorded.
+
+Goldens are written only by an explicit ``record_golden`` call (``accuracy baseline record``,
+``--accuracy-update-baselines``), never as a side effect of a comparison. Replacing a golden that
+changed needs ``force=True`` and first writes an old | new | difference picture, so the person
+who replaces it has seen what changed. ``compare_with_golden`` returns a ``CheckResult`` that a
+suite runner can put straight into its ``SuiteResult``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from accuracy.compare.images import ImageComparison, ImageThresholds, compare_images
+from accuracy.compare.tensors import TensorThresholds, compare_tensors
+from accuracy.errors import InputError
+from accuracy.imageio import encode_png, read_array, read_image, to_pixels, write_png
+from accuracy.io import read_json, write_bytes_atomic, write_json_atomic
+from accuracy.results import CheckResult
+
+PROVENANCE_KEYS = ("prompt", "seed", "steps", "strength", "guidance", "size", "scheduler", "backend")
+TOOLS = ("accuracy", "numpy", "pillow", "scikit-image", "onnx", "onnxruntime", "diffusers",
+         "transformers", "torch", "mindspore", "mindspore-lite")
+RECORD_HINT = "record it with `accuracy baseline record SUITE` or `pytest --accuracy-update-baselines`"
+_CASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class GoldenMissing(InputError):
+    """No golden output exists for a case yet; the message says how to record one."""
+
+
+class GoldenChanged(InputError):
+    """Recording would replace a different golden and ``force`` was not given."""
+
+
+def default_artifacts_dir() -> Path:
+    """Where comparison pictures go for CI to collect: ``$ACCURACY_ARTIFACTS`` or ``./accuracy-artifacts``."""
+    return Path(os.environ.get("ACCURACY_ARTIFACTS", "accuracy-artifacts"))
+
+
+@dataclass(frozen=True)
+class GoldenPaths:
+    folder: Path
+    case: str
+
+    @property
+    def image(self) -> Path:
+        return self.folder / f"{self.case}.png"
+
+    @property
+    def latents(self) -> Path:
+        return self.folder / f"{self.case}.latents.npy"
+
+    @property
+    def sidecar(self) -> Path:
+        return self.folder / f"{self.case}.json"
+
+
+@dataclass(frozen=True)
+class Golden:
+    """One stored golden output, read back and checked against its sidecar's sha256."""
+
+    paths: GoldenPaths
+    image: np.ndarray
+    data_range: float
+    latents: np.ndarray | None
+    sidecar: dict[str, Any]
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return dict(self.sidecar.get("provenance", {}))
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What ``record_golden`` did: ``status`` is "new", "unchanged" or "replaced"."""
+
+    status: str
+    paths: GoldenPaths
+    change_picture: Path | None = None
+    comparison: ImageComparison | None = None
+
+
+def golden_paths(folder: str | Path, case: str) -> GoldenPaths:
+    if not isinstance(case, str) or not _CASE_NAME.match(case):
+        raise InputError(f"case name {case!r} must be letters, digits, '.', '_' or '-' (it names files)",
+                         path=folder)
+    return GoldenPaths(Path(folder), case)
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of the tools that shape a golden output (without importing them)."""
+    from importlib import metadata
+
+    versions = {}
+    for name in TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def load_golden(folder: str | Path, case: str) -> Golden:
+    """Read a golden; a missing one is ``GoldenMissing`` (saying how to record it), a file that no
+    longer matches its sidecar's sha256 is an ``InputError`` (it was edited outside this tool)."""
+    paths = golden_paths(folder, case)
+    if not paths.image.exists():
+        raise GoldenMissing(f"no golden output for case '{case}'; {RECORD_HINT}", path=paths.image)
+    if not paths.sidecar.exists():
+        raise GoldenMissing(f"golden image has no sidecar {paths.sidecar.name}; {RECORD_HINT}", path=paths.image)
+    sidecar = read_json(paths.sidecar)
+    if not isinstance(sidecar, dict):
+        raise InputError("a golden sidecar must be a JSON object", path=paths.sidecar)
+    expected_sha = sidecar.get("image_sha256")
+    if expected_sha != _sha256(paths.image.read_bytes()):
+        raise InputError(f"golden image does not match the sha256 in {paths.sidecar.name} "
+                         f"(edited outside accuracy?); {RECORD_HINT}", path=paths.image)
+    loaded = read_image(paths.image)
+    latents = None
+    if sidecar.get("latents"):
+        if not paths.latents.exists():
+            raise InputError(f"sidecar names latents but the file is missing; {RECORD_HINT}", path=paths.latents)
+        if sidecar.get("latents_sha256") != _sha256(paths.latents.read_bytes()):
+            raise InputError(f"golden latents do not match the sha256 in {paths.sidecar.name}; {RECORD_HINT}",
+                             path=paths.latents)
+        latents = read_array(paths.latents)
+    return Golden(paths=paths, image=loaded.array, data_range=loaded.data_range, latents=latents, sidecar=sidecar)
+
+
+def record_golden(
+    folder: str | Path,
+    case: str,
+    image: Any,
+    *,
+    latents: np.ndarray | None = None,
+    provenance: Mapping[str, Any],
+    force: bool = False,
+    changes_dir: str | Path | None = None,
+) -> RecordOutcome:
+    """Store ``image`` (PIL image, uint8/uint16 array, or floats in 0..1) as the golden of ``case``.
+
+    An identical golden is left alone ("unchanged"). A different one is replaced only with
+    ``force=True``; either way an old | new | difference picture is written first to
+    ``changes_dir`` (default: ``default_artifacts_dir()``) and named in the outcome or the error.
+    """
+    from accuracy.report.pictures import png_bytes, triptych
+
+    paths = golden_paths(folder, case)
+    try:
+        pixels = to_pixels(image)
+    except ValueError as exc:
+        raise InputError(f"cannot record case '{case}': {exc}", path=paths.image) from None
+    png = encode_png(pixels)
+    latents_bytes = None if latents is None else _npy_bytes(latents)
+    status, picture, comparison = "new", None, None
+    if paths.image.exists():
+        old = read_image(paths.image)
+        old_latents = read_array(paths.latents) if paths.latents.exists() else None
+        same_image = old.array.shape == pixels.shape and np.array_equal(old.array, pixels)
+        same_latents = (latents is None and old_latents is None) or (
+            latents is not None and old_latents is not None
+            and np.shape(old_latents) == np.shape(latents) and np.array_equal(old_latents, latents))
+        if same_image and same_latents and paths.sidecar.exists():
+            return RecordOutcome(status="unchanged", paths=paths)
+        if not same_image:
+            where = Path(changes_dir) if changes_dir is not None else default_artifacts_dir()
+            picture = where / paths.folder.name / f"{case}.golden-change.png"
+            if old.array.shape == pixels.shape and old.array.dtype == pixels.dtype:
+                comparison = compare_images(old.array, pixels, data_range=old.data_range)
+                write_bytes_atomic(picture, png_bytes(triptych(
+                    old.array, pixels, data_range=old.data_range, labels=("old golden", "new", "|difference|"))))
+            else:
+                picture = None  # sizes differ: nothing to overlay
+        if not force:
+            seen = f"; old | new | difference: {picture}" if picture else ""
+            raise GoldenChanged(f"golden for case '{case}' differs from the new output{seen}; "
+                                "pass --force (or force=True) to replace it", path=paths.image)
+        status = "replaced"
+    size = list(pixels.shape[1::-1])
+    sidecar = {
+        "case": case,
+        "image": paths.image.name,
+        "image_sha256": _sha256(png),
+        "shape": list(pixels.shape),
+        "dtype": str(pixels.dtype),
+        "latents": None if latents is None else paths.latents.name,
+        "latents_sha256": None if latents_bytes is None else _sha256(latents_bytes),
+        "provenance": {**{key: None for key in PROVENANCE_KEYS}, "size": size, **dict(provenance)},
+        "tool_versions": tool_versions(),
+        "recorded_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_bytes_atomic(paths.image, png)
+    if latents_bytes is not None:
+        write_bytes_atomic(paths.latents, latents_bytes)
+    elif paths.latents.exists():
+        paths.latents.unlink()
+    write_json_atomic(paths.sidecar, sidecar)
+    return RecordOutcome(status=status, paths=paths, change_picture=picture, comparison=comparison)
+
+
+def write_artifacts(
+    folder: str | Path, case: str, expected: np.ndarray, obtained: np.ndarray, *, data_range: float
+) -> dict[str, Path]:
+    """Write ``case.expected.png``, ``case.obtained.png`` and ``case.diff.png`` (the triptych) for
+    people and CI to look at; returns their paths by role."""
+    from accuracy.report.pictures import png_bytes, triptych
+
+    folder = Path(folder)
+    written = {
+        "expected": write_png(folder / f"{case}.expected.png", expected),
+        "obtained": write_png(folder / f"{case}.obtained.png", obtained),
+    }
+    if expected.shape == obtained.shape:
+        picture = triptych(expected, obtained, data_range=data_range)
+        written["diff"] = write_bytes_atomic(folder / f"{case}.diff.png", png_bytes(picture))
+    return written
+
+
+def compare_with_golden(
+    folder: str | Path,
+    case: str,
+    image: Any,
+    *,
+    latents: np.ndarray | None = None,
+    thresholds: ImageThresholds = ImageThresholds(),
+    latent_thresholds: TensorThresholds = TensorThresholds(),
+    artifacts_dir: str | Path | None = None,
+) -> CheckResult:
+    """Judge a fresh output against the golden of ``case``: image metrics (and latents, when both
+    sides have them) against the thresholds, as one ``CheckResult`` named after the case.
+
+    With ``artifacts_dir`` the expected/obtained/difference pictures are written there and named in
+    ``details["images"]`` (the HTML report shows them). A missing golden raises ``GoldenMissing``.
+    """
+    golden = load_golden(folder, case)
+    details: dict[str, Any] = {"case": case, "golden": str(golden.paths.image)}
+    array = np.asarray(image) if not hasattr(image, "mode") else image
+    if isinstance(array, np.ndarray) and np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        count = int(array.size - np.count_nonzero(np.isfinite(array)))
+        return CheckResult(case, False, f"obtained image holds {count} non-finite values",
+                           {**details, "failures": [f"{count} non-finite values"]})
+    try:
+        pixels = to_pixels(image)
+    except ValueError as exc:
+        raise InputError(f"case '{case}': {exc}", path=golden.paths.image) from None
+    if pixels.shape != golden.image.shape:
+        raise InputError(f"obtained image is {pixels.shape} but the golden is {golden.image.shape}; "
+                         f"if the size changed on purpose, {RECORD_HINT}", path=golden.paths.image)
+    expected, obtained, data_range = golden.image, pixels, golden.data_range
+    if expected.dtype != obtained.dtype:  # e.g. a 16-bit golden and an 8-bit run: compare in 0..1
+        expected = expected / golden.data_range
+        obtained = obtained / float(np.iinfo(obtained.dtype).max)
+        data_range = 1.0
+    comparison = compare_images(expected, obtained, data_range=data_range, thresholds=thresholds)
+    details.update(comparison.to_dict())
+    failures = list(comparison.failures)
+    if latents is not None and golden.latents is not None:
+        if np.shape(latents) != golden.latents.shape:
+            raise InputError(f"obtained latents are {np.shape(latents)} but the golden's are "
+                             f"{golden.latents.shape}; {RECORD_HINT}", path=golden.paths.latents)
+        latent = compare_tensors(golden.latents, latents, thresholds=latent_thresholds)
+        details["latents"] = latent.to_dict()
+        failures += [f"latents {failure}" for failure in latent.failures]
+    details["failures"] = failures
+    details.pop("passed", None)
+    if artifacts_dir is not None:
+        details["images"] = {role: str(path) for role, path in write_artifacts(
+            Path(artifacts_dir), case, golden.image, pixels, data_range=golden.data_range).items()}
+    if failures:
+        message = "; ".join(failures)
+    else:
+        message = f"ssim {comparison.ssim:.4f}, psnr {comparison.psnr:.2f} dB, max_abs {comparison.max_abs:.4g}"
+    return CheckResult(case, not failures, message, details)

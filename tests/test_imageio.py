@@ -1,0 +1,147 @@
+"""Reading images and arrays for comparison: every supported kind, and every bad file named."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from accuracy.errors import InputError
+from accuracy.imageio import (
+    encode_png,
+    read_array,
+    read_comparable,
+    read_image,
+    resize_to,
+    to_pixels,
+    write_png,
+)
+from tests.image_data import landscape, save
+
+
+@pytest.mark.parametrize("channels, mode", [(1, "L"), (3, "RGB")])
+def test_8_bit_png_round_trips(tmp_path, channels, mode):
+    image = landscape(40, channels=channels)
+    loaded = read_image(save(tmp_path / "a.png", image))
+    assert loaded.mode == mode and loaded.data_range == 255
+    np.testing.assert_array_equal(loaded.array, image)
+
+
+@pytest.mark.parametrize("channels, mode", [(1, "L;16"), (3, "RGB;16"), (4, "RGB;16")])
+def test_16_bit_png_keeps_16_bits(tmp_path, channels, mode):
+    image = landscape(40, bits=16, channels=channels)
+    image[0, 0, ...] = 12345  # not a multiple of 257: an 8-bit round trip would lose it
+    if channels == 4:
+        image[0, 0, 3] = 65535
+    loaded = read_image(write_png(tmp_path / "a.png", image))
+    assert loaded.mode == mode and loaded.array.dtype == np.uint16 and loaded.data_range == 65535
+    np.testing.assert_array_equal(loaded.array, image[..., :3] if channels == 4 else image)
+
+
+def _filtered_png(image: np.ndarray, filters: list[int]) -> bytes:
+    """A 16-bit PNG whose rows use the given filter types (written by the PNG spec, not by us)."""
+    height, width, channels = image.shape
+    raw_rows = image.astype(">u2").reshape(height, -1).view(np.uint8).astype(np.int64)
+    bpp = 2 * channels
+    out = bytearray()
+    previous = np.zeros(raw_rows.shape[1], dtype=np.int64)
+    for y, row in enumerate(raw_rows):
+        kind = filters[y % len(filters)]
+        left = np.concatenate([np.zeros(bpp, np.int64), row[:-bpp]])
+        upper_left = np.concatenate([np.zeros(bpp, np.int64), previous[:-bpp]])
+        if kind == 0:
+            predictor = np.zeros_like(row)
+        elif kind == 1:
+            predictor = left
+        elif kind == 2:
+            predictor = previous
+        elif kind == 3:
+            predictor = (left + previous) // 2
+        else:
+            p = left + previous - upper_left
+            pa, pb, pc = abs(p - left), abs(p - previous), abs(p - upper_left)
+            predictor = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, previous, upper_left))
+        out.append(kind)
+        out += ((row - predictor) % 256).astype(np.uint8).tobytes()
+        previous = row
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(out))) + chunk(b"IEND", b"")
+
+
+def test_16_bit_png_with_every_filter_type(tmp_path):
+    image = landscape(24, bits=16)
+    path = tmp_path / "filtered.png"
+    path.write_bytes(_filtered_png(image, [0, 1, 2, 3, 4]))
+    np.testing.assert_array_equal(read_image(path).array, image)
+
+
+def test_opaque_alpha_is_dropped_and_transparent_alpha_refused(tmp_path):
+    rgba = landscape(32, channels=4)
+    loaded = read_image(save(tmp_path / "opaque.png", rgba))
+    assert loaded.mode == "RGB" and loaded.dropped_alpha
+    rgba[5, 5, 3] = 10
+    with pytest.raises(InputError, match="1 transparent pixels") as info:
+        read_image(save(tmp_path / "see-through.png", rgba))
+    assert "see-through.png" in str(info.value)
+
+
+def test_palette_and_jpeg(tmp_path):
+    image = landscape(32)
+    palette = Image.fromarray(image).convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    palette.save(tmp_path / "p.png")
+    assert read_image(tmp_path / "p.png").mode == "RGB"
+    Image.fromarray(image).save(tmp_path / "a.jpg", quality=95)
+    jpeg = read_image(tmp_path / "a.jpg")
+    assert jpeg.mode == "RGB" and np.abs(jpeg.array.astype(int) - image).mean() < 4
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "crc"])
+def test_bad_files_are_input_errors_naming_the_file(tmp_path, damage):
+    good = encode_png(landscape(32, bits=16 if damage == "crc" else 8))
+    data = {"truncate": good[: len(good) // 2], "garbage": b"not an image at all",
+            "empty": b"", "crc": good[:45] + bytes([good[45] ^ 0xFF]) + good[46:]}[damage]
+    path = tmp_path / f"{damage}.png"
+    path.write_bytes(data)
+    with pytest.raises(InputError) as info:
+        read_image(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_comparable(tmp_path / "nope.png")
+
+
+def test_npy_arrays(tmp_path):
+    latents = np.random.default_rng(0).normal(size=(1, 4, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "l.npy", latents)
+    loaded = read_comparable(tmp_path / "l.npy")
+    assert loaded.mode == "array" and loaded.array.dtype == np.float32
+    np.testing.assert_array_equal(loaded.array, latents)
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="obj.npy"):
+        read_array(tmp_path / "obj.npy")
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(InputError, match="bad.npy"):
+        read_array(tmp_path / "bad.npy")
+
+
+def test_to_pixels_quantises_floats_like_diffusers():
+    floats = np.array([[[0.0, 0.5, 1.0]]])
+    np.testing.assert_array_equal(to_pixels(floats), [[[0, 128, 255]]])
+    assert to_pixels(Image.fromarray(landscape(8))).shape == (8, 8, 3)
+    with pytest.raises(ValueError, match="0..1"):
+        to_pixels(floats * 3)
+
+
+def test_resize_to_keeps_dtype_and_reaches_the_shape():
+    image = landscape(64, bits=16)
+    smaller = resize_to(image, (32, 48))
+    assert smaller.shape == (32, 48, 3) and smaller.dtype == np.uint16

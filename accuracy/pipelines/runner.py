@@ -1,0 +1,130 @@
+"""Run a pipeline suite with a chosen side (reference or candidate) per model.
+
+One ``PipelineRunner`` per suite: it imports the entry once, opens each model's session once per
+side (lazily, only the ones a run needs), and on every run hands the entry ``ModelProxy`` objects
+whose calls go through an optional hook (record, replay, count). Models with random nodes run from
+a seeded private copy, on a fresh session each run (see ``determinism``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from accuracy.backends import Session, get_backend
+from accuracy.config.pipeline import PipelineSpec
+from accuracy.errors import BackendError
+from accuracy.pipelines.cache import cache_dir
+from accuracy.pipelines.determinism import RandomNode, random_nodes, seeded_copy
+from accuracy.pipelines.entry import check_outputs, load_entry
+from accuracy.pipelines.proxy import CallHook, ModelProxy
+from accuracy.pipelines.recording import Recording
+
+REFERENCE, CANDIDATE = "reference", "candidate"
+FP32_MODES = ("enforce_fp32", "force_fp32", "must_keep_origin_dtype")
+
+
+class PipelineRunner:
+    """Runs ``spec``'s pipeline; ``run({model: side}, hook=...)`` -> the entry's output dict."""
+
+    def __init__(self, spec: PipelineSpec, *, private_dir: Path | None = None):
+        self.spec = spec
+        self.models = list(spec.models)
+        self._private_dir = private_dir or cache_dir() / "private"
+        self._sessions: dict[tuple[str, str], Session] = {}
+        self._backends: dict[str, Any] = {}
+        self.random: dict[str, list[RandomNode]] = {
+            name: nodes for name in self.models if (nodes := random_nodes(spec.models[name]))}
+        if spec.diffusers is not None:
+            from accuracy.pipelines.diffusers_folder import diffusers_entry
+
+            self.entry_name = str(spec.diffusers)
+            self._entry = diffusers_entry(spec.diffusers)
+        else:
+            self.entry_name = spec.entry or "?"
+            self._entry = load_entry(spec.entry, base=spec.folder, suite_path=spec.path)
+
+    # -- sessions -------------------------------------------------------------------------------
+    def candidate_backend_name(self, model: str) -> str:
+        """The candidate backend for ``model``: fp16 emulation steps aside where its converter config
+        says ``precision_mode=enforce_fp32`` (the guide's fix), so the fix can be checked here."""
+        config = self.spec.converter.get(model)
+        name = self.spec.candidate.name
+        if config and config.precision_mode in FP32_MODES and name == "onnxruntime-fp16":
+            return "onnxruntime"
+        return name
+
+    def model_file(self, model: str, side: str) -> Path:
+        path = self.spec.models[model] if side == REFERENCE else self.spec.candidate_file(model)
+        if model in self.random and path.suffix.lower() == ".onnx":
+            return seeded_copy(path, self._private_dir)
+        return path
+
+    def session(self, model: str, side: str) -> Session:
+        key = (model, side)
+        if key not in self._sessions:
+            if side == REFERENCE:
+                backend = self._backend(self.spec.reference.name, self.spec.reference.options)
+                self._sessions[key] = backend.load(self.model_file(model, REFERENCE))
+            else:
+                reference = self.session(model, REFERENCE)
+                name = self.candidate_backend_name(model)
+                options = self.spec.candidate.options if name == self.spec.candidate.name else self.spec.reference.options
+                backend = self._backend(name, options)
+                session = backend.load(self.model_file(model, CANDIDATE), reference=reference)
+                _check_output_count(model, reference, session)
+                self._sessions[key] = session
+        return self._sessions[key]
+
+    def fresh_session(self, model: str, side: str) -> Session:
+        """Drop and reopen a session (random graphs restart their seeded stream)."""
+        old = self._sessions.pop((model, side), None)
+        if old is not None:
+            old.close()
+        return self.session(model, side)
+
+    def _backend(self, name: str, options: Mapping[str, Any]):
+        key = f"{name}|{sorted(options.items())!r}"
+        if key not in self._backends:
+            self._backends[key] = get_backend(name, **dict(options))
+        return self._backends[key]
+
+    # -- runs -----------------------------------------------------------------------------------
+    def run(self, sides: Mapping[str, str] | None = None, *, hook: CallHook | None = None,
+            inputs: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """One pipeline run; ``sides[model]`` is ``"reference"`` (the default) or ``"candidate"``."""
+        sides = dict(sides or {})
+        proxies = {}
+        for model in self.models:
+            side = sides.get(model, REFERENCE)
+            session = self.fresh_session(model, side) if model in self.random else self.session(model, side)
+            proxies[model] = ModelProxy(model, session, reference=self.session(model, REFERENCE), hook=hook)
+        outputs = self._entry(proxies, dict(self.spec.inputs if inputs is None else inputs))
+        return check_outputs(outputs, entry=self.entry_name)
+
+    def record(self, recording: Recording, sides: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
+        """A run whose every model call is added to ``recording``."""
+        return self.run(sides, hook=recording_hook(recording))
+
+    def close(self) -> None:
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()
+
+
+def recording_hook(recording: Recording) -> CallHook:
+    def hook(name: str, index: int, feeds: dict[str, np.ndarray], run: Callable) -> list[np.ndarray]:
+        outputs = run(feeds)
+        recording.add(name, index, feeds, outputs)
+        return outputs
+
+    return hook
+
+
+def _check_output_count(model: str, reference: Session, candidate: Session) -> None:
+    if candidate.outputs and len(candidate.outputs) != len(reference.outputs):
+        raise BackendError(
+            f"{model}: the candidate has {len(candidate.outputs)} outputs, the reference "
+            f"{len(reference.outputs)} ({', '.join(reference.output_names)})", path=candidate.model_path)

@@ -23,8 +23,10 @@ import os
 import pwd
 import queue
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -120,8 +122,11 @@ class _Server:
     """One helper interpreter; it runs one program at a time."""
 
     def __init__(self) -> None:
+        # Run directories live here; made and removed by us, so not even a killed helper leaves any.
+        self.base_dir = tempfile.mkdtemp(prefix="accuracy-sandbox-")
+        os.chmod(self.base_dir, 0o711)
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(SERVER)],
+            [sys.executable, "-I", "-S", str(SERVER), self.base_dir],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -156,6 +161,7 @@ class _Server:
             self.process.wait()
         if self.process.stdout:
             self.process.stdout.close()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
 class Sandbox:

@@ -156,7 +156,7 @@ def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mo
         sys.stdin = open(0, "r", closefd=False)
         sys.stdout = open(1, "w", closefd=False, errors="backslashreplace")
         sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")
-        code = compile(job["source"], job.get("filename", "<program>"), "exec")
+        source, filename = job["source"], job.get("filename", "<program>")
     except BaseException as exc:  # noqa: BLE001 - a confinement step failed: never run the source
         os.write(2, f"sandbox setup failed: {type(exc).__name__}: {exc}\n".encode(errors="replace"))
         _report(f"setup {type(exc).__name__}")
@@ -164,7 +164,7 @@ def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mo
     job = None  # the program gets neither the request nor, by name, the secret
     namespace = {"__name__": "__program__", "__builtins__": __builtins__}
     try:
-        exec(code, namespace)
+        exec(compile(source, filename, "exec"), namespace)
     except BaseException as exc:  # noqa: BLE001 - whatever the program raised is its failure
         _flush()
         try:
@@ -336,30 +336,26 @@ def run_job(job: dict, base_dir: str) -> dict:
     return answer
 
 
-def serve() -> None:
-    """Answer requests until stdin closes. The server itself never runs untrusted code."""
+def serve(base_dir: str) -> None:
+    """Answer requests until stdin closes, with run directories under ``base_dir`` (the harness made it
+    and removes it). The server itself never runs untrusted code."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
-    base_dir = tempfile.mkdtemp(prefix="accuracy-sandbox-")
-    os.chmod(base_dir, 0o711)
-    try:
-        for line in requests:
-            if not line.strip():
-                continue
-            try:
-                answer = run_job(json.loads(line), base_dir)
-            except Exception as exc:  # noqa: BLE001 - report the failure, keep serving
-                answer = {"server_error": f"{type(exc).__name__}: {exc}"}
-            answers.write(json.dumps(answer).encode() + b"\n")
-            answers.flush()
-    finally:
-        shutil.rmtree(base_dir, ignore_errors=True)
+    for line in requests:
+        if not line.strip():
+            continue
+        try:
+            answer = run_job(json.loads(line), base_dir)
+        except Exception as exc:  # noqa: BLE001 - report the failure, keep serving
+            answer = {"server_error": f"{type(exc).__name__}: {exc}"}
+        answers.write(json.dumps(answer).encode() + b"\n")
+        answers.flush()
 
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the harness decides when we stop (stdin closes)
     try:
-        serve()
+        serve(sys.argv[1])
     except BrokenPipeError:
         pass
     except OSError as exc:

@@ -1,0 +1,290 @@
+"""The sandbox against hostile programs: each is contained, never counted as passed, leaves the harness
+(and everyone else's processes) running and nothing of itself behind."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import socket
+import subprocess
+import textwrap
+import uuid
+
+import pytest
+
+from accuracy.llm.sandbox import Limits, Sandbox, run_programs
+
+AS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not AS_ROOT, reason="namespaces and the user switch need root")
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(workers=1, limits=Limits(timeout=2.0, memory_bytes=512 * 1024**2)) as box:
+        yield box
+
+
+def _processes_matching(marker: str) -> list[int]:
+    """Host processes whose command line contains ``marker`` (e.g. a ``sleep`` a program started)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if marker.encode() in handle.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def _leftover_program_processes() -> list[int]:
+    """Processes running as the sandbox user that were forked from a sandbox helper."""
+    found = []
+    for pid in _processes_matching("_server.py"):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != 0:
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def _assert_still_works(sandbox: Sandbox) -> None:
+    result = sandbox.run("assert sum(range(4)) == 6")
+    assert result.passed and result.status == "passed", result
+
+
+def test_a_returning_program_passes_and_a_failing_assertion_fails(sandbox):
+    ok = sandbox.run("def f(x):\n    return x * 2\nassert f(2) == 4\n")
+    wrong = sandbox.run("def f(x):\n    return x + 3\nassert f(2) == 4\n")
+    broken = sandbox.run("def f(x) return x\n")
+    assert (ok.status, ok.passed) == ("passed", True)
+    assert (wrong.status, wrong.passed, wrong.exception) == ("failed", False, "AssertionError")
+    assert (broken.status, broken.exception) == ("error", "SyntaxError")
+
+
+def test_output_is_captured_and_the_traceback_names_the_program(sandbox):
+    result = sandbox.run("print('hello from inside')\nraise ValueError('bad value')\n", filename="<task 7>")
+    assert "hello from inside" in result.output
+    assert "ValueError: bad value" in result.output and "<task 7>" in result.output
+    assert result.exception == "ValueError"
+
+
+@needs_root
+def test_runs_unprivileged_in_an_empty_private_directory_with_a_minimal_environment(sandbox):
+    program = textwrap.dedent("""
+        import os, sys
+        assert os.getuid() == 65534 and os.getgid() == 65534, (os.getuid(), os.getgid())
+        assert os.listdir('.') == [], os.listdir('.')
+        assert sorted(os.environ) == ['HOME', 'LANG', 'PATH', 'TMPDIR'], sorted(os.environ)
+        assert sys.stdin.read() == ''
+        pids = [p for p in os.listdir('/proc') if p.isdigit()]
+        assert pids == ['1'], pids  # its own PID namespace: nothing else is visible
+        assert os.getpid() == 1
+    """)
+    result = sandbox.run(program)
+    assert result.passed, result.output
+    assert result.isolation == {"network": True, "pid_namespace": True, "mount_namespace": True,
+                                "unprivileged_user": True}
+
+
+def test_endless_loop_times_out(sandbox):
+    result = sandbox.run("while True:\n    pass\n", limits=Limits(timeout=1.0))
+    assert result.status == "timed out" and not result.passed
+    assert 0.9 <= result.seconds < 5
+    _assert_still_works(sandbox)
+
+
+def test_memory_hog_hits_the_address_space_limit(sandbox):
+    program = "hoard = []\nwhile True:\n    hoard.append(bytearray(16 * 1024 * 1024))\n"
+    result = sandbox.run(program, limits=Limits(timeout=10.0, memory_bytes=256 * 1024**2))
+    assert result.status == "error" and result.exception == "MemoryError" and not result.passed
+    _assert_still_works(sandbox)
+
+
+def test_output_flood_is_capped_and_cut_off(sandbox):
+    result = sandbox.run("while True:\n    print('x' * 1000)\n", limits=Limits(timeout=5.0, output_bytes=2048))
+    assert not result.passed and result.status in ("error", "timed out")
+    assert result.output_truncated and len(result.output) <= 2048
+    assert result.seconds < 4  # cut off when the flood passed its cap, not at the timeout
+    _assert_still_works(sandbox)
+
+
+def test_file_size_limit(sandbox):
+    program = "open('big', 'wb').write(b'x' * (4 * 1024 * 1024))\n"
+    result = sandbox.run(program, limits=Limits(file_bytes=1024**2))
+    assert result.status == "error" and not result.passed and "File too large" in result.output
+
+
+@needs_root
+def test_setsid_double_fork_does_not_outlive_its_program(sandbox):
+    marker = f"{os.getpid()}.{uuid.uuid4().int % 10**6}"
+    program = textwrap.dedent(f"""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execvp('sleep', ['sleep', '300.{marker}'])
+            os._exit(0)
+        time.sleep(0.3)
+        raise SystemExit(0)
+    """)
+    result = sandbox.run(program)
+    assert not result.passed and result.status == "error"  # SystemExit before the end is no pass
+    assert _processes_matching(f"300.{marker}") == []
+    assert _leftover_program_processes() == []
+
+
+@needs_root
+def test_daemon_left_by_a_passing_program_is_killed_too(sandbox):
+    marker = f"{os.getpid()}.{uuid.uuid4().int % 10**6}"
+    program = textwrap.dedent(f"""
+        import subprocess
+        subprocess.Popen(['setsid', 'sh', '-c', 'sleep 300.{marker} & sleep 300.{marker}'],
+                         start_new_session=True)
+    """)
+    result = sandbox.run(program)
+    assert result.passed
+    assert _processes_matching(f"300.{marker}") == []
+
+
+@needs_root
+def test_fork_bomb_is_bounded_and_cleaned_up(sandbox):
+    program = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    result = sandbox.run(program, limits=Limits(timeout=1.0, processes=16))
+    assert not result.passed
+    assert _leftover_program_processes() == []
+    _assert_still_works(sandbox)
+
+
+def test_exit_code_zero_before_the_tests_is_not_a_pass(sandbox):
+    result = sandbox.run("import os\nos._exit(0)\nassert False\n")
+    assert result.exit_code == 0 and not result.passed and result.status == "error"
+
+
+def test_printed_or_written_success_text_is_not_a_pass(sandbox):
+    program = textwrap.dedent("""
+        import os, secrets
+        fake = [b'passed', b'PASSED', b'check returned', secrets.token_hex(24).encode(), b'{"passed": true}']
+        for fd in range(1, 20):
+            for text in fake:
+                try:
+                    os.write(fd, text + b'\\n')
+                except OSError:
+                    pass
+        os._exit(0)
+    """)
+    result = sandbox.run(program)
+    assert not result.passed and result.status == "error"
+    assert "passed" in result.output  # it did print; printing just does not count
+
+
+@needs_root
+def test_killing_the_parent_and_everything_harms_nothing_outside(sandbox):
+    canary = subprocess.Popen(["sleep", "120"], user="nobody", group="nogroup")  # same user, outside
+    try:
+        program = textwrap.dedent("""
+            import os, signal, subprocess
+            for target in (os.getppid(), -1, 0):
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except OSError:
+                    pass
+            for pid in range(2, 4000):  # guessing host pids: none exist in this namespace
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            subprocess.run(['sh', '-c', 'kill -9 -1'])
+            os._exit(0)
+        """)
+        result = sandbox.run(program)
+        assert not result.passed
+        assert canary.poll() is None, "a process outside the sandbox was killed"
+        _assert_still_works(sandbox)
+    finally:
+        canary.kill()
+        canary.wait()
+
+
+@needs_root
+def test_writes_outside_its_directory_land_nowhere(sandbox, tmp_path):
+    marker = f"sandbox-escape-{uuid.uuid4().hex}"
+    guarded = tmp_path / "harness-file.txt"
+    guarded.write_text("original")
+    with open(__file__, "rb") as handle:
+        this_file = handle.read()
+    program = textwrap.dedent(f"""
+        import os
+        for place in ['/tmp', '/var/tmp', '/dev/shm', '/run/lock', '..', '/', '/work', '/root', '/etc']:
+            try:
+                with open(os.path.join(place, '{marker}'), 'w') as handle:
+                    handle.write('escaped')
+            except OSError:
+                pass
+        for path in ['{guarded}', '{__file__}']:
+            try:
+                with open(path, 'a') as handle:
+                    handle.write('tampered')
+            except OSError:
+                pass
+        raise SystemExit(0)
+    """)
+    result = sandbox.run(program)
+    assert not result.passed
+    leaked = [path for place in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/", "/work", "/root", "/etc")
+              for path in glob.glob(os.path.join(place, marker))]
+    assert leaked == []
+    assert guarded.read_text() == "original"
+    with open(__file__, "rb") as handle:
+        assert handle.read() == this_file
+
+
+@needs_root
+def test_socket_cannot_reach_the_host(sandbox):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    try:
+        program = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'hi')\n"
+        result = sandbox.run(program)
+        assert not result.passed and result.exception in ("ConnectionRefusedError", "OSError")
+        with pytest.raises(socket.timeout):
+            listener.accept()
+    finally:
+        listener.close()
+
+
+def test_run_dirs_are_removed_and_helpers_stop_on_close():
+    before = set(glob.glob("/tmp/accuracy-sandbox-*"))
+    with Sandbox(workers=2) as box:
+        helpers = [server.process for server in box._all]
+        results = box.run_many(["open('f', 'w').write('x')", "import os\nos.mkdir('d')\nopen('d/g','w')"] * 3,
+                               progress=False)
+        assert all(r.passed for r in results)
+        mine = set(glob.glob("/tmp/accuracy-sandbox-*")) - before
+        assert mine and all(os.listdir(folder) == [] for folder in mine)  # every run dir already gone
+    assert all(process.poll() is not None for process in helpers)
+    assert set(glob.glob("/tmp/accuracy-sandbox-*")) - before == set()
+
+
+def test_run_programs_keeps_input_order_across_workers():
+    sources = [f"import time\ntime.sleep({0.05 * (i % 3)})\nassert {i} % 2 == 0\n" for i in range(8)]
+    results = run_programs(sources, workers=2)
+    assert [r.passed for r in results] == [i % 2 == 0 for i in range(8)]
+
+
+def test_a_killed_helper_is_replaced(sandbox):
+    server = sandbox._idle.get()
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait()
+    sandbox._idle.put(server)
+    lost = sandbox.run("pass")
+    assert lost.status == "error" and not lost.passed
+    assert not os.path.exists(server.base_dir)  # its run directories went with it
+    _assert_still_works(sandbox)

@@ -102,17 +102,17 @@ def structural_similarity_per_channel(
 ) -> list[float]:
     """SSIM of each channel (one value for a grey image), scikit-image's uniform 7x7 window.
 
-    Channels are computed in float32 when both inputs have at most 16-bit integer or float32
-    pixels (exact enough for SSIM, and twice as fast); float64 inputs stay float64.
+    Accumulated in float64, as scikit-image does for integer images: float32 would be twice as
+    fast but its E[x^2] - E[x]^2 cancels badly in smooth regions (errors of ~1e-6 in SSIM, visible
+    at the six digits people compare).
     """
     from skimage.metrics import structural_similarity as _skimage_ssim
 
     data_range = _validate_data_range(data_range)
     image_true, image_test = _validate_pair(image_true, image_test)
     window = _ssim_window(image_true.shape)
-    work = np.float64 if np.float64 in (image_true.dtype, image_test.dtype) else np.float32
-    a = image_true.astype(work, copy=False)
-    b = image_test.astype(work, copy=False)
+    a = image_true.astype(np.float64, copy=False)
+    b = image_test.astype(np.float64, copy=False)
     if a.ndim == 2:
         a, b = a[..., None], b[..., None]
     values = []

@@ -1,0 +1,140 @@
+"""The HTML report: every section kind renders, nothing is fetched from a network, and the page
+opens in a real headless chromium with every image loaded."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from accuracy.goldens import compare_with_golden, record_golden
+from accuracy.report import render_report, write_report
+from accuracy.report.html import section_kind
+from accuracy.results import CheckResult, SuiteResult
+from tests.image_data import landscape, with_noise
+
+BISECT = {
+    "verdict": "fail",
+    "culprits": ["text_encoder"],
+    "models": {
+        "text_encoder": {"isolated": {"ssim": 0.71, "psnr": 18.2, "passed": False},
+                         "swap_in": {"ssim": 0.71, "passed": False}, "leave_out": {"ssim": 0.9995, "passed": True}},
+        "unet": {"isolated": {"ssim": 0.9999, "passed": True}, "swap_in": {"ssim": 0.70, "passed": False},
+                 "leave_out": {"ssim": 0.71, "passed": False}},
+    },
+    "noise_floor": {"ssim": 1.0, "psnr": "inf"},
+}
+TENSORS = [{"node": f"node_{i}", "op_type": "MatMul" if i % 2 else "Add", "tensor": f"t{i}",
+            "metrics": {"cosine": 1 - 10 ** (-7 + 0.25 * i)}, "local": {"cosine": 1 - 10 ** (-7 + 3 * (i == 9))}}
+           for i in range(20)]
+LOCALIZE = {"verdict": "fail", "first_divergent": {**TENSORS[9]}, "tensors": TENSORS,
+            "thresholds": {"cosine_min": 0.9999}}
+SCORES = {"verdict": "pass", "checks": [
+    {"dataset": "mmlu", "metric": "accuracy", "baseline": 47.0, "candidate": 46.6, "rel_diff": -0.0085, "passed": True,
+     "flipped": {"common": 200, "to_wrong": ["q1", "q2", "q3"], "to_right": ["q4"], "count": 4, "p_value": 0.625}},
+    {"dataset": "ceval", "metric": "accuracy", "baseline": 50.0, "candidate": 48.0, "rel_diff": -0.04, "passed": False},
+]}
+
+
+@pytest.fixture
+def sections(tmp_path):
+    """One of every kind a producer makes, the suite with golden images written as files."""
+    image = landscape(48)
+    folder = tmp_path / "baselines" / "tiny"
+    record_golden(folder, "landscape", image, provenance={"seed": 0})
+    record_golden(folder, "sunset", image, provenance={"seed": 1})
+    checks = [
+        compare_with_golden(folder, "landscape", with_noise(image, 0.5), artifacts_dir=tmp_path / "art"),
+        compare_with_golden(folder, "sunset", with_noise(image, 25.0), artifacts_dir=tmp_path / "art"),
+        CheckResult("latents <&>", True, "cosine 0.99999", {"cosine": 0.99999, "rel_l2": 1e-4}),
+        CheckResult("in memory", True, "", {"images": {"expected": image, "obtained": with_noise(image, 3.0)}}),
+    ]
+    suite = SuiteResult("tiny <sd>", "pipeline", None, checks).to_dict()
+    return [{"kind": "suite", "data": suite}, {"data": BISECT, "title": "bisect"},
+            {"data": LOCALIZE, "title": "localize"}, {"data": SCORES, "title": "llm scores"}]
+
+
+def test_every_section_renders_its_content(sections):
+    page = render_report(sections, title="release 1.2 <rc>")
+    assert page.startswith("<!DOCTYPE html>") and "release 1.2 &lt;rc&gt;" in page
+    assert "tiny &lt;sd&gt;" in page and "latents &lt;&amp;&gt;" in page  # names are escaped
+    assert page.count("data:image/png;base64,") == 9  # 3 image checks x (expected, obtained, heat map)
+    assert "text_encoder <strong>← culprit</strong>" in page and "unet <strong>" not in page
+    assert page.count("<svg") == 1 and "node_9" in page and page.count("<circle") == 2 * len(TENSORS)
+    assert "-0.85 %" in page and "+0.4" not in page and "-0.4" in page and "4 of 200" in page
+    assert re.search(r"ssim 0\.99\d+ <span class=\"muted\">\(≥ 0\.98\)", page)
+
+
+def test_no_network_resources(sections):
+    page = render_report(sections)
+    for attribute in re.findall(r'(?:src|href)="([^"]*)"', page):
+        assert attribute.startswith("data:") or attribute.startswith("#"), attribute
+    text = page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # a namespace name, never fetched
+    assert "http://" not in text and "https://" not in text and "//" not in re.sub(r"data:[^\"]*", "", text)
+    assert "default-src 'none'" in page
+
+
+def test_kinds_are_inferred_from_the_data():
+    assert section_kind({"data": BISECT}) == "bisect"
+    assert section_kind(LOCALIZE) == "localize"
+    assert section_kind(SCORES) == "scores"
+    assert section_kind({"suite": "s", "checks": []}) == "suite"
+    with pytest.raises(ValueError, match="pass 'kind'"):
+        section_kind({"something": 1})
+    with pytest.raises(ValueError, match="unknown report section kind"):
+        render_report([{"kind": "poem", "data": {}}])
+
+
+def test_a_missing_picture_is_a_note_not_a_crash(tmp_path):
+    check = CheckResult("c", False, "gone", {"images": {"expected": str(tmp_path / "gone.png")}})
+    page = render_report([{"data": SuiteResult("s", "pipeline", None, [check]).to_dict()}])
+    assert "picture unavailable" in page and "gone.png" in page
+
+
+def test_write_report_is_atomic_and_utf8(tmp_path, sections):
+    path = write_report(tmp_path / "out" / "report.html", sections, title="naïve ✓")
+    assert "naïve ✓" in path.read_text(encoding="utf-8")
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+PROBE = """<script>
+window.addEventListener("load", function () {
+  var images = Array.from(document.images);
+  var loaded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  var probe = document.createElement("pre");
+  probe.id = "probe";
+  probe.textContent = "images=" + images.length + " loaded=" + loaded.length +
+      " svgs=" + document.querySelectorAll("svg").length + " sections=" + document.querySelectorAll("section").length;
+  document.body.appendChild(probe);
+});
+</script>"""
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed (apt-get install -y chromium)")
+def test_report_opens_in_headless_chromium_with_every_image_loaded(tmp_path, sections):
+    page = render_report(sections)
+    # The probe script needs the page's CSP to allow inline script; image loading rules stay as shipped.
+    probed = page.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';", 1)
+    probed = probed.replace("</body>", PROBE + "</body>", 1)
+    html_path = tmp_path / "report.html"
+    html_path.write_text(probed, encoding="utf-8")
+    command = [
+        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", html_path.as_uri(),
+    ]
+    process = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert process.returncode == 0, process.stderr[-2000:]
+    match = re.search(r'<pre id="probe">images=(\d+) loaded=(\d+) svgs=(\d+) sections=(\d+)</pre>', process.stdout)
+    assert match, process.stdout[-2000:]
+    images, loaded, svgs, rendered_sections = map(int, match.groups())
+    assert images == page.count("<img ") == 9
+    assert loaded == images
+    assert svgs == 1 and rendered_sections == len(sections)

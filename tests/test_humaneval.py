@@ -1,0 +1,201 @@
+"""HumanEval scoring: the real 164 problems through the real sandbox, pass@k, bad input, the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from accuracy.errors import InputError
+from accuracy.llm.humaneval import (
+    Problem,
+    load_problems,
+    pass_at_k,
+    program_for,
+    read_samples,
+    score_samples,
+)
+from accuracy.llm.sandbox import Limits
+from tests.test_sandbox import _leftover_program_processes
+
+
+@pytest.fixture(scope="module")
+def problems() -> dict[str, Problem]:
+    return load_problems()
+
+
+def _write_jsonl(path, records) -> None:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "accuracy", "humaneval", *args, "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_default_problem_set_is_humaneval(problems):
+    assert len(problems) == 164
+    assert problems["HumanEval/0"].entry_point == "has_close_elements"
+    assert all(p.canonical_solution for p in problems.values())
+
+
+def test_all_164_canonical_solutions_pass(problems):
+    samples = [{"task_id": task_id, "completion": p.canonical_solution} for task_id, p in problems.items()]
+    result = score_samples(problems, samples, k=(1,))
+    failing = [(r.task_id, r.run.status, r.run.output[-300:]) for r in result.results if not r.passed]
+    assert failing == []
+    assert result.pass_at_k == {"pass@1": 1.0}
+    assert result.counts == {"passed": 164, "failed": 0, "timed out": 0, "error": 0}
+    assert result.tasks_attempted == result.tasks_total == 164
+
+
+def test_wrong_solutions_fail(problems):
+    samples = [{"task_id": task_id, "completion": "    return None\n"} for task_id in problems]
+    result = score_samples(problems, samples, k=(1,))
+    assert [r.task_id for r in result.results if r.passed] == []
+    assert result.pass_at_k == {"pass@1": 0.0}
+    assert result.counts["failed"] + result.counts["error"] == 164
+
+
+HOSTILE = {
+    "endless loop": "    while True:\n        pass\n",
+    "memory hog": "    hoard = []\n    while True:\n        hoard.append(bytearray(1 << 24))\n",
+    "output flood": "    while True:\n        print('spam' * 256)\n",
+    "fork that outlives": textwrap.indent(textwrap.dedent("""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(300)
+            os._exit(0)
+        return None
+    """), "    "),
+    "exit code zero": "    import os\n    os._exit(0)\n",
+    "exit code at import": "    pass\nimport os\nos._exit(0)\n",
+    "printed success": "    print('passed'); print('{\"passed\": true}')\n    import sys; sys.stdout.flush()\n"
+                       "    import os; os._exit(0)\n",
+    "kill the parent": "    import os, signal\n    os.kill(os.getppid(), signal.SIGKILL)\n"
+                       "    os.kill(-1, signal.SIGKILL)\n    os._exit(0)\n",
+    "write outside": "    open('/tmp/../../etc/hostile-humaneval', 'w').write('x')\n    return True\n",
+    "open a socket": "    import socket\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\n    return True\n",
+    "rig the exit": "    raise SystemExit(0)\n",
+}
+
+
+def test_hostile_completions_are_contained_and_never_pass(problems):
+    task = "HumanEval/0"
+    samples = [{"task_id": task, "completion": completion} for completion in HOSTILE.values()]
+    samples.append({"task_id": task, "completion": problems[task].canonical_solution})
+    result = score_samples(problems, samples, k=(1,), workers=2,
+                           limits=Limits(timeout=2.0, memory_bytes=256 * 1024**2))
+    outcome = {name: (r.passed, r.run.status) for name, r in zip(HOSTILE, result.results)}
+    assert [name for name, (passed, _) in outcome.items() if passed] == [], outcome
+    assert outcome["endless loop"][1] == "timed out"
+    assert result.results[-1].passed  # the harness kept working through all of it
+    assert result.pass_at_k["pass@1"] == pytest.approx(1 / len(samples))  # only the canonical one
+    assert not os.path.exists("/etc/hostile-humaneval")
+    assert _leftover_program_processes() == []
+
+
+def test_pass_at_k_is_the_unbiased_estimator(problems):
+    good = problems["HumanEval/2"].canonical_solution
+    samples = [{"task_id": "HumanEval/2", "completion": c} for c in (good, "    return -1.0\n", "    return 0\n")]
+    samples += [{"task_id": "HumanEval/4", "completion": problems["HumanEval/4"].canonical_solution}] * 3
+    result = score_samples(problems, samples, k=(1, 2, 5))
+    assert [r.completion_id for r in result.results] == [0, 1, 2, 0, 1, 2]
+    expected_at_2 = ((1 - math.comb(2, 2) / math.comb(3, 2)) + 1.0) / 2
+    assert result.pass_at_k == pytest.approx({"pass@1": (1 / 3 + 1) / 2, "pass@2": expected_at_2})
+    assert result.skipped_k == [5]
+    assert result.tasks_attempted == 2
+
+
+def test_pass_at_k_skips_k_larger_than_samples():
+    scores, skipped = pass_at_k([10, 10], [0, 10], (1, 10, 100))
+    assert scores == pytest.approx({"pass@1": 0.5, "pass@10": 0.5})
+    assert skipped == [100]
+
+
+def test_program_ends_with_the_check_call(problems):
+    program = program_for(problems["HumanEval/0"], "    return False\n")
+    assert program.rstrip().endswith("check(has_close_elements)")
+    assert program.startswith(problems["HumanEval/0"].prompt)
+
+
+def test_custom_problem_file_gz_and_plain(tmp_path):
+    problem = {"task_id": "Mine/0", "prompt": "def twice(x):\n", "entry_point": "twice",
+               "test": "def check(candidate):\n    assert candidate(3) == 6\n"}
+    plain = tmp_path / "problems.jsonl"
+    _write_jsonl(plain, [problem])
+    packed = tmp_path / "problems.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    for path in (plain, packed):
+        problems = load_problems(path)
+        result = score_samples(problems, [{"task_id": "Mine/0", "completion": "    return 2 * x\n"},
+                                          {"task_id": "Mine/0", "completion": "    return x + 2\n"}], k=(1,))
+        assert [r.passed for r in result.results] == [True, False]
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (['{"task_id": "HumanEval/0", "completion": "x"}', "{not json"], "line 2"),
+        (['{"task_id": "HumanEval/0", "completion": "x"}', '{"task_id": "Other/9", "completion": "x"}'],
+         "unknown task_id 'Other/9'"),
+        (['{"task_id": "HumanEval/0"}'], "missing 'completion'"),
+        (['[1, 2]'], "expected a JSON object"),
+        ([""], "no samples"),
+    ],
+)
+def test_bad_samples_name_the_line(tmp_path, problems, lines, message):
+    path = tmp_path / "samples.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError) as caught:
+        read_samples(path, problems)
+    assert message in str(caught.value) and str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("missing", ["test", "entry_point"])
+def test_problem_without_test_or_entry_point(tmp_path, missing):
+    record = {"task_id": "P/0", "prompt": "def f():\n", "test": "def check(c): pass\n", "entry_point": "f"}
+    good = dict(record, task_id="P/1")
+    del record[missing]
+    path = tmp_path / "problems.jsonl"
+    _write_jsonl(path, [good, record])
+    with pytest.raises(InputError, match=f"line 2.*missing '{missing}'"):
+        load_problems(path)
+
+
+def test_cli_scores_writes_json_and_gates(tmp_path, problems):
+    samples = tmp_path / "samples.jsonl"
+    _write_jsonl(samples, [{"task_id": "HumanEval/0", "completion": problems["HumanEval/0"].canonical_solution},
+                           {"task_id": "HumanEval/1", "completion": "    return []\n"}])
+    out = tmp_path / "result.json"
+    ran = _cli("--samples", str(samples), "--k", "1", "--json", str(out))
+    assert ran.returncode == 0, ran.stderr
+    assert "pass@1 0.5000" in ran.stdout
+    document = json.loads(out.read_text())
+    assert document["pass_at_k"] == {"pass@1": 0.5}
+    assert [(r["task_id"], r["passed"], r["status"]) for r in document["results"]] == [
+        ("HumanEval/0", True, "passed"), ("HumanEval/1", False, "failed")]
+    gated = _cli("--samples", str(samples), "--k", "1", "--min-pass-at-1", "0.75")
+    assert gated.returncode == 1 and "below" in gated.stdout
+    assert _cli("--samples", str(samples), "--k", "1", "--min-pass-at-1", "0.5").returncode == 0
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text('{"task_id": "HumanEval/0", "completion": ""}\n{"task_id": "HumanEval/0", "comp\n')
+    ran = _cli("--samples", str(samples))
+    assert ran.returncode == 2
+    assert ran.stderr.strip().count("\n") == 0 and "line 2" in ran.stderr and str(samples) in ran.stderr
+    assert "Traceback" not in ran.stderr
+    bad_k = _cli("--samples", str(samples), "--k", "0")
+    assert bad_k.returncode == 2 and "--k" in bad_k.stderr
+    missing = _cli("--samples", str(tmp_path / "absent.jsonl"))
+    assert missing.returncode == 2 and "file not found" in missing.stderr

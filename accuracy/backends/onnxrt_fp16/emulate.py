@@ -78,13 +78,14 @@ def emulate_fp16(
     model: onnx.ModelProto,
     *,
     keep_fp32: Collection[str] = (),
-    round_inputs: bool = True,
+    round_inputs: bool | Collection[str] = True,
     round_initializers: bool = True,
 ) -> onnx.ModelProto:
     """A copy of ``model`` whose float tensors are rounded to fp16 at every op boundary.
 
     ``keep_fp32``: node names (as ``node_names`` gives them) left in fp32. ``round_inputs``: round
-    graph inputs too (a converter casts them to fp16 at entry). ``round_initializers`` needs the
+    graph inputs too (a converter casts them to fp16 at entry), or only those named (a
+    sub-model whose other inputs were rounded by their producers already). ``round_initializers`` needs the
     initializer data loaded; with ``False`` they are rounded by Cast pairs instead (cheap for models
     whose weights live in external data).
     """
@@ -111,7 +112,7 @@ def emulate_fp16(
     entry_points = [vi.name for vi in graph.input if vi.name not in initializer_names and vi.name in floats]
     if round_inputs:
         for name in entry_points:
-            if name in consumers:
+            if name in consumers and (round_inputs is True or name in round_inputs):
                 new_nodes += _cast_pair(name, name, name + "__rounded")
                 entry_renames[name] = name + "__rounded"
 

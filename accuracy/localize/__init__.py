@@ -1,0 +1,121 @@
+"""``localize``: the operator inside a model where error enters, and the smallest fp32 fix.
+
+``localize_model(model_path, feeds, candidate=...)`` compares every float tensor of an ONNX model
+between the fp32 reference (ONNX Runtime, CPU, optimisations off so names survive) and a candidate
+— ``"onnxruntime-fp16"`` (device fp16 emulated), ``"onnxruntime"``, or a folder of ``.npy`` tensors
+dumped on the device — streaming segment by segment (see ``stream``). Diverging nodes are run
+alone on the candidate fed the reference's inputs: error *introduced* there versus *inherited*.
+``first_divergent`` is the first node in topological order whose own (local) error fails.
+``bisect --localize`` calls this with a culprit model's recorded inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from accuracy.compare.tensors import TensorThresholds
+from accuracy.errors import InputError, UsageError
+from accuracy.localize.graph import ModelGraph
+from accuracy.localize.sides import DumpSide, OnnxSide
+from accuracy.localize.stream import DEFAULT_SEGMENT_BYTES, stream_localize
+
+CANDIDATE_BACKENDS = ("onnxruntime-fp16", "onnxruntime")
+
+
+def _candidate_side(candidate: str | Path, graph: ModelGraph, name_map: str | Path | None,
+                    keep_fp32: Sequence[str]) -> OnnxSide | DumpSide:
+    if str(candidate) in CANDIDATE_BACKENDS:
+        if name_map is not None:
+            raise UsageError("--map applies to a dump folder candidate, not to a backend")
+        return OnnxSide(fp16=str(candidate) == "onnxruntime-fp16", keep_fp32=keep_fp32, label=str(candidate))
+    folder = Path(candidate)
+    if folder.is_dir():
+        known = {t for node in graph.nodes for t in node.outputs}
+        return DumpSide(folder, name_map=name_map, known=known)
+    raise UsageError(f"candidate {str(candidate)!r} is neither a backend ({', '.join(CANDIDATE_BACKENDS)}) "
+                     "nor a dump folder")
+
+
+def localize_model(
+    model_path: str | Path,
+    feeds: Mapping[str, np.ndarray],
+    candidate: str | Path = "onnxruntime-fp16",
+    *,
+    name_map: str | Path | None = None,
+    thresholds: TensorThresholds = TensorThresholds(),
+    suggest_fp32: bool = False,
+    out_dir: str | Path | None = None,
+    keep_fp32: Sequence[str] = (),
+    segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Localize where ``candidate`` departs from the fp32 reference; the JSON of DESIGN.md as a dict.
+
+    ``suggest_fp32`` adds ``repair`` (a verified keep-fp32 node list, and with ``out_dir`` the
+    repaired fp16 model and converter snippets). Raises ``InputError`` only when nothing could be
+    compared.
+    """
+    graph = ModelGraph(model_path, feeds=feeds)
+    side = _candidate_side(candidate, graph, name_map, keep_fp32)
+    run = stream_localize(graph, feeds, side, thresholds=thresholds, segment_bytes=segment_bytes, progress=progress)
+    compared = [r for r in run.records if r["passed"] is not None]
+    if not compared:
+        raise InputError(f"no tensor could be compared: the candidate lacks all {len(run.records)} of them "
+                         f"(e.g. {[r['tensor'] for r in run.records[:5]]})", path=str(candidate))
+    warnings = []
+    if run.missing:
+        warnings.append(f"candidate lacks {len(run.missing)} tensor(s), compared the rest: {run.missing}")
+    if isinstance(side, DumpSide) and side.unknown_in_map:
+        warnings.append(f"name map {side.map_path} names tensors the model does not have: {side.unknown_in_map}")
+    warnings += [f"{r['tensor']}: {r['note']}" for r in run.records if r.get("note")]
+    diverged = [r for r in compared if not r["passed"]]
+    introduced = [r for r in diverged if r["status"] == "introduced"]
+    first = introduced[0] if introduced else None
+    result = {
+        "verdict": "fail" if diverged else "pass",
+        "model": str(model_path),
+        "candidate": str(candidate),
+        "thresholds": {"cosine_min": thresholds.cosine_min, "max_abs": thresholds.max_abs,
+                       "rel_l2_max": thresholds.rel_l2_max, "max_rel": thresholds.max_rel},
+        "first_divergent": None if first is None else {
+            "node": first["node"], "op_type": first["op_type"], "tensor": first["tensor"],
+            "metrics": first["metrics"], "local_metrics": first.get("local"),
+        },
+        "introduced": [r["node"] for r in introduced],
+        "tensors": run.records,
+        "missing": run.missing,
+        "warnings": warnings,
+        "work": {"segments": run.segments, "single_node_runs": run.single_node_runs},
+    }
+    if suggest_fp32:
+        result["repair"] = _repair(graph, feeds, run.records, thresholds, keep_fp32, out_dir)
+    return result
+
+
+def _repair(graph: ModelGraph, feeds, records, thresholds, keep_fp32, out_dir) -> dict:
+    import onnx
+
+    from accuracy.localize.repair import suggest_fp32, write_repair
+
+    def severity(record: dict) -> tuple:
+        local = record.get("local") or record["metrics"]
+        cosine = local["cosine"]
+        return (-(local["nonfinite_obtained"] or 0), cosine if isinstance(cosine, float) and cosine == cosine else -2.0)
+
+    diverged = [r for r in records if r["passed"] is False]
+    ranked = sorted((r for r in diverged if r["status"] == "introduced"), key=severity)
+    ranking = list(dict.fromkeys([*keep_fp32, *(r["node"] for r in ranked), *(r["node"] for r in diverged)]))
+    model = onnx.load(str(graph.path))
+    first_try = list(dict.fromkeys([*keep_fp32, *(r["node"] for r in ranked)]))
+    found = suggest_fp32(model, feeds, ranking, first_try=first_try, thresholds=thresholds)
+    repair = {"keep_fp32": found.keep_fp32, "passed": found.passed, "trials": found.trials,
+              "outputs": found.outputs, "note": found.note, "criterion": "model outputs, fp16 emulation"}
+    if out_dir is not None and found.passed:
+        repair["files"] = write_repair(Path(out_dir), model, found, {n.name: n.op_type for n in graph.nodes})
+    return repair
+
+
+__all__ = ["localize_model", "CANDIDATE_BACKENDS"]

@@ -1,0 +1,82 @@
+"""The two sides localize compares: where reference and candidate tensors come from.
+
+``OnnxSide`` runs sub-models on ONNX Runtime (fp32 reference with optimisations off so every tensor
+keeps its name, or the candidate: fp16 emulation / plain ORT with other options). ``DumpSide`` reads
+tensors a device dumped as ``.npy`` files keyed by tensor name, through an optional name map.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Collection, Mapping, Sequence
+from urllib.parse import quote
+
+import numpy as np
+import onnx
+
+from accuracy.backends.onnxrt.loader import open_session
+from accuracy.errors import InputError
+from accuracy.io import read_json
+
+
+class OnnxSide:
+    """Runs sub-models on ONNX Runtime; ``fp16=True`` applies device fp16 emulation first."""
+
+    def __init__(self, *, fp16: bool = False, keep_fp32: Collection[str] = (), providers: Sequence[str] =
+                 ("CPUExecutionProvider",), label: str = "onnxruntime"):
+        self.fp16, self.keep_fp32, self.providers, self.label = fp16, frozenset(keep_fp32), list(providers), label
+
+    def prepare(self, model: onnx.ModelProto, *, graph_inputs: Collection[str] = ()) -> onnx.ModelProto:
+        if not self.fp16:
+            return model
+        from accuracy.backends.onnxrt_fp16.emulate import emulate_fp16, node_names
+
+        keep = self.keep_fp32 & set(node_names(model.graph))
+        return emulate_fp16(model, keep_fp32=keep, round_inputs=set(graph_inputs))
+
+    def run(self, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], outputs: Sequence[str], *,
+            graph_inputs: Collection[str] = (), source: Path | None = None) -> dict[str, np.ndarray]:
+        prepared = self.prepare(model, graph_inputs=graph_inputs)
+        session = open_session(prepared.SerializeToString(), model_path=source or Path("<segment>"),
+                               providers=self.providers, graph_optimization_level="disable")
+        values = session.run_outputs(list(outputs), feeds)
+        return dict(zip(outputs, values))
+
+
+class DumpSide:
+    """Tensors dumped by a device: ``DIR/<name>.npy`` (URL-quoted name), or the file the map names.
+
+    The map is a JSON object ``{"onnx tensor name": "dump file or name"}``; names it gives that the
+    model does not have are reported (``unknown_in_map``), not fatal.
+    """
+
+    label = "dump"
+
+    def __init__(self, folder: str | Path, *, name_map: str | Path | None = None, known: Collection[str] = ()):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise InputError("dump folder not found", path=self.folder)
+        self.map: dict[str, str] = {}
+        self.map_path = None if name_map is None else Path(name_map)
+        if self.map_path is not None:
+            data = read_json(self.map_path)
+            if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+                raise InputError('must be a JSON object {"tensor name": "dump file"}', path=self.map_path)
+            self.map = dict(data)
+        self.unknown_in_map = sorted(set(self.map) - set(known)) if known else []
+
+    def path_for(self, tensor: str) -> Path:
+        target = self.map.get(tensor)
+        if target is None:
+            return self.folder / f"{quote(tensor, safe='')}.npy"
+        path = self.folder / target
+        return path if path.suffix == ".npy" else path.with_name(path.name + ".npy")
+
+    def get(self, tensor: str) -> np.ndarray | None:
+        path = self.path_for(tensor)
+        if not path.exists():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the dumped tensor: {exc}", path=path) from None

@@ -80,14 +80,22 @@ HOSTILE = {
     "exit code at import": "    pass\nimport os\nos._exit(0)\n",
     "printed success": "    print('passed'); print('{\"passed\": true}')\n    import sys; sys.stdout.flush()\n"
                        "    import os; os._exit(0)\n",
-    "kill the parent": "    import os, signal\n    os.kill(os.getppid(), signal.SIGKILL)\n"
-                       "    os.kill(-1, signal.SIGKILL)\n    os._exit(0)\n",
+    "kill the parent": textwrap.indent(textwrap.dedent("""
+        import os, signal
+        for target in (os.getppid(), -1, 0):
+            try:
+                os.kill(target, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(0)
+    """), "    "),
     "write outside": "    open('/tmp/../../etc/hostile-humaneval', 'w').write('x')\n    return True\n",
     "open a socket": "    import socket\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\n    return True\n",
     "rig the exit": "    raise SystemExit(0)\n",
 }
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="'kill -1' is only harmless inside a PID namespace (root here)")
 def test_hostile_completions_are_contained_and_never_pass(problems):
     task = "HumanEval/0"
     samples = [{"task_id": task, "completion": completion} for completion in HOSTILE.values()]

@@ -288,3 +288,26 @@ def test_a_killed_helper_is_replaced(sandbox):
     assert lost.status == "error" and not lost.passed
     assert not os.path.exists(server.base_dir)  # its run directories went with it
     _assert_still_works(sandbox)
+
+
+@needs_root
+def test_without_namespaces_the_subreaper_sweep_still_kills_setsid_double_forks():
+    marker = f"{os.getpid()}.{uuid.uuid4().int % 10**6}"
+    program = textwrap.dedent(f"""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execvp('sleep', ['sleep', '300.{marker}'])
+            os._exit(0)
+        time.sleep(0.3)
+    """)
+    with Sandbox(workers=1, namespaces=False) as box:
+        result = box.run(program)
+        looping = box.run("while True:\n    pass\n", limits=Limits(timeout=0.5))
+    assert result.passed
+    assert result.isolation == {"network": False, "pid_namespace": False, "mount_namespace": False,
+                                "unprivileged_user": True}
+    assert _processes_matching(f"300.{marker}") == []
+    assert looping.status == "timed out"
+    assert _leftover_program_processes() == []

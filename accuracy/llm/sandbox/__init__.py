@@ -170,9 +170,11 @@ class Sandbox:
     Use as a context manager so the helpers stop with it.
     """
 
-    def __init__(self, *, workers: int | None = None, limits: Limits = Limits(), user: str = "nobody"):
+    def __init__(self, *, workers: int | None = None, limits: Limits = Limits(), user: str = "nobody",
+                 namespaces: bool = True):
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.limits = limits
+        self.namespaces = namespaces  # False: only the fallback (session, subreaper sweep), as without root
         self.uid, self.gid = _user_ids(user)
         self._idle: queue.Queue[_Server] = queue.Queue()
         self._all: list[_Server] = []
@@ -199,6 +201,7 @@ class Sandbox:
             "secret": secret,
             "timeout": limits.timeout,
             "output_bytes": limits.output_bytes,
+            "namespaces": self.namespaces,
             "uid": self.uid,
             "gid": self.gid,
             "limits": {

@@ -228,7 +228,7 @@ def _keeper(job: dict, run_dir: str, out_w: int, report_w: int, status_w: int) -
     as_root = os.geteuid() == 0
     isolation = {}
     flags = 0
-    for flags, isolation in _isolation_attempts(as_root):
+    for flags, isolation in _isolation_attempts(as_root and job.get("namespaces", True)):
         try:
             if flags:
                 _unshare(flags)

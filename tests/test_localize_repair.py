@@ -1,0 +1,79 @@
+"""``localize --suggest-fp32``: the smallest fp32 keep-list, verified, with the repaired model and snippets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from accuracy.backends import get_backend
+from accuracy.localize import localize_model
+from accuracy.localize.repair import suggest_fp32
+from tests.fixtures.onnx_graphs import HAZARD_NODE, normalizer_chain
+
+
+def test_repair_keeps_only_the_hazard_and_verifies_it(tmp_path, hazard_onnx, normalizer_inputs, monkeypatch):
+    monkeypatch.setenv("ACCURACY_CACHE_DIR", str(tmp_path / "cache"))
+    result = localize_model(hazard_onnx, normalizer_inputs, suggest_fp32=True, out_dir=tmp_path / "out")
+    repair = result["repair"]
+    assert repair["keep_fp32"] == [HAZARD_NODE] and repair["passed"] is True
+    assert repair["outputs"]["y"]["passed"] and repair["outputs"]["y"]["cosine"] > 0.999
+    # independently: the fp16 backend with that keep-list now matches the reference
+    reference = get_backend("onnxruntime").load(hazard_onnx).run(normalizer_inputs)[0]
+    kept = get_backend("onnxruntime-fp16", keep_fp32=repair["keep_fp32"]).load(hazard_onnx).run(normalizer_inputs)[0]
+    np.testing.assert_allclose(kept, reference, atol=5e-3)
+
+    files = repair["files"]
+    assert json.loads(open(files["keep_fp32"]).read())["keep_fp32"] == [HAZARD_NODE]
+    snippets = open(files["snippets"]).read()
+    assert "precision_mode=enforce_fp32" in snippets and f"{HAZARD_NODE}=data_type:float32" in snippets
+    assert f"OpName::{HAZARD_NODE}" in snippets
+    repaired = onnx.load(files["model"])
+    weights = {i.name: i.data_type for i in repaired.graph.initializer}
+    assert weights["w1"] == TensorProto.FLOAT16  # really converted to fp16 ...
+    inferred = onnx.shape_inference.infer_shapes(repaired).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.value_info) + list(inferred.output)}
+    hazard = next(n for n in repaired.graph.node if n.name == HAZARD_NODE)
+    assert types[hazard.input[0]] == TensorProto.FLOAT  # ... except the kept node, fed fp32
+    session = ort.InferenceSession(files["model"], providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, normalizer_inputs)
+    assert y.dtype == np.float32 and np.isfinite(y).all()
+
+
+def test_clean_model_needs_no_repair(clean_onnx, normalizer_inputs):
+    repair = localize_model(clean_onnx, normalizer_inputs, suggest_fp32=True)["repair"]
+    assert repair["keep_fp32"] == [] and repair["passed"] and repair["trials"] == 1
+
+
+def test_an_unrepairable_model_says_so():
+    """The input itself does not fit fp16: no node list can help, the whole model must stay fp32."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "zero"], ["y"], name="add")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        [numpy_helper.from_array(np.zeros(2, np.float32), "zero")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    found = suggest_fp32(model, {"x": np.array([70000.0, 1.0], np.float32)}, ["add"], first_try=["add"])
+    assert not found.passed and found.keep_fp32 == [] and "enforce_fp32" in found.note
+
+
+def test_shrinking_drops_nodes_that_are_not_needed(normalizer_inputs):
+    model = normalizer_chain(scale=100.0)
+    found = suggest_fp32(model, normalizer_inputs, ["embed", "norm", HAZARD_NODE, "unit", "proj"],
+                         first_try=["embed", "norm", HAZARD_NODE, "unit", "proj"])
+    assert found.passed and found.keep_fp32 == [HAZARD_NODE]
+
+
+@pytest.mark.parametrize("max_trials", [3])
+def test_trial_budget_is_respected(normalizer_inputs, max_trials):
+    found = suggest_fp32(normalizer_chain(scale=100.0), normalizer_inputs, ["embed", "norm", HAZARD_NODE],
+                         first_try=["embed", "norm", HAZARD_NODE], max_trials=max_trials)
+    assert found.trials <= max_trials + 1  # the final verification always runs
+    assert found.passed  # the seed passed, so whatever is left still contains the hazard
+    assert HAZARD_NODE in found.keep_fp32

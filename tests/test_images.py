@@ -31,7 +31,7 @@ def test_psnr_and_ssim_match_scikit_image(bits, channels):
         skm.peak_signal_noise_ratio(image, noisy, data_range=data_range), rel=1e-12)
     axis = -1 if channels == 3 else None
     expected_ssim = skm.structural_similarity(image, noisy, data_range=data_range, channel_axis=axis)
-    assert structural_similarity(image, noisy, data_range=data_range) == pytest.approx(expected_ssim, abs=1e-6)
+    assert structural_similarity(image, noisy, data_range=data_range) == pytest.approx(expected_ssim, abs=1e-9)
     assert mean_squared_error(image, noisy) == pytest.approx(skm.mean_squared_error(image, noisy), rel=1e-12)
 
 
@@ -117,3 +117,16 @@ def test_image_layout_of_latents():
     assert as_image_layout(latents).shape == (8, 8, 4)
     assert as_image_layout(np.zeros((10, 10))).shape == (10, 10)
     assert as_image_layout(np.zeros(100)) is None
+
+
+@pytest.mark.parametrize("shape", [(37, 50), (9, 9, 3), (5, 12, 3), (64, 48, 4)])
+def test_exact_integer_ssim_equals_scikit_image_on_odd_shapes(shape):
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, shape, dtype=np.uint8)
+    noisy = with_noise(image, 6.0)
+    window = min(7, min(shape[:2]) if min(shape[:2]) % 2 else min(shape[:2]) - 1)
+    axis = -1 if len(shape) == 3 else None
+    expected = skm.structural_similarity(image, noisy, data_range=255, channel_axis=axis, win_size=window)
+    assert structural_similarity(image, noisy, data_range=255) == pytest.approx(expected, abs=1e-12)
+    floats = structural_similarity(image.astype(np.float64), noisy.astype(np.float64), data_range=255)
+    assert floats == pytest.approx(expected, abs=1e-12)  # the scikit-image route agrees with the exact one

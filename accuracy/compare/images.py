@@ -100,21 +100,25 @@ def _ssim_window(shape: tuple[int, ...]) -> int:
 def structural_similarity_per_channel(
     image_true: np.ndarray, image_test: np.ndarray, *, data_range: float
 ) -> list[float]:
-    """SSIM of each channel (one value for a grey image), scikit-image's uniform 7x7 window.
+    """SSIM of each channel (one value for a grey image): scikit-image's statistic, a uniform 7x7
+    window, K1 = 0.01, K2 = 0.03, sample covariance, the border of half a window left out.
 
-    Accumulated in float64, as scikit-image does for integer images: float32 would be twice as
-    fast but its E[x^2] - E[x]^2 cancels badly in smooth regions (errors of ~1e-6 in SSIM, visible
-    at the six digits people compare).
+    8- and 16-bit images take an exact route: the window sums are integers, so they are summed
+    exactly and the result equals scikit-image's to ~1e-15 at twice its speed (the benchmark's
+    512x512 RGB target). Float images go through ``skimage.metrics.structural_similarity`` in
+    float64 (float32 would cancel badly in E[x^2] - E[x]^2 in smooth regions).
     """
-    from skimage.metrics import structural_similarity as _skimage_ssim
-
     data_range = _validate_data_range(data_range)
     image_true, image_test = _validate_pair(image_true, image_test)
     window = _ssim_window(image_true.shape)
-    a = image_true.astype(np.float64, copy=False)
-    b = image_test.astype(np.float64, copy=False)
+    a, b = image_true, image_test
     if a.ndim == 2:
         a, b = a[..., None], b[..., None]
+    if _small_integers(a) and _small_integers(b):
+        return _ssim_from_integer_sums(a, b, data_range=data_range, window=window)
+    from skimage.metrics import structural_similarity as _skimage_ssim
+
+    a, b = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
     values = []
     for channel in range(a.shape[2]):
         x, y = a[..., channel], b[..., channel]
@@ -123,6 +127,38 @@ def structural_similarity_per_channel(
             continue
         values.append(float(_skimage_ssim(x, y, data_range=data_range, win_size=window)))
     return values
+
+
+def _small_integers(image: np.ndarray) -> bool:
+    """Integers of at most 16 bits: their window sums of squares cannot overflow int64."""
+    return np.issubdtype(image.dtype, np.integer) and image.dtype.itemsize <= 2
+
+
+def _window_sums(values: np.ndarray, window: int) -> np.ndarray:
+    """Exact sums over every ``window`` x ``window`` block of (C, H, W) int64 values."""
+    running = np.cumsum(values, axis=2)
+    columns = running[:, :, window - 1:].copy()
+    columns[:, :, 1:] -= running[:, :, :-window]
+    for row in range(1, columns.shape[1]):  # numpy's cumsum over a middle axis is several times slower
+        columns[:, row] += columns[:, row - 1]
+    sums = columns[:, window - 1:].copy()
+    sums[:, 1:] -= columns[:, :-window]
+    return sums
+
+
+def _ssim_from_integer_sums(a: np.ndarray, b: np.ndarray, *, data_range: float, window: int) -> list[float]:
+    x = np.moveaxis(a, 2, 0).astype(np.int64)
+    y = np.moveaxis(b, 2, 0).astype(np.int64)
+    n = window * window
+    sum_x, sum_y = _window_sums(x, window), _window_sums(y, window)
+    sum_xx, sum_yy, sum_xy = _window_sums(x * x, window), _window_sums(y * y, window), _window_sums(x * y, window)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    per_mean_sq, per_cov = 1.0 / (n * n), 1.0 / (n * (n - 1))  # means: s/n; sample covariance: (n sxy - sx sy)/(n(n-1))
+    cross = sum_x * sum_y
+    squares = sum_x * sum_x + sum_y * sum_y
+    numerator = (2 * per_mean_sq * cross + c1) * (2 * per_cov * (n * sum_xy - cross) + c2)
+    denominator = (per_mean_sq * squares + c1) * (per_cov * (n * (sum_xx + sum_yy) - squares) + c2)
+    return [float(v) for v in (numerator / denominator).mean(axis=(1, 2))]
 
 
 def structural_similarity(image_true: np.ndarray, image_test: np.ndarray, *, data_range: float) -> float:

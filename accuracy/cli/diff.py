@@ -8,12 +8,13 @@ Exit 0 when the thresholds are met, 1 when not, 2 for unreadable files or sizes 
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from accuracy.cli.common import emit_json, exit_code_for, say
 from accuracy.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

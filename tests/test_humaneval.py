@@ -17,6 +17,7 @@ from accuracy.llm.humaneval import (
     Problem,
     load_problems,
     pass_at_k,
+    first_code_block,
     program_for,
     read_samples,
     score_samples,
@@ -207,3 +208,31 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     assert bad_k.returncode == 2 and "--k" in bad_k.stderr
     missing = _cli("--samples", str(tmp_path / "absent.jsonl"))
     assert missing.returncode == 2 and "file not found" in missing.stderr
+
+
+def test_opencompass_predictions_are_scored_like_opencompass_post_processes_them(tmp_path, problems):
+    solution = problems["HumanEval/0"].prompt + problems["HumanEval/0"].canonical_solution
+    predictions = {
+        "0": {"origin_prompt": "...", "prediction": f"Here you go:\n```python\n{solution}```\nDone.",
+              "gold": "HumanEval/0"},
+        "1": {"origin_prompt": "...", "prediction": ["def incr_list(l):\n    return l\n",
+                                                     "```\ndef incr_list(l):\n    return [x + 1 for x in l]\n```"],
+              "gold": "HumanEval/42"},
+    }
+    path = tmp_path / "openai_humaneval.json"
+    path.write_text(json.dumps(predictions))
+    samples = read_samples(path, problems)
+    assert [s.task_id for s in samples] == ["HumanEval/0", "HumanEval/42", "HumanEval/42"]
+    assert samples[0].completion == solution
+    result = score_samples(problems, samples, k=(1,))
+    assert [r.passed for r in result.results] == [True, False, True]
+    assert result.pass_at_k["pass@1"] == pytest.approx((1.0 + 0.5) / 2)
+    assert first_code_block("  plain text") == "plain text"
+    path.write_text(json.dumps({"0": {"prediction": "x", "gold": "HumanEval/999"}}))
+    with pytest.raises(InputError, match=r"\[0.gold\].*unknown task_id"):
+        read_samples(path, problems)
+
+
+def test_library_samples_without_a_completion_are_bad_input(problems):
+    with pytest.raises(InputError, match=r"sample 1.*'completion'"):
+        score_samples(problems, [{"task_id": "HumanEval/0", "completion": ""}, {"task_id": "HumanEval/0"}])

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import textwrap
+import time
 import uuid
 
 import pytest
@@ -311,3 +312,22 @@ def test_without_namespaces_the_subreaper_sweep_still_kills_setsid_double_forks(
     assert _processes_matching(f"300.{marker}") == []
     assert looping.status == "timed out"
     assert _leftover_program_processes() == []
+
+
+def test_a_helper_started_by_a_finished_worker_thread_keeps_serving():
+    import threading
+
+    with Sandbox(workers=1) as box:
+        server = box._idle.get()
+        server.process.kill()
+        server.process.wait()
+        box._idle.put(server)
+        def work() -> None:
+            box.run("pass")  # finds the helper dead and starts a new one from this thread
+            assert box.run("pass").passed  # the new one is up before the thread ends
+
+        worker = threading.Thread(target=work)
+        worker.start()
+        worker.join()
+        time.sleep(0.2)
+        assert box.run("assert 2 + 2 == 4").passed  # the replacement outlived the thread that made it

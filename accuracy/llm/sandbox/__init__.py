@@ -172,6 +172,8 @@ class Sandbox:
 
     def __init__(self, *, workers: int | None = None, limits: Limits = Limits(), user: str = "nobody",
                  namespaces: bool = True):
+        if not sys.platform.startswith("linux"):
+            raise SandboxError(f"the sandbox needs Linux (namespaces, pidfd); this is {sys.platform}")
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.limits = limits
         self.namespaces = namespaces  # False: only the fallback (session, subreaper sweep), as without root

@@ -128,6 +128,11 @@ class ModelGraph:
     def is_float(self, tensor: str) -> bool:
         return self.elem_type.get(tensor) in _FLOAT_TYPES
 
+    @property
+    def float32_tensors(self) -> set[str]:
+        """Names of every float32 tensor whose type is known."""
+        return {name for name, elem in self.elem_type.items() if elem == TensorProto.FLOAT}
+
     def segments(self, budget_bytes: int) -> list[list[Node]]:
         """Consecutive node runs whose produced tensors total about ``budget_bytes`` (unknown sizes
         count as the largest known one), so one segment's exposed tensors fit the budget."""

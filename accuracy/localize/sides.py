@@ -26,17 +26,21 @@ class OnnxSide:
                  ("CPUExecutionProvider",), label: str = "onnxruntime"):
         self.fp16, self.keep_fp32, self.providers, self.label = fp16, frozenset(keep_fp32), list(providers), label
 
-    def prepare(self, model: onnx.ModelProto, *, graph_inputs: Collection[str] = ()) -> onnx.ModelProto:
+    def prepare(self, model: onnx.ModelProto, *, graph_inputs: Collection[str] = (),
+                float_tensors: Collection[str] | None = None) -> onnx.ModelProto:
         if not self.fp16:
             return model
         from accuracy.backends.onnxrt_fp16.emulate import emulate_fp16, node_names
 
         keep = self.keep_fp32 & set(node_names(model.graph))
-        return emulate_fp16(model, keep_fp32=keep, round_inputs=set(graph_inputs))
+        return emulate_fp16(model, keep_fp32=keep, round_inputs=set(graph_inputs), float_tensors=float_tensors)
 
     def run(self, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], outputs: Sequence[str], *,
-            graph_inputs: Collection[str] = (), source: Path | None = None) -> dict[str, np.ndarray]:
-        prepared = self.prepare(model, graph_inputs=graph_inputs)
+            graph_inputs: Collection[str] = (), source: Path | None = None,
+            float_tensors: Collection[str] | None = None) -> dict[str, np.ndarray]:
+        """Run ``model`` (a segment) and fetch ``outputs``; ``float_tensors`` are the float32 names
+        when known (fp16 emulation then skips its own shape inference)."""
+        prepared = self.prepare(model, graph_inputs=graph_inputs, float_tensors=float_tensors)
         session = open_session(prepared.SerializeToString(), model_path=source or Path("<segment>"),
                                providers=self.providers, graph_optimization_level="disable")
         values = session.run_outputs(list(outputs), feeds)

@@ -17,7 +17,7 @@ from accuracy.errors import InputError
 from accuracy.localize.graph import ModelGraph, Node
 from accuracy.localize.sides import DumpSide, OnnxSide
 
-DEFAULT_SEGMENT_BYTES = 64 << 20
+DEFAULT_SEGMENT_BYTES = 32 << 20  # bench/bench_localize.py: peak RSS ~1.6x a plain inference at 32 MiB
 
 
 @dataclass
@@ -64,6 +64,7 @@ def stream_localize(
     result = LocalizeRun(graph)
     live_ref = {n: np.asarray(feeds[n]) for n in graph.input_names}
     live_cand = dict(live_ref)
+    floats = graph.float32_tensors
     passed: dict[str, bool] = {}
     segments = graph.segments(segment_bytes)
     result.segments = len(segments)
@@ -78,7 +79,8 @@ def stream_localize(
         cand_out: dict[str, np.ndarray] = {}
         if isinstance(candidate, OnnxSide):
             cand_out = candidate.run(part, {t: live_cand[t] for t in boundary}, expose,
-                                     graph_inputs=[t for t in boundary if t in graph.input_names], source=graph.path)
+                                     graph_inputs=[t for t in boundary if t in graph.input_names], source=graph.path,
+                                     float_tensors=floats)
         del part
         for node in segment:
             _compare_node(node, graph, ref_out, cand_out, candidate, live_ref, passed, thresholds, result)

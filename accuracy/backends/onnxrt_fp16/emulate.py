@@ -80,6 +80,7 @@ def emulate_fp16(
     keep_fp32: Collection[str] = (),
     round_inputs: bool | Collection[str] = True,
     round_initializers: bool = True,
+    float_tensors: Collection[str] | None = None,
 ) -> onnx.ModelProto:
     """A copy of ``model`` whose float tensors are rounded to fp16 at every op boundary.
 
@@ -87,9 +88,10 @@ def emulate_fp16(
     graph inputs too (a converter casts them to fp16 at entry), or only those named (a
     sub-model whose other inputs were rounded by their producers already). ``round_initializers`` needs the
     initializer data loaded; with ``False`` they are rounded by Cast pairs instead (cheap for models
-    whose weights live in external data).
+    whose weights live in external data). ``float_tensors``: the float32 tensor names when the
+    caller knows them already (saves a shape inference per call).
     """
-    floats = float_tensor_names(model)
+    floats = set(float_tensors) if float_tensors is not None else float_tensor_names(model)
     emulated = onnx.ModelProto()
     emulated.CopyFrom(model)
     graph = emulated.graph

@@ -300,3 +300,37 @@ def compare_with_golden(
     else:
         message = f"ssim {comparison.ssim:.4f}, psnr {comparison.psnr:.2f} dB, max_abs {comparison.max_abs:.4g}"
     return CheckResult(case, not failures, message, details)
+
+
+def check_golden(
+    folder: str | Path,
+    case: str,
+    image: Any,
+    *,
+    provenance: Mapping[str, Any],
+    latents: np.ndarray | None = None,
+    update: bool = False,
+    thresholds: ImageThresholds = ImageThresholds(),
+    latent_thresholds: TensorThresholds = TensorThresholds(),
+    artifacts_dir: str | Path | None = None,
+) -> CheckResult:
+    """What a suite runner calls per case: compare with the golden, or, with ``update=True`` (the
+    explicit ``accuracy baseline record`` / ``--accuracy-update-baselines``), record it.
+
+    Recording returns a passing check whose message says what happened ("recorded", "unchanged",
+    "replaced" with the old | new | difference picture), so an update run is never silent.
+    """
+    if not update:
+        return compare_with_golden(folder, case, image, latents=latents, thresholds=thresholds,
+                                   latent_thresholds=latent_thresholds, artifacts_dir=artifacts_dir)
+    outcome = record_golden(folder, case, image, latents=latents, provenance=provenance, force=True,
+                            changes_dir=artifacts_dir)
+    words = {"new": "recorded a new golden", "unchanged": "golden unchanged", "replaced": "replaced the golden"}
+    message = f"{words[outcome.status]} {outcome.paths.image}"
+    details: dict[str, Any] = {"case": case, "golden": str(outcome.paths.image), "golden_status": outcome.status}
+    if outcome.change_picture is not None:
+        message += f" (old | new | difference: {outcome.change_picture})"
+        details["images"] = {"diff": str(outcome.change_picture)}
+    if outcome.comparison is not None:
+        details["metrics"] = outcome.comparison.metrics()
+    return CheckResult(case, True, message, details)

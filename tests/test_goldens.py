@@ -11,6 +11,7 @@ from accuracy.errors import InputError
 from accuracy.goldens import (
     GoldenChanged,
     GoldenMissing,
+    check_golden,
     compare_with_golden,
     load_golden,
     record_golden,
@@ -123,3 +124,67 @@ def test_size_change_and_tampering_are_input_errors(folder):
 def test_case_names_must_be_file_safe(folder):
     with pytest.raises(InputError, match="case name"):
         record_golden(folder, "../escape", landscape(8), provenance={})
+
+
+def test_check_golden_records_only_when_asked_and_says_so(folder, tmp_path):
+    image = landscape(32)
+    with pytest.raises(GoldenMissing):
+        check_golden(folder, "k", image, provenance=PROVENANCE)
+    recorded = check_golden(folder, "k", image, provenance=PROVENANCE, update=True)
+    assert recorded.passed and recorded.message.startswith("recorded a new golden")
+    assert check_golden(folder, "k", image, provenance=PROVENANCE).passed
+    far = with_noise(image, 25.0)
+    assert not check_golden(folder, "k", far, provenance=PROVENANCE).passed
+    replaced = check_golden(folder, "k", far, provenance=PROVENANCE, update=True, artifacts_dir=tmp_path / "a")
+    assert replaced.details["golden_status"] == "replaced" and "old | new | difference" in replaced.message
+    assert (tmp_path / "a" / "tiny-sd" / "k.golden-change.png").exists()
+    assert check_golden(folder, "k", far, provenance=PROVENANCE).passed
+
+
+def _img2img(folder, *, seed: int = 0) -> np.ndarray:
+    """The guide's pipeline (diffusers' ONNX img2img on onnxruntime's CPU provider), fixed seed."""
+    from diffusers import OnnxStableDiffusionImg2ImgPipeline
+    from PIL import Image
+
+    from accuracy.demo.tiny_sd import PROMPT
+
+    pipe = OnnxStableDiffusionImg2ImgPipeline.from_pretrained(
+        str(folder), provider="CPUExecutionProvider", safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    sketch = Image.open(folder / "inputs" / "sketch.png").convert("RGB")
+    result = pipe(prompt=PROMPT, image=sketch, strength=0.75, guidance_scale=7.5, num_inference_steps=4,
+                  generator=np.random.RandomState(seed), output_type="np")
+    return result.images
+
+
+@pytest.mark.slow
+def test_tiny_stable_diffusion_passes_its_golden_and_a_broken_unet_fails(tmp_path):
+    pytest.importorskip("diffusers")
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    from accuracy.demo.tiny_sd import PROMPT, build_tiny_sd
+
+    pipeline = build_tiny_sd(outlier=False)
+    provenance = {**PROVENANCE, "prompt": PROMPT, "steps": 4, "backend": "onnxruntime"}
+    folder = tmp_path / "baselines" / "tiny-sd"
+    reference = _img2img(pipeline)
+    check_golden(folder, "fantasy_landscape", reference, provenance=provenance, update=True)
+    assert read_json(folder / "fantasy_landscape.json")["provenance"]["size"] == [64, 64]
+    again = check_golden(folder, "fantasy_landscape", _img2img(pipeline), provenance=provenance)
+    assert again.passed and again.details["metrics"]["psnr"] > 60  # deterministic: inf in practice
+
+    broken = tmp_path / "broken"
+    shutil.copytree(pipeline, broken)
+    unet = onnx.load(str(broken / "unet" / "model.onnx"))
+    for tensor in unet.graph.initializer:
+        if tensor.name == "conv_in.weight":
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * 1.5, tensor.name))
+    onnx.save(unet, str(broken / "unet" / "model.onnx"))
+    result = check_golden(folder, "fantasy_landscape", _img2img(broken), provenance=provenance,
+                          artifacts_dir=tmp_path / "artifacts")
+    assert not result.passed and "ssim" in result.message, result.message
+    assert (tmp_path / "artifacts" / "fantasy_landscape.diff.png").exists()

@@ -325,6 +325,8 @@ def section_kind(section: Mapping[str, Any]) -> str:
     if section.get("kind"):
         return str(section["kind"])
     data = section.get("data", section)
+    if "suite" in data and "checks" in data:
+        return "suite"
     if "culprits" in data or "models" in data:
         return "bisect"
     if "tensors" in data or "first_divergent" in data:

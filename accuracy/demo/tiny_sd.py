@@ -35,6 +35,7 @@ IMAGE_SIZE = 64
 OPSET = 14
 # The planted outlier: layer 0's MLP, hidden unit 5 writes ~600 into residual channel 7.
 OUTLIER_LAYER, OUTLIER_UNIT, OUTLIER_CHANNEL, OUTLIER_VALUE = 0, 5, 7, 600.0
+UNET_TEXT_GAIN = 8.0  # cross-attention output gain: how much the tiny unet follows the text
 MODELS = ("text_encoder", "unet", "vae_encoder", "vae_decoder")
 PROMPT = "A fantasy landscape, trending on artstation"
 
@@ -160,11 +161,18 @@ def _text_encoder(*, outlier: bool):
 def _unet():
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel(
+    import torch
+
+    unet = UNet2DConditionModel(
         block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32,
     ).eval()
+    with torch.no_grad():  # random init barely listens to the prompt; a trained unet does, so make it listen
+        for name, param in unet.named_parameters():
+            if ".attn2.to_out.0.weight" in name:
+                param.mul_(UNET_TEXT_GAIN)
+    return unet
 
 
 def _vae():

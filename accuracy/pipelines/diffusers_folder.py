@@ -14,6 +14,7 @@ seed, default 0), ``height``/``width`` (text-to-image). Output: ``{"image": (N, 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -34,6 +35,7 @@ def diffusers_entry(folder: Path) -> Callable[[Mapping[str, Any], Mapping[str, A
         from transformers import CLIPTokenizer
     except ImportError as exc:
         raise MissingDependencyError(exc.name or "diffusers", "diffusers", "running a diffusers ONNX folder") from None
+    diffusers.utils.logging.set_verbosity_error()  # the ONNX pipelines' deprecation notices, once per run
     index_path = folder / "model_index.json"
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
@@ -76,7 +78,9 @@ def diffusers_entry(folder: Path) -> Callable[[Mapping[str, Any], Mapping[str, A
         if isinstance(kwargs.get("image"), np.ndarray):
             kwargs["image"] = _to_pil(kwargs["image"])
         generator = np.random.RandomState(int(inputs.get("seed", 0)))
-        result = pipe(**kwargs, generator=generator, output_type="np")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            result = pipe(**kwargs, generator=generator, output_type="np")
         return {"image": np.asarray(result.images, dtype=np.float32)}
 
     return run

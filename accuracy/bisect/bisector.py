@@ -1,0 +1,125 @@
+"""``bisect``: which model of a pipeline moves its output when converted, and by how much.
+
+The guide's method, automated: the all-reference pipeline is the golden run; each model is looked
+at in isolation (its recorded reference calls replayed on the candidate), swapped in alone, and left
+out of the all-candidate pipeline. The reference runs twice so its own noise is measured and never
+blamed on a model. Work already done is never redone: the reference run's calls and the isolated
+phase's candidate outputs feed a ``CallCache`` that later runs replay from.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from accuracy.bisect.strategy import Combination, SwapSearch
+from accuracy.bisect.swaps import (beyond_noise, cached_run, call_noise, fill_cache, isolated, summary)
+from accuracy.compare.criteria import Criteria, Judgement, judge_outputs
+from accuracy.config.pipeline import PipelineSpec
+from accuracy.pipelines.recording import DEFAULT_BUDGET, ArrayStore, CallCache, Recording
+from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class _Runs:
+    """Judged end-to-end runs by the set of models on the candidate, so none runs twice."""
+
+    runner: PipelineRunner
+    cache: CallCache
+    reference: dict
+    criteria: Criteria
+    judged: dict[Combination, Judgement] = field(default_factory=dict)
+    count: int = 0
+
+    def judge(self, on_candidate: Combination) -> Judgement:
+        key = tuple(m for m in self.runner.models if m in on_candidate)
+        if key not in self.judged:
+            sides = {m: CANDIDATE for m in key}
+            outputs = cached_run(self.runner, sides, self.cache)
+            self.count += 1
+            self.judged[key] = judge_outputs(self.reference, outputs, criteria=self.criteria)
+        return self.judged[key]
+
+
+def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: None,
+                    budget_bytes: int = DEFAULT_BUDGET, runner: PipelineRunner | None = None) -> dict[str, Any]:
+    """Bisect ``spec``'s pipeline; returns DESIGN.md's bisect JSON (plus timings and cache counts)."""
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    runner = runner or PipelineRunner(spec)
+    criteria = Criteria.from_spec(spec.compare)
+    store = ArrayStore(budget_bytes)
+    models = runner.models
+    try:
+        first, second = Recording(store), Recording(store)
+        clock = time.perf_counter()
+        progress(f"reference run 1/2 ({spec.reference.name}), recording every model call")
+        reference = runner.record(first)
+        timings["reference_run"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        progress("reference run 2/2, for the noise floor")
+        again = runner.record(second)
+        timings["noise_run"] = time.perf_counter() - clock
+        noise = judge_outputs(reference, again, criteria=criteria)
+
+        cache = CallCache(store)
+        fill_cache(cache, first, REFERENCE, skip=runner.random)
+        report_models: dict[str, dict[str, Any]] = {}
+        clock = time.perf_counter()
+        for position, model in enumerate(models, 1):
+            progress(f"isolated {position}/{len(models)}: {model} on {runner.candidate_backend_name(model)}, "
+                     f"{len(first.of(model))} recorded calls")
+            report_models[model] = {"isolated": isolated(runner, first, model, criteria=criteria, cache=cache)}
+            if model in runner.random:
+                report_models[model]["random_ops"] = [
+                    {"node": n.name, "op_type": n.op_type, "seed_in_file": n.seeded, "seeded_here": True}
+                    for n in runner.random[model]]
+        timings["isolated"] = time.perf_counter() - clock
+
+        runs = _Runs(runner, cache, reference, criteria)
+        clock = time.perf_counter()
+        progress(f"all models on the candidate ({spec.candidate.name})")
+        everything = runs.judge(tuple(models))
+        for position, model in enumerate(models, 1):
+            progress(f"swap in {position}/{len(models)}: only {model} on the candidate")
+            report_models[model]["swap_in"] = summary(runs.judge((model,)))
+        if len(models) > 1:
+            for position, model in enumerate(models, 1):
+                progress(f"leave out {position}/{len(models)}: all but {model} on the candidate")
+                report_models[model]["leave_out"] = summary(runs.judge(tuple(m for m in models if m != model)))
+        else:
+            report_models[models[0]]["leave_out"] = summary(judge_outputs(reference, reference, criteria=criteria))
+
+        def passes(combo: Combination) -> bool:
+            judgement = runs.judge(combo)
+            return not beyond_noise(judgement, noise)
+
+        search = SwapSearch(models, all_fails=not everything.passed)
+        while not search.stop():
+            combo = search.current
+            if len(combo) > 1 and tuple(combo) not in runs.judged:
+                progress(f"combination: {', '.join(combo)} on the candidate")
+            search.step(passes(combo))
+        timings["swaps"] = time.perf_counter() - clock
+        timings["total"] = time.perf_counter() - started
+        smallest = search.smallest_failing if not everything.passed else None
+        return {
+            "suite": spec.name,
+            "verdict": "pass" if everything.passed else "fail",
+            "culprits": search.culprits,
+            "smallest_failing": list(smallest) if smallest else None,
+            "reference_backend": spec.reference.name,
+            "candidate_backend": spec.candidate.name,
+            "models": report_models,
+            "all_candidate": summary(everything),
+            "noise_floor": {**summary(noise), "calls": call_noise(first, second)},
+            "pipeline_runs": 2 + runs.count,
+            "cache": {"hits": cache.hits, "misses": cache.misses, "spilled_calls": store.spilled},
+            "timings": timings,
+        }
+    finally:
+        store.close()
+        runner.close()

@@ -1,0 +1,217 @@
+"""The three views of one model that bisect reports, built on recorded reference calls.
+
+- ``isolated``: the candidate fed the recorded reference inputs, compared call by call with the
+  recorded outputs. No pipeline re-run; once per converter gear when the model has gears.
+- ``swap_in`` / ``leave_out``: end-to-end runs with some models on the candidate, through a
+  ``CallCache`` hook: a deterministic model called with inputs it has already seen (same side, same
+  call index) replays its outputs instead of running again.
+- the noise floor: two reference runs, compared end to end and call by call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from accuracy.compare.criteria import Criteria, Judgement, judge_outputs
+from accuracy.compare.tensors import TensorThresholds, compare_tensors
+from accuracy.config.converter import ConverterConfig, Shape
+from accuracy.errors import BackendError
+from accuracy.pipelines.proxy import ModelProxy
+from accuracy.pipelines.recording import CallCache, Recording, feeds_digest
+from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
+
+SUMMARY_KEYS = ("cosine", "max_abs", "rel_l2", "ssim", "psnr")
+
+
+@dataclass
+class CallStats:
+    """Worst metrics over a model's calls and outputs (cosine: lowest; errors: highest)."""
+
+    calls: int = 0
+    cosine: float = 1.0
+    max_abs: float = 0.0
+    rel_l2: float = 0.0
+    nonfinite: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, label: str, expected: np.ndarray, obtained: np.ndarray, thresholds: TensorThresholds) -> None:
+        result = compare_tensors(expected, obtained, thresholds=thresholds)
+        cosine = result.cosine if np.isfinite(result.cosine) else -1.0
+        self.cosine = min(self.cosine, cosine)
+        self.max_abs = max(self.max_abs, result.max_abs)
+        self.rel_l2 = max(self.rel_l2, result.rel_l2)
+        self.nonfinite += max(result.nonfinite_obtained - result.nonfinite_expected, 0)
+        if result.failures and len(self.failures) < 3:
+            self.failures.append(f"{label}: {'; '.join(result.failures)}")
+
+    @property
+    def verdict(self) -> str:
+        if self.nonfinite:
+            return "non-finite"
+        return "fail" if self.failures else "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "calls": self.calls, "cosine": self.cosine, "max_abs": self.max_abs,
+                "rel_l2": self.rel_l2, "nonfinite": self.nonfinite, "failures": self.failures}
+
+
+def isolated_thresholds(criteria: Criteria) -> TensorThresholds:
+    """Per-model outputs have their own scales: only scale-free bounds apply (cosine, relative L2)."""
+    return TensorThresholds(cosine_min=criteria.cosine_min if criteria.cosine_min is not None else 0.99,
+                            rel_l2_max=criteria.rel_l2_max)
+
+
+def isolated(runner: PipelineRunner, recording: Recording, model: str, *, criteria: Criteria,
+             cache: CallCache | None = None) -> dict[str, Any]:
+    """The candidate on every recorded input of ``model``, compared with the recorded outputs."""
+    thresholds = isolated_thresholds(criteria)
+    random = model in runner.random
+    session = runner.fresh_session(model, CANDIDATE) if random else runner.session(model, CANDIDATE)
+    proxy = ModelProxy(model, session, reference=runner.session(model, REFERENCE))
+    stats = CallStats()
+    for call in recording.of(model):
+        feeds = recording.feeds(call)
+        expected = recording.outputs(call)
+        obtained = proxy.run(feeds)
+        check_outputs_match(model, expected, obtained, session.model_path)
+        stats.calls += 1
+        for position, (ref, got) in enumerate(zip(expected, obtained)):
+            stats.add(f"call {call.index} output {_output_name(runner, model, position)}", ref, got, thresholds)
+        if cache is not None and not random:
+            cache.put(model, CANDIDATE, call.index, call.digest, obtained)
+    result = stats.to_dict()
+    gears = runner.spec.converter.get(model)
+    if gears and gears.gears:
+        result["gears"] = isolated_gears(runner, recording, model, gears, thresholds=thresholds)
+        if any(g["verdict"] != "pass" for g in result["gears"]) and result["verdict"] == "pass":
+            result["verdict"] = next(g["verdict"] for g in result["gears"] if g["verdict"] != "pass")
+    return result
+
+
+def isolated_gears(runner: PipelineRunner, recording: Recording, model: str, config: ConverterConfig, *,
+                   thresholds: TensorThresholds) -> list[dict[str, Any]]:
+    """The isolated comparison once per gear: each recorded input sliced or edge-padded to the gear's
+    shape, run on the reference and on the candidate (the reference has no recording at that shape)."""
+    results = []
+    reference, candidate = runner.session(model, REFERENCE), runner.session(model, CANDIDATE)
+    ref_proxy = ModelProxy(model, reference)
+    cand_proxy = ModelProxy(model, candidate, reference=reference)
+    for gear in config.gears:
+        stats = CallStats()
+        for call in recording.of(model):
+            feeds = fit_to_gear(recording.feeds(call), gear)
+            try:
+                expected = ref_proxy.run(feeds)
+            except BackendError as exc:
+                stats.failures.append(f"the reference cannot run this gear: {exc.message}")
+                break
+            obtained = cand_proxy.run(feeds)
+            check_outputs_match(model, expected, obtained, candidate.model_path)
+            stats.calls += 1
+            for position, (ref, got) in enumerate(zip(expected, obtained)):
+                stats.add(f"call {call.index} output {position}", ref, got, thresholds)
+        results.append({"gear": config.describe_gear(gear), "precision_mode": config.precision_mode,
+                        **stats.to_dict()})
+    return results
+
+
+def fit_to_gear(feeds: Mapping[str, np.ndarray], gear: Mapping[str, Shape]) -> dict[str, np.ndarray]:
+    """Each named input cut or edge-padded to the gear's shape (inputs the gear does not name stay)."""
+    fitted = dict(feeds)
+    for name, shape in gear.items():
+        if name not in feeds:
+            continue
+        array = np.asarray(feeds[name])
+        if array.ndim != len(shape):
+            raise BackendError(f"gear shape {shape} for {name!r} has {len(shape)} dims, the input has {array.ndim}")
+        array = array[tuple(slice(0, min(have, want)) for have, want in zip(array.shape, shape))]
+        pads = [(0, max(want - have, 0)) for have, want in zip(array.shape, shape)]
+        fitted[name] = np.pad(array, pads, mode="edge") if any(p[1] for p in pads) else array
+    return fitted
+
+
+def check_outputs_match(model: str, expected: list[np.ndarray], obtained: list[np.ndarray], path) -> None:
+    """Count, shape and dtype of the candidate's outputs must be the reference's: else a clear error."""
+    if len(expected) != len(obtained):
+        raise BackendError(f"{model}: the candidate returned {len(obtained)} outputs, the reference {len(expected)}",
+                           path=path)
+    for position, (ref, got) in enumerate(zip(expected, obtained)):
+        if ref.shape != got.shape:
+            raise BackendError(f"{model}: output {position} has shape {got.shape} on the candidate, "
+                               f"{ref.shape} on the reference", path=path)
+        if ref.dtype != got.dtype and not (ref.dtype.kind == got.dtype.kind == "f"):
+            raise BackendError(f"{model}: output {position} is {got.dtype} on the candidate, {ref.dtype} on the "
+                               "reference", path=path)
+
+
+def cached_run(runner: PipelineRunner, sides: Mapping[str, str], cache: CallCache) -> dict[str, np.ndarray]:
+    """A pipeline run that replays what ``cache`` already holds (deterministic models only)."""
+
+    def hook(name: str, index: int, feeds: dict[str, np.ndarray], run: Callable) -> list[np.ndarray]:
+        if name in runner.random:
+            return run(feeds)
+        side = sides.get(name, REFERENCE)
+        digest = feeds_digest(feeds)
+        outputs = cache.get(name, side, index, digest)
+        if outputs is None:
+            outputs = run(feeds)
+            cache.put(name, side, index, digest, outputs)
+        return outputs
+
+    return runner.run(sides, hook=hook)
+
+
+def fill_cache(cache: CallCache, recording: Recording, side: str, *, skip: Iterable[str] = ()) -> None:
+    """Make a recorded run's calls replayable."""
+    skipped = set(skip)
+    for call in recording.calls:
+        if call.model not in skipped:
+            cache.put(call.model, side, call.index, call.digest, recording.outputs(call))
+
+
+def call_noise(first: Recording, second: Recording) -> dict[str, dict[str, Any]]:
+    """Per model: calls whose inputs were identical in both reference runs, compared output by output."""
+    noise: dict[str, dict[str, Any]] = {}
+    seconds = {(c.model, c.index): c for c in second.calls}
+    exact = TensorThresholds(cosine_min=None)
+    for call in first.calls:
+        twin = seconds.get((call.model, call.index))
+        stats = noise.setdefault(call.model, {"stats": CallStats(), "identical": True, "compared": 0})
+        if twin is None or twin.digest != call.digest:
+            continue
+        a, b = first.outputs(call), second.outputs(twin)
+        stats["compared"] += 1
+        for ref, got in zip(a, b):
+            stats["stats"].add("", ref, got, exact)
+            stats["identical"] &= ref.shape == got.shape and bool(np.array_equal(ref, got, equal_nan=True))
+    return {model: {"identical": v["identical"], "calls_compared": v["compared"], "max_abs": v["stats"].max_abs,
+                    "rel_l2": v["stats"].rel_l2} for model, v in noise.items()}
+
+
+def summary(judgement: Judgement) -> dict[str, Any]:
+    """A run's judgement, compact: verdict, failures, the worst headline metrics over the outputs
+    (``metrics``) and the same per output (``outputs``)."""
+    worst = {key: judgement.worst(key) for key in SUMMARY_KEYS}
+    return {"verdict": judgement.verdict, "passed": judgement.passed, "failures": list(judgement.failures),
+            "metrics": {key: value for key, value in worst.items() if value is not None},
+            "outputs": {name: {key: record[key] for key in SUMMARY_KEYS if key in record}
+                        for name, record in judgement.outputs.items()}}
+
+
+def beyond_noise(judgement: Judgement, noise: Judgement, *, factor: float = 2.0) -> bool:
+    """A failure counts against a model only when its deviation clearly exceeds the reference's own."""
+    if noise.passed or judgement.nonfinite:
+        return not judgement.passed
+    for name, record in judgement.outputs.items():
+        floor = noise.outputs.get(name, {}).get("rel_l2", 0.0)
+        if record.get("rel_l2", 0.0) > factor * floor + 1e-12:
+            return True
+    return False
+
+
+def _output_name(runner: PipelineRunner, model: str, position: int) -> str:
+    names = runner.session(model, REFERENCE).output_names
+    return names[position] if position < len(names) else str(position)

@@ -100,7 +100,7 @@ def _picture(source: Any, *, kind: str):
 
         data_range = data_range_for(array)
     if kind == "heat":
-        return pictures.heat_map(array, min_side=160)
+        return pictures.heat_map(array, min_side=160, max_side=192)
     return pictures.thumbnail(array, data_range=data_range, max_side=192)
 
 

@@ -70,7 +70,7 @@ def _pil(array: np.ndarray) -> "Image.Image":
 def _enlarge(image: "Image.Image", *, min_side: int = MIN_DISPLAY_SIDE) -> "Image.Image":
     from PIL import Image
 
-    factor = max(1, -(-min_side // max(1, min(image.size))))
+    factor = max(1, min_side // max(1, min(image.size)))
     if factor == 1:
         return image
     return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
@@ -93,23 +93,38 @@ def _format_tick(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
+def max_pool(values: np.ndarray, factor: int) -> np.ndarray:
+    """(H, W) -> (ceil(H/f), ceil(W/f)): each block's largest value (NaN wins: it is the worst)."""
+    height, width = values.shape
+    padded = np.full((-(-height // factor) * factor, -(-width // factor) * factor), -np.inf)
+    padded[:height, :width] = values
+    blocks = padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor)
+    pooled = blocks.max(axis=(1, 3))  # np.max propagates NaN
+    return pooled
+
+
 def heat_map(
     difference: np.ndarray,
     *,
     vmax: float | None = None,
     colour_bar: bool = True,
     min_side: int = MIN_DISPLAY_SIDE,
+    max_side: int | None = None,
 ) -> "Image.Image":
     """A heat map of a per-pixel difference (H, W), black = equal, with a labelled colour bar.
 
     ``vmax`` sets the top of the scale (default: the largest difference, so the worst pixel is
     brightest and small errors stay visible); it is written on the bar so the picture is honest.
+    ``max_side`` shrinks a large map by taking the maximum of each block, so no bad pixel vanishes
+    from a thumbnail. NaN pixels are drawn magenta.
     """
     from PIL import ImageDraw
 
     difference = np.asarray(difference, dtype=np.float64)
     if difference.ndim != 2:
         raise ValueError(f"a difference map is (H, W); got {difference.shape}")
+    if max_side is not None and max(difference.shape) > max_side:
+        difference = max_pool(difference, -(-max(difference.shape) // max_side))
     finite = difference[np.isfinite(difference)]
     top = float(vmax) if vmax is not None else (float(finite.max()) if finite.size else 0.0)
     scale = top if top > 0 else 1.0

@@ -77,3 +77,17 @@ def test_trial_budget_is_respected(normalizer_inputs, max_trials):
     assert found.trials <= max_trials + 1  # the final verification always runs
     assert found.passed  # the seed passed, so whatever is left still contains the hazard
     assert HAZARD_NODE in found.keep_fp32
+
+
+def test_a_pipeline_criterion_judges_the_keep_list(hazard_onnx, normalizer_inputs):
+    """bisect --localize passes the pipeline's check; here: a check that also demands 'norm' in fp32."""
+    seen = []
+
+    def pipeline_check(keep):
+        seen.append(list(keep))
+        return {HAZARD_NODE, "norm"} <= set(keep)
+
+    repair = localize_model(hazard_onnx, normalizer_inputs, suggest_fp32=True,
+                            repair_criterion=pipeline_check)["repair"]
+    assert sorted(repair["keep_fp32"]) == sorted([HAZARD_NODE, "norm"]) and repair["passed"]
+    assert repair["criterion"].startswith("caller") and repair["trials"] == len(seen)

@@ -51,12 +51,14 @@ def localize_model(
     keep_fp32: Sequence[str] = (),
     segment_bytes: int = DEFAULT_SEGMENT_BYTES,
     progress: Callable[[int, int], None] | None = None,
+    repair_criterion: Callable[[Sequence[str]], bool] | None = None,
 ) -> dict:
     """Localize where ``candidate`` departs from the fp32 reference; the JSON of DESIGN.md as a dict.
 
     ``suggest_fp32`` adds ``repair`` (a verified keep-fp32 node list, and with ``out_dir`` the
-    repaired fp16 model and converter snippets). Raises ``InputError`` only when nothing could be
-    compared.
+    repaired fp16 model and converter snippets); ``repair_criterion(keep_fp32) -> bool`` judges a
+    keep-list instead of the model's own outputs (``bisect --localize`` passes the pipeline's check).
+    Raises ``InputError`` only when nothing could be compared.
     """
     graph = ModelGraph(model_path, feeds=feeds)
     side = _candidate_side(candidate, graph, name_map, keep_fp32)
@@ -91,11 +93,11 @@ def localize_model(
         "work": {"segments": run.segments, "single_node_runs": run.single_node_runs},
     }
     if suggest_fp32:
-        result["repair"] = _repair(graph, feeds, run.records, thresholds, keep_fp32, out_dir)
+        result["repair"] = _repair(graph, feeds, run.records, thresholds, keep_fp32, out_dir, repair_criterion)
     return result
 
 
-def _repair(graph: ModelGraph, feeds, records, thresholds, keep_fp32, out_dir) -> dict:
+def _repair(graph: ModelGraph, feeds, records, thresholds, keep_fp32, out_dir, criterion) -> dict:
     import onnx
 
     from accuracy.localize.repair import suggest_fp32, write_repair
@@ -110,9 +112,10 @@ def _repair(graph: ModelGraph, feeds, records, thresholds, keep_fp32, out_dir) -
     ranking = list(dict.fromkeys([*keep_fp32, *(r["node"] for r in ranked), *(r["node"] for r in diverged)]))
     model = onnx.load(str(graph.path))
     first_try = list(dict.fromkeys([*keep_fp32, *(r["node"] for r in ranked)]))
-    found = suggest_fp32(model, feeds, ranking, first_try=first_try, thresholds=thresholds)
+    found = suggest_fp32(model, feeds, ranking, first_try=first_try, thresholds=thresholds, criterion=criterion)
     repair = {"keep_fp32": found.keep_fp32, "passed": found.passed, "trials": found.trials,
-              "outputs": found.outputs, "note": found.note, "criterion": "model outputs, fp16 emulation"}
+              "outputs": found.outputs, "note": found.note,
+              "criterion": "model outputs, fp16 emulation" if criterion is None else "caller's check (pipeline)"}
     if out_dir is not None and found.passed:
         repair["files"] = write_repair(Path(out_dir), model, found, {n.name: n.op_type for n in graph.nodes})
     return repair

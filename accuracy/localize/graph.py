@@ -141,12 +141,18 @@ class ModelGraph:
         size = 0
         for node in self.nodes:
             cost = sum(self.nbytes.get(t, fallback) for t in node.outputs if t)
+            # the weights a segment carries count too: a segment model must stay under protobuf's 2 GB
+            cost += sum(self._initializer_bytes(t) for t in node.inputs if t in self.initializers)
             if chunks[-1] and size + cost > budget_bytes:
                 chunks.append([])
                 size = 0
             chunks[-1].append(node)
             size += cost
         return [c for c in chunks if c]
+
+    def _initializer_bytes(self, name: str) -> int:
+        init = self.initializers[name]
+        return int(np.prod(init.dims, dtype=np.int64)) * _ELEM_BYTES.get(init.data_type, 4)
 
     def initializer(self, name: str) -> TensorProto:
         """An initializer with its data in memory (loaded from external data when needed)."""

@@ -53,6 +53,17 @@ class _Criterion:
         return all(c.passed for c in comparisons)
 
 
+class _External:
+    """A caller's pass/fail function, counted like the default criterion."""
+
+    def __init__(self, check: Callable[[Sequence[str]], bool]):
+        self.check, self.trials, self.last = check, 0, {}
+
+    def __call__(self, keep: Sequence[str]) -> bool:
+        self.trials += 1
+        return bool(self.check(list(keep)))
+
+
 def _shrink(keep: list[str], passes: Callable[[Sequence[str]], bool], budget: Callable[[], bool]) -> list[str]:
     """Delta debugging: remove chunks (halves, then smaller) while the rest still passes."""
     chunk = max(1, len(keep) // 2)
@@ -80,10 +91,15 @@ def suggest_fp32(
     first_try: Sequence[str] = (),
     thresholds: TensorThresholds = TensorThresholds(),
     max_trials: int = MAX_TRIALS,
+    criterion: Callable[[Sequence[str]], bool] | None = None,
 ) -> RepairResult:
     """Search a small keep-fp32 list: ``first_try`` (the nodes that introduce error), then
-    ``ranking`` (every suspect, most suspicious first), then every node; then shrink it."""
-    passes = _Criterion(model, feeds, thresholds)
+    ``ranking`` (every suspect, most suspicious first), then every node; then shrink it.
+
+    ``criterion(keep_fp32) -> bool`` replaces the default check (the model's own outputs under fp16
+    emulation): with a suite, the whole pipeline's check with this model on the candidate.
+    """
+    passes = _Criterion(model, feeds, thresholds) if criterion is None else _External(criterion)
     budget = lambda: passes.trials < max_trials  # noqa: E731
     if passes([]):
         return RepairResult([], True, passes.trials, passes.last, "the fp16 model already passes")

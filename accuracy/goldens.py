@@ -21,9 +21,10 @@ import datetime as _dt
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,8 @@ PROVENANCE_KEYS = ("prompt", "seed", "steps", "strength", "guidance", "size", "s
 TOOLS = ("accuracy", "numpy", "pillow", "scikit-image", "onnx", "onnxruntime", "diffusers",
          "transformers", "torch", "mindspore", "mindspore-lite")
 RECORD_HINT = "record it with `accuracy baseline record SUITE` or `pytest --accuracy-update-baselines`"
+DEFAULT_IMAGE_THRESHOLDS = ImageThresholds()
+DEFAULT_LATENT_THRESHOLDS = TensorThresholds()
 _CASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -251,8 +254,8 @@ def compare_with_golden(
     image: Any,
     *,
     latents: np.ndarray | None = None,
-    thresholds: ImageThresholds = ImageThresholds(),
-    latent_thresholds: TensorThresholds = TensorThresholds(),
+    thresholds: ImageThresholds = DEFAULT_IMAGE_THRESHOLDS,
+    latent_thresholds: TensorThresholds = DEFAULT_LATENT_THRESHOLDS,
     artifacts_dir: str | Path | None = None,
 ) -> CheckResult:
     """Judge a fresh output against the golden of ``case``: image metrics (and latents, when both
@@ -310,8 +313,8 @@ def check_golden(
     provenance: Mapping[str, Any],
     latents: np.ndarray | None = None,
     update: bool = False,
-    thresholds: ImageThresholds = ImageThresholds(),
-    latent_thresholds: TensorThresholds = TensorThresholds(),
+    thresholds: ImageThresholds = DEFAULT_IMAGE_THRESHOLDS,
+    latent_thresholds: TensorThresholds = DEFAULT_LATENT_THRESHOLDS,
     artifacts_dir: str | Path | None = None,
 ) -> CheckResult:
     """What a suite runner calls per case: compare with the golden, or, with ``update=True`` (the

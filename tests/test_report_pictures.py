@@ -3,7 +3,7 @@ pixel, the triptych has three panels, the error curve is well-formed SVG."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 import numpy as np
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -61,13 +62,13 @@ def to_display(image: np.ndarray, *, data_range: float) -> np.ndarray:
     return np.round(np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def _pil(array: np.ndarray) -> "Image.Image":
+def _pil(array: np.ndarray) -> Image.Image:
     from PIL import Image
 
     return Image.fromarray(np.ascontiguousarray(array))
 
 
-def _enlarge(image: "Image.Image", *, min_side: int = MIN_DISPLAY_SIDE) -> "Image.Image":
+def _enlarge(image: Image.Image, *, min_side: int = MIN_DISPLAY_SIDE) -> Image.Image:
     from PIL import Image
 
     factor = max(1, min_side // max(1, min(image.size)))
@@ -110,7 +111,7 @@ def heat_map(
     colour_bar: bool = True,
     min_side: int = MIN_DISPLAY_SIDE,
     max_side: int | None = None,
-) -> "Image.Image":
+) -> Image.Image:
     """A heat map of a per-pixel difference (H, W), black = equal, with a labelled colour bar.
 
     ``vmax`` sets the top of the scale (default: the largest difference, so the worst pixel is
@@ -148,7 +149,7 @@ def heat_map(
     return canvas
 
 
-def strip(panels: Sequence["Image.Image"], labels: Sequence[str]) -> "Image.Image":
+def strip(panels: Sequence[Image.Image], labels: Sequence[str]) -> Image.Image:
     """Panels side by side on a white background, each with a caption above it."""
     from PIL import ImageDraw
 
@@ -173,7 +174,7 @@ def triptych(
     *,
     data_range: float,
     labels: tuple[str, str, str] = ("expected", "obtained", "|difference|"),
-) -> "Image.Image":
+) -> Image.Image:
     """expected | obtained | heat map of their difference (with its colour bar), one picture."""
     from accuracy.compare.images import absolute_difference_map
 
@@ -183,7 +184,7 @@ def triptych(
     return strip([expected, obtained, difference], labels)
 
 
-def thumbnail(image: np.ndarray | "Image.Image", *, data_range: float = 255.0, max_side: int = 192) -> "Image.Image":
+def thumbnail(image: np.ndarray | Image.Image, *, data_range: float = 255.0, max_side: int = 192) -> Image.Image:
     """A small copy for tables (enlarged with visible pixels when the image is tiny)."""
     from PIL import Image
 
@@ -194,7 +195,7 @@ def thumbnail(image: np.ndarray | "Image.Image", *, data_range: float = 255.0, m
     return picture
 
 
-def png_bytes(image: "Image.Image") -> bytes:
+def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
@@ -243,10 +244,12 @@ def error_curve_svg(
         level = math.log10(max(float(value), 10.0 ** low))
         return top + (height - top - bottom) * (1 - (level - low) / (high - low))
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="curve" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(y_label)} per operator">',
-             f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
-             'fill="#fafafa" stroke="#ccc"/>']
+    parts = [
+        (f'<svg xmlns="http://www.w3.org/2000/svg" class="curve" width="{width}" height="{height}" '
+         f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(y_label)} per operator">'),
+        (f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+         'fill="#fafafa" stroke="#ccc"/>'),
+    ]
     for exponent in range(low, high + 1):
         y = y_of(10.0 ** exponent)
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e3e3"/>'

@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 
@@ -62,7 +63,13 @@ class ImageRegression:
         """
         __tracebackhide__ = True
         from accuracy.errors import AccuracyError
-        from accuracy.goldens import GoldenMissing, compare_with_golden, load_golden, record_golden, write_artifacts
+        from accuracy.goldens import (
+            GoldenMissing,
+            compare_with_golden,
+            load_golden,
+            record_golden,
+            write_artifacts,
+        )
         from accuracy.imageio import to_pixels
 
         case = _safe(basename or self.name)

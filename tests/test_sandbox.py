@@ -14,7 +14,11 @@ import uuid
 
 import pytest
 
-from accuracy.llm.sandbox import Limits, Sandbox, run_programs
+import json
+import shutil
+import tempfile
+
+from accuracy.llm.sandbox import SERVER, Limits, Sandbox, _judge, run_programs
 
 AS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not AS_ROOT, reason="namespaces and the user switch need root")
@@ -51,6 +55,39 @@ def _leftover_program_processes() -> list[int]:
         except OSError:
             continue
     return found
+
+
+def _sleep_interval() -> str:
+    """A valid ``sleep`` argument unique to this test, to find its process on the host afterwards."""
+    return f"300.{os.getpid()}{uuid.uuid4().int % 10**6}"
+
+
+# Starts a setsid double-forked ``sleep INTERVAL`` and prints "daemon up" once it is seen running.
+DAEMON = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp('sleep', ['sleep', 'INTERVAL'])
+    os._exit(0)
+def _running():
+    for pid in os.listdir('/proc'):
+        try:
+            with open('/proc/' + pid + '/cmdline', 'rb') as handle:
+                if b'INTERVAL' in handle.read():
+                    return True
+        except OSError:
+            pass
+    return False
+deadline = time.time() + 3
+while not _running() and time.time() < deadline:
+    time.sleep(0.01)
+print('daemon up' if _running() else 'daemon missing', flush=True)
+"""
+
+
+def _daemon(interval: str) -> str:
+    return DAEMON.replace("INTERVAL", interval)
 
 
 def _assert_still_works(sandbox: Sandbox) -> None:
@@ -122,34 +159,27 @@ def test_file_size_limit(sandbox):
 
 @needs_root
 def test_setsid_double_fork_does_not_outlive_its_program(sandbox):
-    marker = f"{os.getpid()}.{uuid.uuid4().int % 10**6}"
-    program = textwrap.dedent(f"""
-        import os, time
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                os.execvp('sleep', ['sleep', '300.{marker}'])
-            os._exit(0)
-        time.sleep(0.3)
-        raise SystemExit(0)
-    """)
-    result = sandbox.run(program)
+    interval = _sleep_interval()
+    result = sandbox.run(_daemon(interval) + "raise SystemExit(0)\n")
+    assert "daemon up" in result.output
     assert not result.passed and result.status == "error"  # SystemExit before the end is no pass
-    assert _processes_matching(f"300.{marker}") == []
+    assert _processes_matching(interval) == []
     assert _leftover_program_processes() == []
 
 
 @needs_root
 def test_daemon_left_by_a_passing_program_is_killed_too(sandbox):
-    marker = f"{os.getpid()}.{uuid.uuid4().int % 10**6}"
+    interval = _sleep_interval()
     program = textwrap.dedent(f"""
-        import subprocess
-        subprocess.Popen(['setsid', 'sh', '-c', 'sleep 300.{marker} & sleep 300.{marker}'],
-                         start_new_session=True)
+        import subprocess, time
+        subprocess.Popen(['setsid', 'sh', '-c', 'sleep {interval} & sleep {interval}'], start_new_session=True)
+        time.sleep(0.3)
+        print(subprocess.run(['ps', '-eo', 'args'], capture_output=True, text=True).stdout, flush=True)
     """)
     result = sandbox.run(program)
     assert result.passed
-    assert _processes_matching(f"300.{marker}") == []
+    assert result.output.count(f"sleep {interval}") >= 2  # both were running inside
+    assert _processes_matching(interval) == []
 
 
 @needs_root
@@ -293,26 +323,16 @@ def test_a_killed_helper_is_replaced(sandbox):
 
 @needs_root
 def test_without_namespaces_the_subreaper_sweep_still_kills_setsid_double_forks():
-    marker = f"{os.getpid()}.{uuid.uuid4().int % 10**6}"
-    program = textwrap.dedent(f"""
-        import os, time
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                os.execvp('sleep', ['sleep', '300.{marker}'])
-            os._exit(0)
-        time.sleep(0.3)
-    """)
+    interval = _sleep_interval()
     with Sandbox(workers=1, namespaces=False) as box:
-        result = box.run(program)
+        result = box.run(_daemon(interval))
         looping = box.run("while True:\n    pass\n", limits=Limits(timeout=0.5))
-    assert result.passed
+    assert result.passed and "daemon up" in result.output
     assert result.isolation == {"network": False, "pid_namespace": False, "mount_namespace": False,
                                 "unprivileged_user": True}
-    assert _processes_matching(f"300.{marker}") == []
+    assert _processes_matching(interval) == []
     assert looping.status == "timed out"
     assert _leftover_program_processes() == []
-
 
 def test_a_helper_started_by_a_finished_worker_thread_keeps_serving():
     import threading
@@ -331,3 +351,50 @@ def test_a_helper_started_by_a_finished_worker_thread_keeps_serving():
         worker.join()
         time.sleep(0.2)
         assert box.run("assert 2 + 2 == 4").passed  # the replacement outlived the thread that made it
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@needs_root
+@pytest.mark.skipif(not os.access(SYSTEM_PYTHON, os.X_OK), reason="needs a Python that user nobody can run")
+def test_without_root_a_user_namespace_gives_the_same_containment():
+    """The helper run as an ordinary user (nobody here, as on a CI runner): namespaces come from a user
+    namespace, capabilities are dropped, and a 'kill -9 -1' of the same user still reaches nothing."""
+    interval = _sleep_interval()
+    escape = f"/tmp/sandbox-escape-{uuid.uuid4().hex}"
+    base = tempfile.mkdtemp(prefix="accuracy-sandbox-test-")
+    os.chown(base, 65534, 65534)
+    canary = subprocess.Popen(["sleep", "120"], user=65534, group=65534, extra_groups=[])
+    server = subprocess.Popen([SYSTEM_PYTHON, "-I", "-S", str(SERVER), base], user=65534, group=65534,
+                              extra_groups=[], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    hostile = _daemon(interval) + textwrap.dedent(f"""
+        import ctypes, os, signal, subprocess
+        print('umount', ctypes.CDLL(None).umount2(b'/tmp', 2), flush=True)  # -1: no capabilities left
+        open('{escape}', 'w').write('escaped')
+        subprocess.run(['sh', '-c', 'kill -9 -1'])
+        os._exit(0)
+    """)
+    try:
+        answers = []
+        for source, secret in ((hostile, "s1" * 16), ("import math\nassert math.gcd(12, 18) == 6\n", "s2" * 16)):
+            job = {"source": source, "secret": secret, "timeout": 3.0, "output_bytes": 4096, "uid": 65534,
+                   "gid": 65534, "limits": {"cpu_seconds": 5, "memory_bytes": 1 << 30, "file_bytes": 1 << 20,
+                                            "processes": 16, "open_files": 64}}
+            server.stdin.write(json.dumps(job).encode() + b"\n")
+            server.stdin.flush()
+            answers.append(_judge(json.loads(server.stdout.readline()), secret))
+        assert not answers[0].passed and answers[1].passed, answers
+        assert "daemon up" in answers[0].output and "umount -1" in answers[0].output
+        assert answers[1].isolation == {"network": True, "pid_namespace": True, "mount_namespace": True,
+                                        "unprivileged_user": False}
+        assert canary.poll() is None, "the program killed a process of its user outside the sandbox"
+        assert _processes_matching(interval) == []
+        assert not os.path.exists(escape)
+        assert os.listdir(base) == []
+    finally:
+        server.stdin.close()
+        server.wait(timeout=10)
+        canary.kill()
+        canary.wait()
+        shutil.rmtree(base, ignore_errors=True)

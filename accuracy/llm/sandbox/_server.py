@@ -11,8 +11,9 @@ harness, not the program, decides what counts as a pass. When PID 1 exits or is 
 the kernel kills every process left in its namespace, setsid'd double forks included, before the keeper
 can reap it; the keeper reports after that, so nothing of the program is alive once a result exists.
 
-Where namespaces cannot be had (not root), the keeper becomes a child subreaper and kills whatever
-descendants remain; the answer says which isolation was in force.
+Without root the namespaces come from a user namespace where the system allows one (the program keeps
+the harness's uid outside, with every capability dropped); where none can be had, the keeper becomes a
+child subreaper and kills whatever descendants remain. The answer says which isolation was in force.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import traceback
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
@@ -42,6 +44,12 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_NO_NEW_PRIVS = 38
+SECBIT_NOROOT = 1
+SECBIT_NOROOT_LOCKED = 2
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 REPORT_FD = 3
 WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 
@@ -67,16 +75,47 @@ def _prctl(option: int, value: int) -> None:
     _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(value), 0, 0, 0), "prctl")
 
 
-def _isolation_attempts(as_root: bool) -> list[tuple[int, dict]]:
-    """Namespace sets to try, strongest first, with what each one gives."""
+def _isolation_attempts(as_root: bool, wanted: bool) -> list[tuple[int, dict]]:
+    """Namespace sets to try, strongest first, with what each one gives. Without root they come from
+    a user namespace (see ``_enter_user_namespace``)."""
+    none = {"network": False, "pid_namespace": False, "mount_namespace": False}
+    if not wanted:
+        return [(0, none)]
+    full = {"network": True, "pid_namespace": True, "mount_namespace": True}
     if not as_root:
-        return [(0, {"network": False, "pid_namespace": False, "mount_namespace": False})]
+        return [(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET, full), (0, none)]
     return [
-        (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET, {"network": True, "pid_namespace": True, "mount_namespace": True}),
+        (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET, full),
         (CLONE_NEWPID | CLONE_NEWNET, {"network": True, "pid_namespace": True, "mount_namespace": False}),
         (CLONE_NEWPID, {"network": False, "pid_namespace": True, "mount_namespace": False}),
-        (0, {"network": False, "pid_namespace": False, "mount_namespace": False}),
+        (0, none),
     ]
+
+
+def _enter_user_namespace() -> bool:
+    """Without root: a user namespace in which this process is root (mapped to its own uid outside),
+    which allows the other namespaces. False where the system forbids it."""
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        _unshare(CLONE_NEWUSER)
+    except OSError:
+        return False
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
+    return True
+
+
+def _drop_capabilities() -> None:
+    """In a user namespace the program is uid 0 there: take away every capability, for good (also
+    across exec), so it cannot undo its mounts or regain anything."""
+    _prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED)
+    for capability in range(64):
+        if _libc.prctl(ctypes.c_int(PR_CAPBSET_DROP), ctypes.c_ulong(capability), 0, 0, 0) != 0:
+            break
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    _check(_libc.capset(header, data), "capset")
 
 
 def _blocking_ancestor(path: str) -> str | None:
@@ -123,7 +162,8 @@ def _limit(kind: int, value: int) -> None:
             resource.setrlimit(kind, (hard, hard))
 
 
-def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mounts: bool, as_root: bool) -> None:
+def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mounts: bool, as_root: bool,
+             user_namespace: bool) -> None:
     """The program process: confine itself, run the source, report the secret only if it returned."""
     try:
         if mounts:
@@ -143,12 +183,16 @@ def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mo
         os.dup2(out_w, 2)
         os.dup2(report_w, REPORT_FD)
         os.closerange(REPORT_FD + 1, 1 << 16)
-        if as_root:
+        if as_root or user_namespace:  # otherwise the count would include all of the harness user's processes
             _limit(resource.RLIMIT_NPROC, int(limits["processes"]))
+        if as_root:
             uid, gid = int(job["uid"]), int(job["gid"])
             os.setgroups([])
             os.setresgid(gid, gid, gid)
             os.setresuid(uid, uid, uid)
+        elif user_namespace:
+            _drop_capabilities()
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)  # no setuid binary (su, mount ...) gives anything back
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # credentials changed: set again, after setuid
         os.environ.clear()
         os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "LANG": "C.UTF-8",
@@ -226,9 +270,11 @@ def _keeper(job: dict, run_dir: str, out_w: int, report_w: int, status_w: int) -
     os.setsid()
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     as_root = os.geteuid() == 0
+    wanted = bool(job.get("namespaces", True))
+    user_namespace = wanted and not as_root and _enter_user_namespace()
     isolation = {}
     flags = 0
-    for flags, isolation in _isolation_attempts(as_root and job.get("namespaces", True)):
+    for flags, isolation in _isolation_attempts(as_root, wanted and (as_root or user_namespace)):
         try:
             if flags:
                 _unshare(flags)
@@ -242,7 +288,8 @@ def _keeper(job: dict, run_dir: str, out_w: int, report_w: int, status_w: int) -
     pid = os.fork()
     if pid == 0:
         os.close(status_w)
-        _program(job, job["secret"], run_dir, out_w, report_w, isolation["mount_namespace"], as_root)
+        _program(job, job["secret"], run_dir, out_w, report_w, isolation["mount_namespace"], as_root,
+                 user_namespace)
     job["secret"] = None
     os.close(out_w)
     os.close(report_w)

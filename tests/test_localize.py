@@ -142,3 +142,32 @@ def test_plain_onnxruntime_candidate_agrees_with_itself(hazard_onnx, normalizer_
     result = localize_model(hazard_onnx, normalizer_inputs, "onnxruntime")
     assert result["verdict"] == "pass"
     assert all(r["metrics"]["max_abs"] == 0 for r in result["tensors"] if r["metrics"]["nonfinite_expected"] == 0)
+
+
+def test_integer_tensors_constants_and_duplicate_names_stream_through(tmp_path):
+    """Shape arithmetic (int64 tensors), Constant nodes and repeated node names, one node per segment."""
+    from onnx import TensorProto, numpy_helper
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"], name="dup"),
+        helper.make_node("Constant", [], ["flat"], name="dup",
+                         value=numpy_helper.from_array(np.array([-1], np.int64))),
+        helper.make_node("Reshape", ["x", "flat"], ["v"]),
+        helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.array(3.0, np.float32))),
+        helper.make_node("Mul", ["v", "k"], ["w"]),
+        helper.make_node("Reshape", ["w", "shape"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "shapes.onnx"
+    onnx.save(model, str(path))
+    feeds = {"x": np.arange(12, dtype=np.float32).reshape(3, 4) * 1000}  # values up to 33000: fits fp16
+    result = localize_model(path, feeds, segment_bytes=1)
+    names = [r["node"] for r in result["tensors"]]
+    assert names == ["Reshape_2", "Constant_3", "Mul_4", "Reshape_5"]  # float tensors only, topological order
+    assert result["verdict"] == "pass" and result["work"]["segments"] == 6
+    big = {"x": feeds["x"] * 2.5}  # x fits fp16 (<= 27500); 3x passes 65504 for the last three values
+    first = localize_model(path, big, segment_bytes=1)["first_divergent"]
+    assert first["node"] == "Mul_4" and first["metrics"]["nonfinite_obtained"] == 3

@@ -46,7 +46,8 @@ def test_hazard_is_first_divergent_and_downstream_inherits(hazard_onnx, normaliz
 def test_clean_twin_has_no_divergence(clean_onnx, normalizer_inputs):
     result = localize_model(clean_onnx, normalizer_inputs, "onnxruntime-fp16")
     assert result["verdict"] == "pass" and result["first_divergent"] is None
-    assert all(r["status"] == "ok" for r in result["tensors"]) and len(result["tensors"]) == 8
+    assert all(r["status"] == "ok" for r in result["tensors"]) and len(result["tensors"]) == 1 + 8
+    assert result["tensors"][0]["node"] == "input:x"  # the fp16 rounding of the input is compared too
     assert result["work"]["single_node_runs"] == 0
     # the rounding is visible, just within bounds
     assert any(r["metrics"]["max_abs"] > 0 for r in result["tensors"])
@@ -166,8 +167,17 @@ def test_integer_tensors_constants_and_duplicate_names_stream_through(tmp_path):
     feeds = {"x": np.arange(12, dtype=np.float32).reshape(3, 4) * 1000}  # values up to 33000: fits fp16
     result = localize_model(path, feeds, segment_bytes=1)
     names = [r["node"] for r in result["tensors"]]
-    assert names == ["Reshape_2", "Constant_3", "Mul_4", "Reshape_5"]  # float tensors only, topological order
+    assert names == ["input:x", "Reshape_2", "Constant_3", "Mul_4", "Reshape_5"]  # float tensors, topological
     assert result["verdict"] == "pass" and result["work"]["segments"] == 6
     big = {"x": feeds["x"] * 2.5}  # x fits fp16 (<= 27500); 3x passes 65504 for the last three values
     first = localize_model(path, big, segment_bytes=1)["first_divergent"]
     assert first["node"] == "Mul_4" and first["metrics"]["nonfinite_obtained"] == 3
+
+
+def test_an_input_that_does_not_fit_fp16_is_where_error_enters(hazard_onnx, normalizer_inputs):
+    feeds = {"x": normalizer_inputs["x"] * 1e5}  # past 65504 before any node runs
+    result = localize_model(hazard_onnx, feeds, suggest_fp32=True)
+    assert result["first_divergent"]["node"] == "input:x" and result["first_divergent"]["op_type"] == "Input"
+    assert result["introduced"][0] == "input:x"
+    assert result["repair"]["passed"] is False  # no node list fixes an input fp16 cannot hold
+    assert "enforce_fp32" in result["repair"]["note"]

@@ -107,7 +107,7 @@ def _repair(graph: ModelGraph, feeds, records, thresholds, keep_fp32, out_dir, c
         cosine = local["cosine"]
         return (-(local["nonfinite_obtained"] or 0), cosine if isinstance(cosine, float) and cosine == cosine else -2.0)
 
-    diverged = [r for r in records if r["passed"] is False]
+    diverged = [r for r in records if r["passed"] is False and r["index"] >= 0]  # nodes, not inputs
     ranked = sorted((r for r in diverged if r["status"] == "introduced"), key=severity)
     ranking = list(dict.fromkeys([*keep_fp32, *(r["node"] for r in ranked), *(r["node"] for r in diverged)]))
     model = onnx.load(str(graph.path))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
+from onnx import TensorProto
 
 from accuracy.compare.tensors import TensorThresholds, compare_tensors
 from accuracy.errors import InputError
@@ -66,6 +67,8 @@ def stream_localize(
     live_cand = dict(live_ref)
     floats = graph.float32_tensors
     passed: dict[str, bool] = {}
+    if isinstance(candidate, OnnxSide) and candidate.fp16:
+        _compare_inputs(graph, live_ref, thresholds, result)
     segments = graph.segments(segment_bytes)
     result.segments = len(segments)
     for number, segment in enumerate(segments):
@@ -138,6 +141,24 @@ def _compare_node(node: Node, graph: ModelGraph, ref_out, cand_out, candidate, l
             record["local"] = None
             record["local_method"] = "inputs agree with the reference (dump: no re-run)"
             record["status"] = "introduced" if upstream_ok else "inherited"
+
+
+def _compare_inputs(graph: ModelGraph, feeds, thresholds, result: LocalizeRun) -> None:
+    """fp16 rounds the model's float inputs on entry: an input that does not fit fp16 is where error
+    enters, before any node (recorded as node ``input:<name>``, op ``Input``, index -1)."""
+    from accuracy.backends.onnxrt_fp16.emulate import round_to_fp16
+
+    for name in graph.input_names:
+        if graph.elem_type.get(name) != TensorProto.FLOAT:
+            continue
+        comparison = compare_tensors(feeds[name], round_to_fp16(feeds[name]), thresholds=thresholds)
+        metrics = _metrics(comparison)
+        result.records.append({
+            "tensor": name, "node": f"input:{name}", "op_type": "Input", "index": -1,
+            "shape": list(np.shape(feeds[name])), "passed": comparison.passed, "metrics": metrics,
+            "status": "ok" if comparison.passed else "introduced",
+            **({} if comparison.passed else {"local": metrics, "local_method": "fp16 rounding of the input"}),
+        })
 
 
 def _run_alone(node: Node, graph: ModelGraph, candidate: OnnxSide, live_ref, ref_out, thresholds) -> dict:

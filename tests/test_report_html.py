@@ -15,16 +15,27 @@ from accuracy.report.html import section_kind
 from accuracy.results import CheckResult, SuiteResult
 from tests.image_data import landscape, with_noise
 
+def _summary(passed: bool, **metrics) -> dict:
+    """The shape of ``accuracy.bisect``'s pipeline-run summaries."""
+    return {"verdict": "pass" if passed else "fail", "passed": passed, "failures": [] if passed else ["image: ssim low"],
+            "metrics": metrics, "outputs": {"image": metrics}}
+
+
 BISECT = {
+    "suite": "tiny-sd",
     "verdict": "fail",
     "culprits": ["text_encoder"],
-    "models": {
-        "text_encoder": {"isolated": {"ssim": 0.71, "psnr": 18.2, "passed": False},
-                         "swap_in": {"ssim": 0.71, "passed": False}, "leave_out": {"ssim": 0.9995, "passed": True}},
-        "unet": {"isolated": {"ssim": 0.9999, "passed": True}, "swap_in": {"ssim": 0.70, "passed": False},
-                 "leave_out": {"ssim": 0.71, "passed": False}},
+    "models": {  # isolated: per-model call statistics; swap_in / leave_out: pipeline-run summaries
+        "text_encoder": {"isolated": {"verdict": "non-finite", "calls": 2, "cosine": -1.0, "max_abs": 3.2,
+                                      "rel_l2": 1.4, "nonfinite": 96, "failures": ["call 0: 96 non-finite"]},
+                         "swap_in": _summary(False, ssim=0.71, psnr=18.2),
+                         "leave_out": _summary(True, ssim=0.9995, psnr=44.0)},
+        "unet": {"isolated": {"verdict": "pass", "calls": 8, "cosine": 0.99998, "max_abs": 1e-3, "rel_l2": 1e-4,
+                              "nonfinite": 0, "failures": []},
+                 "swap_in": _summary(True, ssim=0.9999), "leave_out": _summary(False, ssim=0.71)},
     },
-    "noise_floor": {"ssim": 1.0, "psnr": "inf"},
+    "all_candidate": _summary(False, ssim=0.70, psnr=17.9),
+    "noise_floor": _summary(True, ssim=1.0, psnr="inf"),
 }
 TENSORS = [{"node": f"node_{i}", "op_type": "MatMul" if i % 2 else "Add", "tensor": f"t{i}",
             "metrics": {"cosine": 1 - 10 ** (-7 + 0.25 * i)}, "local": {"cosine": 1 - 10 ** (-7 + 3 * (i == 9))}}
@@ -62,9 +73,24 @@ def test_every_section_renders_its_content(sections):
     assert "tiny &lt;sd&gt;" in page and "latents &lt;&amp;&gt;" in page  # names are escaped
     assert page.count("data:image/png;base64,") == 9  # 3 image checks x (expected, obtained, heat map)
     assert "text_encoder <strong>← culprit</strong>" in page and "unet <strong>" not in page
+    assert "<strong>non-finite</strong>" in page and page.count('class="bad"') >= 4
     assert page.count("<svg") == 1 and "node_9" in page and page.count("<circle") == 2 * len(TENSORS)
     assert "-0.85 %" in page and "+0.4" not in page and "-0.4" in page and "4 of 200" in page
     assert re.search(r"ssim 0\.99\d+ <span class=\"muted\">\(≥ 0\.98\)", page)
+
+
+def test_real_localize_output_renders_its_error_curve(hazard_onnx, normalizer_inputs):
+    from accuracy.io import jsonable
+    from accuracy.localize import localize_model
+
+    result = localize_model(hazard_onnx, normalizer_inputs, "onnxruntime-fp16")
+    first = result["first_divergent"]
+    assert first is not None
+    for data in (result, jsonable(result)):  # in memory (NaN floats) and as read back from --json
+        page = render_report([{"kind": "localize", "data": data}])
+        assert page.count("<svg") == 1 and page.count("<polyline") >= 1
+        assert f"first divergent operator: <strong>{first['node']}</strong>" in page
+        assert "introduced" in page
 
 
 def test_no_network_resources(sections):

@@ -55,3 +55,13 @@ def test_error_curve_is_valid_svg_with_one_point_per_operator():
     assert len(circles) == 24
     heights = [float(c.get("cy")) for c in circles[:12]]
     assert heights == sorted(heights, reverse=True)  # growing error climbs the chart
+
+
+def test_error_curve_breaks_where_nothing_was_measured_and_puts_nan_on_top():
+    svg = error_curve_svg({"local": [1e-6, None, None, 1e-5, float("nan"), 1e-6]})
+    root = ElementTree.fromstring(svg)
+    namespace = "{http://www.w3.org/2000/svg}"
+    assert len(root.findall(f"{namespace}polyline")) == 2
+    circles = root.findall(f"{namespace}circle")
+    assert len(circles) == 4
+    assert float(circles[2].get("cy")) == min(float(c.get("cy")) for c in circles)  # NaN: the worst

@@ -196,35 +196,61 @@ def _lead_metrics(metrics: Mapping[str, Any], count: int = 2) -> list[str]:
         k for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)][:count]
 
 
+def _run_passed(run: Mapping[str, Any]) -> bool | None:
+    """A bisect run's verdict: ``passed`` when present, else its ``verdict`` word."""
+    if "passed" in run:
+        return bool(run["passed"])
+    if "verdict" in run:
+        return run["verdict"] == "pass"
+    return None
+
+
+def _run_cell(run: Any) -> str:
+    if not isinstance(run, Mapping):
+        return '<td class="muted">—</td>'
+    metrics = run.get("metrics") if isinstance(run.get("metrics"), Mapping) else run
+    lines = [f"{_e(m)} {_e(_number(metrics[m], 5))}" for m in _lead_metrics(metrics)]
+    if run.get("verdict") not in (None, "pass", "fail"):
+        lines.append(f"<strong>{_e(run['verdict'])}</strong>")  # e.g. non-finite
+    passed = _run_passed(run)
+    css = "" if passed is None else (' class="good"' if passed else ' class="bad"')
+    failures = run.get("failures") or []
+    title = f' title="{_e("; ".join(map(str, failures)))}"' if failures else ""
+    return f"<td{css}{title}>{'<br>'.join(lines) or '—'}</td>"
+
+
+def _short_metrics(metrics: Mapping[str, Any] | None) -> str:
+    """The three headline metrics on one line (cosine, relative L2, max abs ... whichever exist)."""
+    if not metrics:
+        return '<span class="muted">—</span>'
+    text = ", ".join(f"{_e(m)} {_e(_number(metrics[m], 6))}" for m in _lead_metrics(metrics, 3))
+    nonfinite = metrics.get("nonfinite_obtained", metrics.get("nonfinite"))
+    if isinstance(nonfinite, (int, float)) and nonfinite > 0:
+        text += f", <strong>{_e(_number(nonfinite))} non-finite</strong>"
+    return text
+
+
 def render_bisect(data: Mapping[str, Any]) -> str:
     """The swap matrix: one row per model, one column per experiment, culprits marked."""
-    culprits = set(data.get("culprits") or [])
-    models = data.get("models") or {}
+    culprits = list(data.get("culprits") or [])
     experiments = ("isolated", "swap_in", "leave_out")
     rows = []
-    for name, runs in models.items():
-        cells = []
-        for experiment in experiments:
-            run = (runs or {}).get(experiment)
-            if not isinstance(run, Mapping):
-                cells.append('<td class="muted">—</td>')
-                continue
-            metrics = run.get("metrics") if isinstance(run.get("metrics"), Mapping) else run
-            text = "<br>".join(f"{_e(m)} {_e(_number(metrics[m], 5))}" for m in _lead_metrics(metrics))
-            css = "" if "passed" not in run else (' class="good"' if run["passed"] else ' class="bad"')
-            cells.append(f"<td{css}>{text or '—'}</td>")
+    for name, runs in (data.get("models") or {}).items():
+        cells = "".join(_run_cell((runs or {}).get(experiment)) for experiment in experiments)
         mark = " <strong>← culprit</strong>" if name in culprits else ""
-        rows.append(f"<tr><td>{_e(name)}{mark}</td>{''.join(cells)}</tr>")
+        rows.append(f"<tr><td>{_e(name)}{mark}</td>{cells}</tr>")
+    for label, key in (("all models on the candidate", "all_candidate"), ("noise floor (reference twice)", "noise_floor")):
+        if isinstance(data.get(key), Mapping):
+            rows.append(f'<tr><td><em>{label}</em></td>{_run_cell(data[key])}<td colspan="2"></td></tr>')
     culprit_text = ", ".join(_e(c) for c in culprits) or "none"
-    out = (f"<p>{_verdict(data.get('verdict', 'error'))} culprits: <strong>{culprit_text}</strong></p>"
-           "<p class=\"muted\">isolated: only this model on the candidate; swap_in: this model added to the "
-           "candidate side; leave_out: every model on the candidate except this one.</p>"
+    smallest = data.get("smallest_failing")
+    out = (f"<p>{_verdict(data.get('verdict', 'error'))} culprits: <strong>{culprit_text}</strong>"
+           + (f"; smallest failing set: {_e(', '.join(smallest))}" if smallest else "") + "</p>"
+           '<p class="muted">isolated: the model alone on the candidate, fed the reference\'s recorded inputs; '
+           "swap_in: the pipeline with only this model on the candidate; leave_out: the pipeline with every "
+           "model on the candidate except this one. Green passes, red fails (hover for why).</p>"
            "<table><tr><th>model</th>" + "".join(f"<th>{e}</th>" for e in experiments) + "</tr>"
            + "".join(rows) + "</table>")
-    noise = data.get("noise_floor")
-    if isinstance(noise, Mapping) and noise:
-        out += "<p>noise floor (reference against itself): " + ", ".join(
-            f"{_e(k)} {_e(_number(v, 5))}" for k, v in noise.items() if not isinstance(v, (dict, list))) + "</p>"
     return out
 
 
@@ -257,7 +283,8 @@ def render_localize(data: Mapping[str, Any]) -> str:
     if isinstance(first, Mapping):
         out += (f"first divergent operator: <strong>{_e(first.get('node'))}</strong> "
                 f"(<code>{_e(first.get('op_type'))}</code>, tensor <code>{_e(first.get('tensor'))}</code>) "
-                f"{_metrics_cells(first.get('metrics') or {}, {})}")
+                f"{_short_metrics(first.get('metrics'))}"
+                + (f"; alone: {_short_metrics(first['local_metrics'])}" if first.get("local_metrics") else ""))
     else:
         out += "no divergent operator"
     out += "</p>"
@@ -269,13 +296,22 @@ def render_localize(data: Mapping[str, Any]) -> str:
     if series:
         out += error_curve_svg(series, labels=[f"{t.get('node')} ({t.get('op_type')})" for t in tensors],
                                marker=marker, threshold=threshold, y_label=label)
-    worst = sorted(range(len(tensors)), key=lambda i: -(series["accumulated"][i] or 0) if series else 0)[:15]
+    def badness(i: int) -> float:
+        value = series["accumulated"][i] if series else None
+        return math.inf if value is not None and math.isnan(value) else (value or 0.0)
+
+    shown = set(sorted(range(len(tensors)), key=badness, reverse=True)[:12])
+    shown |= {i for i, t in enumerate(tensors) if t.get("status") == "introduced"}
     rows = "".join(
-        f"<tr><td class=\"num\">{i}</td><td>{_e(tensors[i].get('node'))}</td><td>{_e(tensors[i].get('op_type'))}</td>"
-        f"<td>{_metrics_cells(tensors[i].get('metrics') or {}, {})}</td>"
-        f"<td>{_metrics_cells(tensors[i].get('local') or {}, {})}</td></tr>" for i in sorted(worst))
+        f"<tr class=\"{'failed' if tensors[i].get('passed') is False else ''}\"><td class=\"num\">{i}</td>"
+        f"<td>{_e(tensors[i].get('node'))}</td><td>{_e(tensors[i].get('op_type'))}</td>"
+        f"<td>{_e(tensors[i].get('status', ''))}</td>"
+        f"<td>{_short_metrics(tensors[i].get('metrics'))}</td>"
+        f"<td>{_short_metrics(tensors[i].get('local'))}</td></tr>" for i in sorted(shown)[:40])
     if rows:
-        out += ("<table><tr><th>#</th><th>node</th><th>op</th><th>accumulated</th><th>local</th></tr>"
+        out += ("<p class=\"muted\">accumulated: the tensor against the reference in the full run; local: the "
+                "operator alone, fed the reference's inputs (error it introduces itself).</p>"
+                "<table><tr><th>#</th><th>node</th><th>op</th><th>status</th><th>accumulated</th><th>local</th></tr>"
                 + rows + "</table>")
     return out
 

@@ -218,8 +218,8 @@ def error_curve_svg(
 ) -> str:
     """An inline SVG line chart of error against operator index, log-scaled (errors span decades).
 
-    ``series`` maps a legend name to one value per operator (None or non-positive values are drawn
-    at the floor); ``marker`` draws a vertical line at an index (the first divergent operator),
+    ``series`` maps a legend name to one value per operator: None is not drawn (not measured),
+    NaN/inf at the top (the worst), zero at the floor; ``marker`` draws a vertical line at an index (the first divergent operator),
     ``threshold`` a dashed horizontal line. ``labels`` become tooltips on the points.
     """
     import html
@@ -263,9 +263,16 @@ def error_curve_svg(
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" stroke="#e67e22" '
                      f'stroke-width="2"><title>first divergent: #{marker}</title></line>')
     for (name, data), colour in zip(series.items(), colours):
-        points = " ".join(f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in enumerate(data))
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{points}"/>')
+        segment: list[str] = []
+        for i, v in enumerate([*data, None]):  # None: not measured there, so the line breaks
+            if v is not None:
+                segment.append(f"{x_of(i):.1f},{y_of(v):.1f}")
+            elif segment:
+                parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{" ".join(segment)}"/>')
+                segment = []
         for i, v in enumerate(data):
+            if v is None:
+                continue
             tip = html.escape(f"#{i} {labels[i] if i < len(labels) else ''}: {name} = {v}")
             parts.append(f'<circle cx="{x_of(i):.1f}" cy="{y_of(v):.1f}" r="2.2" fill="{colour}"><title>{tip}</title></circle>')
     legend_x = left + 8

@@ -15,6 +15,7 @@ from accuracy.report.html import section_kind
 from accuracy.results import CheckResult, SuiteResult
 from tests.image_data import landscape, with_noise
 
+
 def _summary(passed: bool, **metrics) -> dict:
     """The shape of ``accuracy.bisect``'s pipeline-run summaries."""
     return {"verdict": "pass" if passed else "fail", "passed": passed, "failures": [] if passed else ["image: ssim low"],

@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from accuracy.cli.common import emit_json, exit_code_for, say, warn
 from accuracy.errors import InputError
 
@@ -30,8 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segment-mb", type=int, default=32, help="tensor memory per streamed segment (MiB)")
 
 
-def load_feeds(path: str | Path) -> dict[str, np.ndarray]:
+def load_feeds(path: str | Path) -> dict:
     """Feeds from an ``.npz`` (one array per input name); errors name the file."""
+    import numpy as np
+
     path = Path(path)
     if not path.exists():
         raise InputError("inputs file not found", path=path)

@@ -15,9 +15,9 @@ import pytest
 from accuracy.errors import InputError
 from accuracy.llm.humaneval import (
     Problem,
+    first_code_block,
     load_problems,
     pass_at_k,
-    first_code_block,
     program_for,
     read_samples,
     score_samples,
@@ -37,7 +37,7 @@ def _write_jsonl(path, records) -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "accuracy", "humaneval", *args, "--no-progress"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_default_problem_set_is_humaneval(problems):

@@ -4,19 +4,18 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import textwrap
 import time
 import uuid
 
 import pytest
-
-import json
-import shutil
-import tempfile
 
 from accuracy.llm.sandbox import SERVER, Limits, Sandbox, _judge, run_programs
 

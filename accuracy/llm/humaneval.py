@@ -12,12 +12,12 @@ import gzip
 import json
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
 
 from accuracy.errors import InputError
-from accuracy.llm.sandbox import STATUSES, Limits, RunResult, Sandbox
+from accuracy.llm.sandbox import DEFAULT_LIMITS, STATUSES, Limits, RunResult, Sandbox
 
 PROBLEM_KEYS = ("task_id", "prompt", "test", "entry_point")
 SAMPLE_KEYS = ("task_id", "completion")
@@ -241,7 +241,7 @@ def score_samples(
     *,
     k: Sequence[int] = (1, 10),
     workers: int | None = None,
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
     progress: bool = False,
 ) -> HumanEvalResult:
     """Run every sample against its problem's tests in the sandbox and compute pass@k.

@@ -28,10 +28,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from accuracy.errors import AccuracyError
 
@@ -79,6 +79,9 @@ class RunResult:
         return asdict(self)
 
 
+DEFAULT_LIMITS = Limits()
+
+
 def _user_ids(user: str) -> tuple[int, int]:
     try:
         entry = pwd.getpwnam(user)
@@ -89,14 +92,14 @@ def _user_ids(user: str) -> tuple[int, int]:
 
 def _judge(answer: dict, secret: str) -> RunResult:
     """Turn the helper's answer into a result. Only the exact secret on the report channel passes."""
-    common = dict(
-        output=answer.get("output", ""),
-        output_truncated=bool(answer.get("output_truncated")),
-        exit_code=answer.get("exit_code"),
-        signal=answer.get("signal"),
-        seconds=answer.get("seconds"),
-        isolation=answer.get("isolation", {}),
-    )
+    common = {
+        "output": answer.get("output", ""),
+        "output_truncated": bool(answer.get("output_truncated")),
+        "exit_code": answer.get("exit_code"),
+        "signal": answer.get("signal"),
+        "seconds": answer.get("seconds"),
+        "isolation": answer.get("isolation", {}),
+    }
     if "server_error" in answer:
         return RunResult("error", False, f"sandbox failure: {answer['server_error']}", **common)
     report = answer.get("report", "")
@@ -170,7 +173,7 @@ class Sandbox:
     Use as a context manager so the helpers stop with it.
     """
 
-    def __init__(self, *, workers: int | None = None, limits: Limits = Limits(), user: str = "nobody",
+    def __init__(self, *, workers: int | None = None, limits: Limits = DEFAULT_LIMITS, user: str = "nobody",
                  namespaces: bool = True):
         if not sys.platform.startswith("linux"):
             raise SandboxError(f"the sandbox needs Linux (namespaces, pidfd); this is {sys.platform}")
@@ -255,14 +258,14 @@ class Sandbox:
         for server in servers:
             server.close()
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:  # noqa: PYI034 - Self needs Python 3.11
         return self
 
     def __exit__(self, *_exc) -> None:
         self.close()
 
 
-def run_programs(sources: Sequence[str], *, workers: int | None = None, limits: Limits = Limits(),
+def run_programs(sources: Sequence[str], *, workers: int | None = None, limits: Limits = DEFAULT_LIMITS,
                  progress: bool = False) -> list[RunResult]:
     """Run each source in the sandbox (``workers`` in parallel) and return their results in order."""
     with Sandbox(workers=workers, limits=limits) as sandbox:

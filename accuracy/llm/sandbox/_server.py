@@ -18,6 +18,7 @@ child subreaper and kills whatever descendants remain. The answer says which iso
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -67,7 +68,7 @@ def _unshare(flags: int) -> None:
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: None if s is None else s.encode()  # noqa: E731
+    enc = lambda s: None if s is None else s.encode()
     _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
 
 
@@ -157,7 +158,7 @@ def _limit(kind: int, value: int) -> None:
     try:
         resource.setrlimit(kind, (value, value))
     except (ValueError, OSError):
-        soft, hard = resource.getrlimit(kind)
+        _soft, hard = resource.getrlimit(kind)
         if hard != resource.RLIM_INFINITY and value > hard:
             resource.setrlimit(kind, (hard, hard))
 
@@ -197,9 +198,9 @@ def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mo
         os.environ.clear()
         os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "LANG": "C.UTF-8",
                            "TMPDIR": os.getcwd()})
-        sys.stdin = open(0, "r", closefd=False)
-        sys.stdout = open(1, "w", closefd=False, errors="backslashreplace")
-        sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the program's streams, for its whole life
+        sys.stdout = open(1, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
+        sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
         source, filename = job["source"], job.get("filename", "<program>")
     except BaseException as exc:  # noqa: BLE001 - a confinement step failed: never run the source
         os.write(2, f"sandbox setup failed: {type(exc).__name__}: {exc}\n".encode(errors="replace"))
@@ -208,13 +209,11 @@ def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mo
     job = None  # the program gets neither the request nor, by name, the secret
     namespace = {"__name__": "__program__", "__builtins__": __builtins__}
     try:
-        exec(compile(source, filename, "exec"), namespace)
+        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - confined above: the point
     except BaseException as exc:  # noqa: BLE001 - whatever the program raised is its failure
         _flush()
-        try:
+        with contextlib.suppress(BaseException):  # the program may have broken stderr or traceback
             traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next, limit=-5, file=sys.stderr)
-        except BaseException:  # noqa: BLE001
-            pass
         _flush()
         _report(f"raised {type(exc).__name__}")
         os._exit(1)
@@ -225,10 +224,8 @@ def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mo
 
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(BaseException):  # a closed or broken stream is the program's doing
             stream.flush()
-        except BaseException:  # noqa: BLE001 - a closed or broken stream is the program's doing
-            pass
 
 
 def _report(text: str) -> None:

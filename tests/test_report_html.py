@@ -45,6 +45,7 @@ LOCALIZE = {"verdict": "fail", "first_divergent": {**TENSORS[9]}, "tensors": TEN
             "thresholds": {"cosine_min": 0.9999}}
 SCORES = {"verdict": "pass", "checks": [
     {"dataset": "mmlu", "metric": "accuracy", "baseline": 47.0, "candidate": 46.6, "rel_diff": -0.0085, "passed": True,
+     "tolerance": {"rel": 0.01, "abs": None, "allow_improvement": False},
      "flipped": {"common": 200, "to_wrong": ["q1", "q2", "q3"], "to_right": ["q4"], "count": 4, "p_value": 0.625}},
     {"dataset": "ceval", "metric": "accuracy", "baseline": 50.0, "candidate": 48.0, "rel_diff": -0.04, "passed": False},
 ]}
@@ -76,7 +77,7 @@ def test_every_section_renders_its_content(sections):
     assert "text_encoder <strong>← culprit</strong>" in page and "unet <strong>" not in page
     assert "<strong>non-finite</strong>" in page and page.count('class="bad"') >= 4
     assert page.count("<svg") == 1 and "node_9" in page and page.count("<circle") == 2 * len(TENSORS)
-    assert "-0.85 %" in page and "+0.4" not in page and "-0.4" in page and "4 of 200" in page
+    assert "-0.85 %" in page and "+0.4" not in page and "-0.4" in page and "4 of 200" in page and "±1 %" in page
     assert re.search(r"ssim 0\.99\d+ <span class=\"muted\">\(≥ 0\.98\)", page)
 
 
@@ -108,6 +109,11 @@ def test_kinds_are_inferred_from_the_data():
     assert section_kind(LOCALIZE) == "localize"
     assert section_kind(SCORES) == "scores"
     assert section_kind({"suite": "s", "checks": []}) == "suite"
+    bare_score_suite = {"suite": "guide", "kind": "scores", "verdict": "pass", "checks": SCORES["checks"]}
+    assert section_kind(bare_score_suite) == "suite"  # its own "kind" is the suite's kind, not the section's
+    page = render_report([bare_score_suite])
+    assert "kind <code>scores</code>" in page and "-0.85 %" in page
+    assert section_kind({"kind": "scores", "data": SCORES}) == "scores"
     with pytest.raises(ValueError, match="pass 'kind'"):
         section_kind({"something": 1})
     with pytest.raises(ValueError, match="unknown report section kind"):

@@ -15,8 +15,10 @@ Sections are the plain JSON-like dicts the producers already emit; each producer
   flipped-sample counts.
 - ``{"kind": "diff", "data": diff JSON, "images": {...}}`` (``accuracy diff``): metrics and pictures.
 
-``"kind"`` may be left out when the dict says what it is (``culprits`` -> bisect, ``tensors`` ->
-localize, ``suite`` -> suite, checks with ``dataset`` -> scores). ``"title"`` is optional.
+A producer's dict may also be passed bare, without the ``{"kind", "data"}`` wrapper (``accuracy gate``
+passes ``SuiteResult.to_dict()`` as is); its kind is then told from its keys (``suite`` + ``checks``
+-> suite, ``culprits`` -> bisect, ``tensors`` -> localize, checks with ``dataset`` -> scores,
+``metrics`` -> diff). ``"title"`` is optional.
 """
 
 from __future__ import annotations
@@ -327,6 +329,19 @@ def _flipped_text(flipped: Any) -> str:
     return _e(text)
 
 
+def _tolerance_text(tolerance: Any) -> str:
+    if not isinstance(tolerance, Mapping):
+        return "—"
+    parts = []
+    if isinstance(tolerance.get("rel"), (int, float)):
+        parts.append(f"±{tolerance['rel'] * 100:g} %")
+    if isinstance(tolerance.get("abs"), (int, float)):
+        parts.append(f"±{tolerance['abs']:g}")
+    if tolerance.get("allow_improvement"):
+        parts.append("improvement allowed")
+    return _e(" or ".join(parts[:2]) + (", " + parts[2] if len(parts) > 2 else "")) or "—"
+
+
 def render_scores(data: Mapping[str, Any]) -> str:
     rows = []
     for check in data.get("checks") or []:
@@ -338,10 +353,12 @@ def render_scores(data: Mapping[str, Any]) -> str:
             f"<td>{_e(check.get('metric'))}</td><td class=\"num\">{_e(_number(baseline, 5))}</td>"
             f"<td class=\"num\">{_e(_number(candidate, 5))}</td>"
             f"<td class=\"num\">{'—' if delta is None else f'{delta:+.4g}'}</td><td class=\"num\">{rel_text}</td>"
+            f"<td>{_tolerance_text(check.get('tolerance'))}</td>"
             f"<td>{_verdict(bool(check.get('passed')))}</td><td>{_flipped_text(check.get('flipped'))}</td></tr>")
     verdict = data.get("verdict") or ("pass" if all(c.get("passed") for c in data.get("checks") or []) else "fail")
     return (f"<p>{_verdict(verdict)}</p><table><tr><th>dataset</th><th>metric</th><th>baseline</th>"
-            "<th>candidate</th><th>delta</th><th>rel diff</th><th>verdict</th><th>flipped samples</th></tr>"
+            "<th>candidate</th><th>delta</th><th>rel diff</th><th>tolerance</th><th>verdict</th>"
+            "<th>flipped samples</th></tr>"
             + "".join(rows) + "</table>")
 
 
@@ -358,8 +375,9 @@ RENDERERS: dict[str, Callable[..., str]] = {
 
 
 def section_kind(section: Mapping[str, Any]) -> str:
-    """The section's ``kind``, or what its data says it is."""
-    if section.get("kind"):
+    """The wrapper's ``kind``, or what the data says it is. A producer's dict passed bare (no
+    ``"data"`` key) is always inferred: a ``SuiteResult`` has its own ``kind`` (pipeline, llm, scores)."""
+    if "data" in section and section.get("kind"):
         return str(section["kind"])
     data = section.get("data", section)
     if "suite" in data and "checks" in data:

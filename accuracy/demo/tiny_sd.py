@@ -18,8 +18,11 @@ by ``BUILDER_VERSION`` and the variant, and written atomically (a temp folder re
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import warnings
 import shutil
 import tempfile
 from pathlib import Path
@@ -40,14 +43,15 @@ MODELS = ("text_encoder", "unet", "vae_encoder", "vae_decoder")
 PROMPT = "A fantasy landscape, trending on artstation"
 
 
-def pipeline_dir(*, outlier: bool = True) -> Path:
+def pipeline_dir(*, outlier: bool = True, root: Path | None = None) -> Path:
+    """The cached pipeline's folder (``root`` instead of the user cache, e.g. for tests)."""
     variant = "outlier" if outlier else "clean"
-    return cache_dir() / f"tiny-sd-v{BUILDER_VERSION}-{variant}"
+    return (root or cache_dir()) / f"tiny-sd-v{BUILDER_VERSION}-{variant}"
 
 
-def build_tiny_sd(*, outlier: bool = True, force: bool = False, progress=None) -> Path:
+def build_tiny_sd(*, outlier: bool = True, force: bool = False, progress=None, root: Path | None = None) -> Path:
     """Build (or reuse) the tiny pipeline folder and return it. ``progress(text)`` gets status lines."""
-    target = pipeline_dir(outlier=outlier)
+    target = pipeline_dir(outlier=outlier, root=root)
     if (target / "model_index.json").exists() and not force:
         return target
     try:
@@ -131,6 +135,14 @@ def _export(module, args, path: Path, input_names, output_names, dynamic_axes) -
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        _export_quiet(module, args, path, input_names, output_names, dynamic_axes)
+
+
+def _export_quiet(module, args, path: Path, input_names, output_names, dynamic_axes) -> None:
+    import torch
+
     torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
                       dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True, dynamo=False)
 

@@ -1,0 +1,188 @@
+"""bisect on a real three-model ONNX pipeline (onnxruntime against the fp16 emulation):
+the hazard is blamed on exactly its model, the clean twin on none, noise on no model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from accuracy.bisect.bisector import bisect_pipeline
+from accuracy.bisect.swaps import fit_to_gear
+from accuracy.cli import main
+from accuracy.config import load_suite
+from accuracy.config.pipeline import load_pipeline_spec
+from accuracy.errors import BackendError
+from tests.fixtures.tiny_sd import SUITE, WIDTH, chain_pipeline
+
+
+def bisect(suite: Path) -> dict:
+    return bisect_pipeline(load_pipeline_spec(load_suite(suite)))
+
+
+def test_hazard_blamed_on_exactly_its_model(hazard_chain):
+    result = bisect(hazard_chain)
+    assert result["verdict"] == "fail"
+    assert result["culprits"] == ["mid"]
+    assert result["smallest_failing"] == ["mid"]
+    mid = result["models"]["mid"]
+    assert mid["isolated"]["verdict"] == "fail" and mid["isolated"]["cosine"] < 0.5
+    assert mid["isolated"]["calls"] == 2  # the entry calls mid twice: compared call by call
+    assert mid["swap_in"]["verdict"] == "fail" and mid["leave_out"]["verdict"] == "pass"
+    for other in ("encode", "head"):
+        assert result["models"][other]["isolated"]["verdict"] == "pass"
+        assert result["models"][other]["swap_in"]["passed"]
+    assert result["noise_floor"]["passed"]
+
+
+def test_clean_twin_blames_nobody(clean_chain):
+    result = bisect(clean_chain)
+    assert result["verdict"] == "pass"
+    assert result["culprits"] == [] and result["smallest_failing"] is None
+    assert all(view["isolated"]["verdict"] == "pass" for view in result["models"].values())
+
+
+def test_bisect_replays_recorded_calls_instead_of_rerunning(hazard_chain):
+    result = bisect(hazard_chain)
+    calls_per_run = 4  # encode, mid, mid, head
+    executed_if_no_reuse = result["pipeline_runs"] * calls_per_run
+    assert result["cache"]["hits"] > 0
+    assert result["cache"]["misses"] < executed_if_no_reuse / 2
+
+
+def _variant(folder: Path, *, entry: str | None = None, extra: str = "", candidate_mid: onnx.ModelProto | None = None,
+             backend: str = "onnxruntime-fp16") -> Path:
+    suite = chain_pipeline(folder, hazard=False, suite_text=SUITE.replace('"onnxruntime-fp16"', f'"{backend}"') + extra)
+    if entry:
+        (folder / "pipeline.py").write_text(entry)
+    if candidate_mid is not None:
+        onnx.save(candidate_mid, str(folder / "models" / "mid_candidate.onnx"))
+        text = suite.read_text().replace(f'backend = "{backend}"\n', f'backend = "{backend}"\n'
+                                         '[candidate.models]\nmid = "models/mid_candidate.onnx"\n', 1)
+        suite.write_text(text)
+    return suite
+
+
+def _graph(nodes, outputs, inits=()) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "cand", [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["batch", WIDTH])],
+                              outputs, list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def test_non_finite_candidate_is_a_verdict_not_a_crash(tmp_path):
+    zero = numpy_helper.from_array(np.zeros(WIDTH, np.float32), "zero")
+    overflowing = _graph([helper.make_node("Div", ["h", "zero"], ["out"])],
+                         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", WIDTH])], [zero])
+    result = bisect(_variant(tmp_path, candidate_mid=overflowing, backend="onnxruntime"))
+    assert result["models"]["mid"]["isolated"]["verdict"] == "non-finite"
+    assert result["models"]["mid"]["isolated"]["nonfinite"] > 0
+    assert result["culprits"] == ["mid"]
+
+
+def test_candidate_with_other_output_shape_is_a_clear_error(tmp_path):
+    narrow = _graph([helper.make_node("Slice", ["h", "starts", "ends", "axes"], ["out"])],
+                    [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 4])],
+                    [numpy_helper.from_array(np.array(v, np.int64), n) for v, n in (([0], "starts"), ([4], "ends"), ([1], "axes"))])
+    with pytest.raises(BackendError, match="mid: output 0 has shape"):
+        bisect(_variant(tmp_path, candidate_mid=narrow, backend="onnxruntime"))
+
+
+def test_candidate_with_other_output_count_is_a_clear_error(tmp_path):
+    two = _graph([helper.make_node("Identity", ["h"], ["out"]), helper.make_node("Identity", ["h"], ["extra"])],
+                 [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", WIDTH]) for n in ("out", "extra")])
+    with pytest.raises(BackendError, match="2 outputs, the reference 1"):
+        bisect(_variant(tmp_path, candidate_mid=two, backend="onnxruntime"))
+
+
+NOISY_ENTRY = '''\
+import numpy as np
+
+def run(models, inputs):
+    h = models["encode"](h=inputs["x"])[0]
+    h = h + np.random.standard_normal(h.shape).astype(np.float32) * 0.05  # unseeded: the reference is noisy
+    for step in range(2):
+        h = h + models["mid"](h=h)[0]
+    return {"y": models["head"](h=h)[0]}
+'''
+
+
+def test_reference_noise_is_never_blamed_on_a_model(tmp_path):
+    result = bisect(_variant(tmp_path, entry=NOISY_ENTRY))
+    assert not result["noise_floor"]["passed"]  # measured: the reference disagrees with itself
+    assert result["culprits"] == []
+
+
+def test_isolated_runs_once_per_converter_gear(tmp_path):
+    extra = '[converter.mid]\ninput_shape = "h:-1,16"\ndynamic_dims = "1;3"\n'
+    result = bisect(_variant(tmp_path, extra=extra))
+    gears = result["models"]["mid"]["isolated"]["gears"]
+    assert [g["gear"] for g in gears] == ["h:1,16", "h:3,16"]
+    assert all(g["calls"] == 2 and g["verdict"] == "pass" for g in gears)
+
+
+def test_fit_to_gear_cuts_and_edge_pads():
+    feeds = {"ids": np.array([[5, 6, 7, 2]]), "other": np.ones(3)}
+    assert fit_to_gear(feeds, {"ids": (1, 2)})["ids"].tolist() == [[5, 6]]
+    assert fit_to_gear(feeds, {"ids": (2, 6)})["ids"].tolist() == [[5, 6, 7, 2, 2, 2]] * 2
+    assert fit_to_gear(feeds, {"ids": (1, 6)})["other"] is feeds["other"]
+
+
+def test_cli_exit_codes_and_json(hazard_chain, clean_chain, tmp_path, capsys):
+    out = tmp_path / "bisect.json"
+    assert main(["bisect", str(hazard_chain), "--json", str(out), "--quiet"]) == 1
+    data = json.loads(out.read_text())
+    assert data["verdict"] == "fail" and data["culprits"] == ["mid"]
+    assert set(data["models"]["mid"]) >= {"isolated", "swap_in", "leave_out"}
+    assert "noise_floor" in data
+    assert "mid <- culprit" in capsys.readouterr().out
+    assert main(["bisect", str(clean_chain), "--quiet"]) == 0
+
+
+def test_cli_bad_suite_is_one_line_and_exit_2(tmp_path, capsys):
+    suite = chain_pipeline(tmp_path, hazard=False)
+    (tmp_path / "models" / "head.onnx").unlink()
+    assert main(["bisect", str(suite), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pipeline.models.head" in err and "file not found" in err
+
+
+RANDOM_SCRIPT = '''\
+import sys, numpy as np
+from pathlib import Path
+import onnxruntime as ort
+path = sys.argv[1]
+session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+x = np.zeros((1, 8), np.float32)
+print(float(session.run(None, {"x": x})[0].sum()))
+'''
+
+
+def _random_model(path: Path) -> Path:
+    graph = helper.make_graph([helper.make_node("RandomNormalLike", ["x"], ["y"], name="sample")], "random",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(path))
+    return path
+
+
+def _in_new_process(model: Path) -> float:
+    out = subprocess.run([sys.executable, "-c", RANDOM_SCRIPT, str(model)], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def test_seeded_private_copy_is_reproducible_across_processes(tmp_path):
+    from accuracy.pipelines.determinism import random_nodes, seeded_copy
+
+    original = _random_model(tmp_path / "random.onnx")
+    assert [n.op_type for n in random_nodes(original)] == ["RandomNormalLike"]
+    # unseeded: a second process draws other numbers (one process agreeing with itself proves nothing)
+    assert _in_new_process(original) != _in_new_process(original)
+    seeded = seeded_copy(original, tmp_path / "private")
+    assert random_nodes(seeded)[0].seeded and not random_nodes(original)[0].seeded
+    assert _in_new_process(seeded) == _in_new_process(seeded)

@@ -10,6 +10,7 @@ faster number can never come from a different answer.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -62,7 +63,9 @@ def main() -> None:
     theirs_ms = _median_ms(theirs, args.rounds)
     everything_ms = _median_ms(lambda: compare_images(expected, obtained, data_range=255), args.rounds)
     (ssim, psnr), (ssim_ref, psnr_ref) = ours(), theirs()
-    print(f"images: 2 x {args.size}x{args.size} RGB uint8, {args.rounds} rounds, median wall time")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"images: 2 x {args.size}x{args.size} RGB uint8, {args.rounds} rounds, median wall time "
+          f"(load average {load} on {os.cpu_count()} cores: a busy machine slows both sides alike)")
     print(f"ssim+psnr (accuracy)       {ours_ms:8.1f} ms   target <= {TARGET_MS:.0f} ms: "
           f"{'met' if ours_ms <= TARGET_MS else 'MISSED'}")
     print(f"ssim+psnr (scikit-image)   {theirs_ms:8.1f} ms   ratio accuracy/scikit-image {ours_ms / theirs_ms:.2f}")

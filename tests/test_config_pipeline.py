@@ -1,0 +1,74 @@
+"""The pipeline suite schema: valid suites parse, every mistake names the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accuracy.config import load_suite
+from accuracy.config.pipeline import load_pipeline_spec
+from accuracy.errors import ConfigError
+from tests.fixtures.tiny_sd import SUITE, chain_pipeline
+
+
+def spec_of(tmp_path: Path, text: str = SUITE):
+    return load_pipeline_spec(load_suite(chain_pipeline(tmp_path, hazard=False, suite_text=text)))
+
+
+def test_valid_suite(tmp_path):
+    spec = spec_of(tmp_path)
+    assert list(spec.models) == ["encode", "mid", "head"]
+    assert spec.models["mid"] == tmp_path / "models" / "mid.onnx"
+    assert isinstance(spec.inputs["x"], np.ndarray) and spec.inputs["x"].shape == (2, 16)
+    assert spec.reference.name == "onnxruntime" and spec.candidate.name == "onnxruntime-fp16"
+    assert spec.compare.cosine_min == 0.999
+    assert spec.candidate_file("mid") == spec.models["mid"]
+
+
+def test_candidate_models_and_backend_options(tmp_path):
+    text = SUITE.replace('backend = "onnxruntime-fp16"\n', 'backend = "onnxruntime-fp16"\nkeep_fp32 = ["ln_pow"]\n'
+                         '[candidate.models]\nmid = "models/head.onnx"\n')
+    spec = spec_of(tmp_path, text)
+    assert spec.candidate.options == {"keep_fp32": ["ln_pow"]}
+    assert spec.candidate_file("mid") == tmp_path / "models" / "head.onnx"
+    assert spec.candidate_file("encode") == spec.models["encode"]
+
+
+def test_compare_defaults_to_cosine_only_when_no_bound_is_named(tmp_path):
+    assert spec_of(tmp_path, SUITE.replace("cosine_min = 0.999", "")).compare.cosine_min == 0.99
+    only_psnr = spec_of(tmp_path, SUITE.replace("cosine_min = 0.999", "psnr_min = 30"))
+    assert only_psnr.compare.cosine_min is None and only_psnr.compare.psnr_min == 30.0
+
+
+@pytest.mark.parametrize("change, where, words", [
+    (('entry = "pipeline.py:run"', 'entry = "pipeline.py:run"\ndiffusers = "."'), "pipeline.entry", "exactly one"),
+    (('mid = "models/mid.onnx"', 'mid = "models/nope.onnx"'), "pipeline.models.mid", "file not found"),
+    (("cosine_min = 0.999", "cosine_minimum = 0.9"), "compare.cosine_minimum", "unknown key"),
+    (("cosine_min = 0.999", 'cosine_min = "high"'), "compare.cosine_min", "must be a number"),
+    (('backend = "onnxruntime"\n', ""), "reference.backend", "missing required key"),
+    (('backend = "onnxruntime-fp16"\n', 'backend = "onnxruntime-fp16"\n[candidate.models]\nbogus = "x.onnx"\n'),
+     "candidate.models.bogus", ""),
+    (('x = "inputs/x.npy"', 'x = "inputs/missing.npy"'), "pipeline.inputs.x", "file not found"),
+    (('[compare]', '[converter]\nnope = "a.ini"\n[compare]'), "converter.nope", "no model called"),
+])
+def test_mistakes_name_file_and_key(tmp_path, change, where, words):
+    with pytest.raises(ConfigError) as caught:
+        spec_of(tmp_path, SUITE.replace(*change))
+    message = str(caught.value)
+    assert str(tmp_path / "suite.toml") in message and f"[{where}]" in message and words in message
+
+
+def test_unreadable_input_names_the_key(tmp_path):
+    suite = chain_pipeline(tmp_path, hazard=False)
+    (tmp_path / "inputs" / "x.npy").write_text("not numpy")
+    with pytest.raises(ConfigError, match=r"\[pipeline.inputs.x\]: cannot read"):
+        load_pipeline_spec(load_suite(suite))
+
+
+def test_diffusers_folder_needs_model_index(tmp_path):
+    (tmp_path / "empty").mkdir()
+    text = SUITE.replace('entry = "pipeline.py:run"', 'diffusers = "empty"')
+    with pytest.raises(ConfigError, match="no model_index.json"):
+        spec_of(tmp_path, text)

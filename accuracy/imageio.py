@@ -277,22 +277,29 @@ def to_pixels(image: object) -> np.ndarray:
     """A pipeline's image (PIL image, uint8/uint16 array, or float array in 0..1) as PNG-ready pixels.
 
     Floats are what diffusers returns with ``output_type="np"``; they are rounded to 8 bits, the
-    way diffusers' own ``numpy_to_pil`` does, so a golden and a fresh run quantise alike.
+    way diffusers' own ``numpy_to_pil`` does, so a golden and a fresh run quantise alike. An opaque
+    alpha channel is dropped, as ``read_image`` drops it; a transparent one is refused.
     """
     if hasattr(image, "mode") and hasattr(image, "size") and not isinstance(image, np.ndarray):
         image = np.asarray(image.convert("RGBA" if image.mode in ("P", "PA", "LA") else image.mode))
     array = np.asarray(image)
     if array.ndim == 4 and array.shape[0] == 1:
         array = array[0]
-    if array.dtype in (np.uint8, np.uint16):
-        return array
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
             raise ValueError("image holds NaN or infinite values")
         if array.min() < -1e-3 or array.max() > 1 + 1e-3:
             raise ValueError(f"float images must lie in 0..1, got {array.min():.4g}..{array.max():.4g}")
-        return np.round(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
-    raise ValueError(f"cannot store {array.dtype} pixels as an image; use uint8, uint16 or floats in 0..1")
+        array = np.round(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
+    if array.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"cannot store {array.dtype} pixels as an image; use uint8, uint16 or floats in 0..1")
+    if array.ndim == 3 and array.shape[2] in (2, 4):
+        if array[..., -1].min() < np.iinfo(array.dtype).max:
+            raise ValueError("image has transparent pixels; composite it onto a background first")
+        array = array[..., :-1]
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    return array
 
 
 def resize_to(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -139,6 +139,11 @@ def test_to_pixels_quantises_floats_like_diffusers():
     assert to_pixels(Image.fromarray(landscape(8))).shape == (8, 8, 3)
     with pytest.raises(ValueError, match="0..1"):
         to_pixels(floats * 3)
+    rgba = landscape(8, channels=4)
+    np.testing.assert_array_equal(to_pixels(rgba), rgba[..., :3])  # opaque alpha dropped, as on reading
+    rgba[0, 0, 3] = 0
+    with pytest.raises(ValueError, match="transparent"):
+        to_pixels(rgba)
 
 
 def test_resize_to_keeps_dtype_and_reaches_the_shape():

@@ -1,7 +1,8 @@
 """The only place in the project where untrusted (model-generated) code runs.
 
 Each program runs in a fresh process forked by a clean helper interpreter (``_server.py``, standard
-library only), in its own session and its own PID, mount and network namespaces, as an unprivileged
+library only), in its own session and its own PID and mount namespaces, without network (an empty
+network namespace, one per helper, with nothing in it that outlives a program), as an unprivileged
 user when the harness is root, with CPU, address-space, file-size, process and open-file limits, an
 empty temporary working directory (also mounted over /tmp, /var/tmp, /dev/shm) removed afterwards, a
 minimal environment, no stdin and a capped output. On timeout the whole namespace is killed; no process
@@ -12,6 +13,11 @@ after the program's source (for HumanEval: the tests' ``check(...)`` call, its l
 returned; exit codes and printed text mean nothing. What this does not defend against: a program that
 deliberately reads the wrapper's memory in its own process to find the secret, or that rigs the
 check itself (an object equal to everything); those are cheats of the test, not escapes.
+
+Without root, the namespaces come from a user namespace (the program keeps the harness's uid outside,
+with no capabilities); where even that is refused, only a session, the limits and a sweep of leftover
+descendants remain. Every result's ``isolation`` says which of these held. Programs can read what is
+world-readable on the host; they cannot write outside their directory (as root) or reach the network.
 
 ``Sandbox`` keeps one helper per worker; ``run_programs`` is the one-call form.
 """
@@ -124,12 +130,12 @@ def _judge(answer: dict, secret: str) -> RunResult:
 class _Server:
     """One helper interpreter; it runs one program at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, namespaces: bool = True) -> None:
         # Run directories live here; made and removed by us, so not even a killed helper leaves any.
         self.base_dir = tempfile.mkdtemp(prefix="accuracy-sandbox-")
         os.chmod(self.base_dir, 0o711)
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(SERVER), self.base_dir],
+            [sys.executable, "-I", "-S", str(SERVER), self.base_dir, *([] if namespaces else ["--no-namespaces"])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -189,7 +195,7 @@ class Sandbox:
 
     def _add(self) -> None:
         try:
-            server = _Server()
+            server = _Server(namespaces=self.namespaces)
         except OSError as exc:
             raise SandboxError(f"cannot start the sandbox helper {SERVER}: {exc}") from None
         with self._lock:
@@ -206,7 +212,6 @@ class Sandbox:
             "secret": secret,
             "timeout": limits.timeout,
             "output_bytes": limits.output_bytes,
-            "namespaces": self.namespaces,
             "uid": self.uid,
             "gid": self.gid,
             "limits": {

@@ -3,8 +3,8 @@
 Started by ``accuracy.llm.sandbox`` as ``python -I -S _server.py`` (standard library only, no
 site-packages, nothing of the harness imported), it reads one JSON request per line on stdin and
 answers one JSON line on stdout. For every request it forks a *keeper* (root, its own session) that
-unshares mount, network and PID namespaces and forks the *program* process, which is PID 1 of the new
-PID namespace. The program process mounts a private /tmp (its empty run directory) and /proc, sets
+unshares mount and PID namespaces and forks the *program* process, which is PID 1 of the new PID
+namespace (the helper itself sits in an empty network namespace of its own, inherited by every program). The program process mounts a private /tmp (its empty run directory) and /proc, sets
 resource limits, drops to an unprivileged user, closes every inherited descriptor and executes the
 source. Only when the source returns does it write the run's secret on the report descriptor; the
 harness, not the program, decides what counts as a pass. When PID 1 exits or is killed at the timeout,
@@ -76,19 +76,35 @@ def _prctl(option: int, value: int) -> None:
     _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(value), 0, 0, 0), "prctl")
 
 
-def _isolation_attempts(as_root: bool, wanted: bool) -> list[tuple[int, dict]]:
-    """Namespace sets to try, strongest first, with what each one gives. Without root they come from
-    a user namespace (see ``_enter_user_namespace``)."""
-    none = {"network": False, "pid_namespace": False, "mount_namespace": False}
-    if not wanted:
+# What the helper established once, at start (``_prepare``): who it is and what it may unshare.
+_HOST = {"as_root": False, "namespaces": False, "network": False}
+
+
+def _prepare(wanted: bool) -> None:
+    """Once per helper: without root, enter a user namespace (where allowed) so that namespaces can be
+    made at all; then move into a fresh, empty network namespace that every program of this helper
+    inherits. Programs of one helper run one after another and none survives its run, so sharing it
+    costs nothing in isolation and saves making (and the kernel tearing down) one per program."""
+    as_root = os.geteuid() == 0
+    able = wanted and (as_root or _enter_user_namespace())
+    network = False
+    if able:
+        try:
+            _unshare(CLONE_NEWNET)
+            network = True
+        except OSError:
+            pass
+    _HOST.update(as_root=as_root, namespaces=able, network=network)
+
+
+def _isolation_attempts() -> list[tuple[int, dict]]:
+    """PID and mount namespace sets to try per program, strongest first, with what each one gives."""
+    none = {"pid_namespace": False, "mount_namespace": False}
+    if not _HOST["namespaces"]:
         return [(0, none)]
-    full = {"network": True, "pid_namespace": True, "mount_namespace": True}
-    if not as_root:
-        return [(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET, full), (0, none)]
     return [
-        (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET, full),
-        (CLONE_NEWPID | CLONE_NEWNET, {"network": True, "pid_namespace": True, "mount_namespace": False}),
-        (CLONE_NEWPID, {"network": False, "pid_namespace": True, "mount_namespace": False}),
+        (CLONE_NEWNS | CLONE_NEWPID, {"pid_namespace": True, "mount_namespace": True}),
+        (CLONE_NEWPID, {"pid_namespace": True, "mount_namespace": False}),
         (0, none),
     ]
 
@@ -266,19 +282,17 @@ def _keeper(job: dict, run_dir: str, out_w: int, report_w: int, status_w: int) -
     """Forked per request: unshare, fork the program, enforce the wall-clock timeout, report how it ended."""
     os.setsid()
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    as_root = os.geteuid() == 0
-    wanted = bool(job.get("namespaces", True))
-    user_namespace = wanted and not as_root and _enter_user_namespace()
+    as_root = _HOST["as_root"]
+    user_namespace = _HOST["namespaces"] and not as_root
     isolation = {}
-    flags = 0
-    for flags, isolation in _isolation_attempts(as_root, wanted and (as_root or user_namespace)):
+    for flags, isolation in _isolation_attempts():
         try:
             if flags:
                 _unshare(flags)
             break
         except OSError:
             continue
-    isolation = dict(isolation, unprivileged_user=as_root)
+    isolation = dict(isolation, network=_HOST["network"], unprivileged_user=as_root)
     if not isolation["pid_namespace"]:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
     started = time.monotonic()
@@ -345,7 +359,7 @@ def _read_all(out_r: int, report_r: int, status_r: int, output_cap: int, deadlin
 def run_job(job: dict, base_dir: str) -> dict:
     """Run one request to completion and describe how it ended; nothing of it is alive afterwards."""
     run_dir = tempfile.mkdtemp(prefix="run-", dir=base_dir)
-    if os.geteuid() == 0:
+    if _HOST["as_root"]:
         os.chown(run_dir, int(job["uid"]), int(job["gid"]))
     out_r, out_w = os.pipe()
     report_r, report_w = os.pipe()
@@ -380,11 +394,12 @@ def run_job(job: dict, base_dir: str) -> dict:
     return answer
 
 
-def serve(base_dir: str) -> None:
+def serve(base_dir: str, *, namespaces: bool = True) -> None:
     """Answer requests until stdin closes, with run directories under ``base_dir`` (the harness made it
     and removes it). The server itself never runs untrusted code. It stops when stdin closes, which
     the kernel does when the harness dies (a parent-death signal would follow the harness *thread*
     that started it, and worker threads come and go)."""
+    _prepare(namespaces)
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     for line in requests:
         if not line.strip():
@@ -400,7 +415,7 @@ def serve(base_dir: str) -> None:
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the harness decides when we stop (stdin closes)
     try:
-        serve(sys.argv[1])
+        serve(sys.argv[1], namespaces="--no-namespaces" not in sys.argv[2:])
     except BrokenPipeError:
         pass
     except OSError as exc:

@@ -159,6 +159,7 @@ def _img2img(folder, *, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # diffusers deprecates its ONNX pipelines, still the guide's
 def test_tiny_stable_diffusion_passes_its_golden_and_a_broken_unet_fails(tmp_path):
     pytest.importorskip("diffusers")
     import shutil

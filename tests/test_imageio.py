@@ -114,6 +114,16 @@ def test_bad_files_are_input_errors_naming_the_file(tmp_path, damage):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
+def test_unsupported_modes_are_named(tmp_path):
+    Image.fromarray(landscape(16)).convert("CMYK").save(tmp_path / "print.jpg")
+    with pytest.raises(InputError, match="unsupported image mode CMYK") as info:
+        read_image(tmp_path / "print.jpg")
+    assert "print.jpg" in str(info.value)
+    Image.fromarray(np.zeros((8, 8), np.float32), mode="F").save(tmp_path / "float.tiff")
+    with pytest.raises(InputError, match="unsupported image mode F"):
+        read_image(tmp_path / "float.tiff")
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_comparable(tmp_path / "nope.png")

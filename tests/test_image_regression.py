@@ -25,6 +25,14 @@ def test_landscape(image_regression):
     image_regression.check(picture(float(os.environ.get("SIGMA", "0"))))
 
 
+def test_from_a_file(image_regression, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "out.png"
+    Image.fromarray(picture(float(os.environ.get("SIGMA", "0")))).save(path)
+    image_regression.check(path, basename="test_landscape")  # the same golden as test_landscape
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_two_images(image_regression, seed):
     sigma = float(os.environ.get("SIGMA", "0"))
@@ -47,29 +55,29 @@ def _run(pytester, *args: str):
 
 def test_missing_golden_fails_with_the_way_to_record_it(project):
     result = _run(project)
-    result.assert_outcomes(failed=3)
+    result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines(["*no golden image for 'test_landscape'*", "*--accuracy-update-baselines*"])
     assert not (project.path / "test_user").exists()  # nothing recorded without the flag
 
 
 def test_update_records_then_plain_runs_judge(project, monkeypatch):
-    _run(project, "--accuracy-update-baselines").assert_outcomes(passed=3, warnings=5)
+    _run(project, "--accuracy-update-baselines").assert_outcomes(passed=4, warnings=5)
     goldens = project.path / "test_user"
     assert sorted(p.name for p in goldens.glob("*.png")) == [
         "first-1.png", "first-2.png", "second-1.png", "second-2.png", "test_landscape.png"]
     assert (goldens / "test_landscape.json").exists()
 
-    _run(project).assert_outcomes(passed=3)
+    _run(project).assert_outcomes(passed=4)
     monkeypatch.setenv("SIGMA", "0.5")
-    _run(project).assert_outcomes(passed=3)  # near: within SSIM/PSNR thresholds
+    _run(project).assert_outcomes(passed=4)  # near: within SSIM/PSNR thresholds
 
     monkeypatch.setenv("SIGMA", "25")
     result = _run(project)
-    result.assert_outcomes(failed=3)
+    result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines(["*image 'test_landscape' differs from its golden*ssim*", "*diff: *.diff.png*"])
     artifacts = project.path / "artifacts"
-    assert len(list(artifacts.rglob("test_landscape.diff.png"))) == 1
-    assert len(list(artifacts.rglob("*.obtained.png"))) == 3  # the far 'first' images; 'second' passes its loose bound
+    assert len(list(artifacts.rglob("test_landscape.diff.png"))) == 2  # test_landscape and test_from_a_file
+    assert len(list(artifacts.rglob("*.obtained.png"))) == 4  # the far 'first' images; 'second' passes its loose bound
 
 
 def test_update_replaces_a_changed_golden_and_shows_the_change(project, monkeypatch):

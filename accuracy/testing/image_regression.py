@@ -58,8 +58,8 @@ class ImageRegression:
     ) -> None:
         """Fail the test when ``image`` is further from its golden than the thresholds allow.
 
-        ``image``: a PIL image, a uint8/uint16 array, or floats in 0..1. ``basename`` names the
-        golden (default: the test's name), so one test can check several images.
+        ``image``: a PIL image, a uint8/uint16 array, floats in 0..1, or the path of an image file.
+        ``basename`` names the golden (default: the test's name), so one test can check several.
         """
         __tracebackhide__ = True
         from accuracy.errors import AccuracyError
@@ -73,6 +73,13 @@ class ImageRegression:
         from accuracy.imageio import to_pixels
 
         case = _safe(basename or self.name)
+        if isinstance(image, (str, Path)):
+            from accuracy.imageio import read_image
+
+            try:
+                image = read_image(image).array
+            except AccuracyError as exc:
+                pytest.fail(f"image regression '{case}': {exc}", pytrace=False)
         if self.update:
             try:
                 outcome = record_golden(self.folder, case, image, force=True, changes_dir=self.artifacts_dir,

@@ -125,7 +125,7 @@ def test_runs_unprivileged_in_an_empty_private_directory_with_a_minimal_environm
     result = sandbox.run(program)
     assert result.passed, result.output
     assert result.isolation == {"network": True, "pid_namespace": True, "mount_namespace": True,
-                                "unprivileged_user": True}
+                                "unprivileged_user": True, "read_only_host": True}
 
 
 def test_endless_loop_times_out(sandbox):
@@ -274,6 +274,20 @@ def test_writes_outside_its_directory_land_nowhere(sandbox, tmp_path):
 
 
 @needs_root
+def test_the_host_is_read_only_even_where_the_program_user_may_write(sandbox):
+    open_to_all = tempfile.mkdtemp(prefix="accuracy-sandbox-test-", dir="/run")
+    os.chmod(open_to_all, 0o777)  # writable for nobody: only the read-only view stops it
+    try:
+        target = os.path.join(open_to_all, "escaped")
+        result = sandbox.run(f"open({target!r}, 'w').write('x')\n")
+        assert not result.passed and "Read-only file system" in result.output
+        assert os.listdir(open_to_all) == []
+        assert sandbox.run("open('/tmp/ok', 'w').write('x')\nopen('here', 'w').write('x')\n").passed
+    finally:
+        shutil.rmtree(open_to_all, ignore_errors=True)
+
+
+@needs_root
 def test_socket_cannot_reach_the_host(sandbox):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -328,7 +342,7 @@ def test_without_namespaces_the_subreaper_sweep_still_kills_setsid_double_forks(
         looping = box.run("while True:\n    pass\n", limits=Limits(timeout=0.5))
     assert result.passed and "daemon up" in result.output
     assert result.isolation == {"network": False, "pid_namespace": False, "mount_namespace": False,
-                                "unprivileged_user": True}
+                                "unprivileged_user": True, "read_only_host": False}
     assert _processes_matching(interval) == []
     assert looping.status == "timed out"
     assert _leftover_program_processes() == []
@@ -362,6 +376,8 @@ def test_without_root_a_user_namespace_gives_the_same_containment():
     namespace, capabilities are dropped, and a 'kill -9 -1' of the same user still reaches nothing."""
     interval = _sleep_interval()
     escape = f"/tmp/sandbox-escape-{uuid.uuid4().hex}"
+    owned = tempfile.mkdtemp(prefix="accuracy-sandbox-test-", dir="/run")
+    os.chown(owned, 65534, 65534)  # the helper's own user may write here, but not its programs
     base = tempfile.mkdtemp(prefix="accuracy-sandbox-test-")
     os.chown(base, 65534, 65534)
     canary = subprocess.Popen(["sleep", "120"], user=65534, group=65534, extra_groups=[])
@@ -370,7 +386,11 @@ def test_without_root_a_user_namespace_gives_the_same_containment():
     hostile = _daemon(interval) + textwrap.dedent(f"""
         import ctypes, os, signal, subprocess
         print('umount', ctypes.CDLL(None).umount2(b'/tmp', 2), flush=True)  # -1: no capabilities left
-        open('{escape}', 'w').write('escaped')
+        for path in ('{escape}', '{owned}/escaped'):
+            try:
+                open(path, 'w').write('escaped')
+            except OSError as exc:
+                print(exc, flush=True)
         subprocess.run(['sh', '-c', 'kill -9 -1'])
         os._exit(0)
     """)
@@ -386,10 +406,11 @@ def test_without_root_a_user_namespace_gives_the_same_containment():
         assert not answers[0].passed and answers[1].passed, answers
         assert "daemon up" in answers[0].output and "umount -1" in answers[0].output
         assert answers[1].isolation == {"network": True, "pid_namespace": True, "mount_namespace": True,
-                                        "unprivileged_user": False}
+                                        "unprivileged_user": False, "read_only_host": True}
         assert canary.poll() is None, "the program killed a process of its user outside the sandbox"
         assert _processes_matching(interval) == []
-        assert not os.path.exists(escape)
+        assert not os.path.exists(escape) and os.listdir(owned) == []
+        assert "Read-only file system" in answers[0].output
         assert os.listdir(base) == []
     finally:
         server.stdin.close()
@@ -397,3 +418,4 @@ def test_without_root_a_user_namespace_gives_the_same_containment():
         canary.kill()
         canary.wait()
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(owned, ignore_errors=True)

@@ -108,6 +108,8 @@ def _judge(answer: dict, secret: str) -> RunResult:
     }
     if "server_error" in answer:
         return RunResult("error", False, f"sandbox failure: {answer['server_error']}", **common)
+    if "setup_error" in answer:
+        return RunResult("error", False, f"sandbox setup failed: {answer['setup_error']}", **common)
     report = answer.get("report", "")
     if report == secret + "\n":
         return RunResult("passed", True, "check returned", **common)

@@ -45,6 +45,10 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+MOUNT_ATTR_RDONLY = 1
+AT_RECURSIVE = 0x8000
+AT_FDCWD = -100
+SYS_MOUNT_SETATTR = 442  # the same number on every architecture (the new syscall table)
 PR_CAPBSET_DROP = 24
 PR_SET_SECUREBITS = 28
 PR_SET_NO_NEW_PRIVS = 38
@@ -149,9 +153,24 @@ def _blocking_ancestor(path: str) -> str | None:
     return None
 
 
-def _private_mounts(run_dir: str) -> None:
-    """In the new mount namespace: world-writable places become the run directory, /proc shows only
-    the program's PID namespace, and the interpreter's own files stay reachable for the dropped user."""
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _set_read_only(path: str, read_only: bool, *, recursive: bool) -> bool:
+    """mount_setattr(2) (Linux 5.12+): flip the read-only attribute of the mount(s) at ``path``."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY if read_only else 0, 0 if read_only else MOUNT_ATTR_RDONLY, 0, 0)
+    flags = AT_RECURSIVE if recursive else 0
+    return _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), flags, ctypes.byref(attr),
+                         ctypes.sizeof(attr)) == 0
+
+
+def _private_mounts(run_dir: str) -> bool:
+    """In the keeper, in the new mount namespace (before the program exists): the whole host file
+    system becomes read-only, world-writable places become the run directory (the one writable
+    place), and the interpreter's own files stay reachable for the dropped user. Returns whether the
+    read-only view could be had (it needs Linux 5.12)."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     prefix = sys.base_prefix
     blocker = _blocking_ancestor(prefix)
@@ -163,11 +182,14 @@ def _private_mounts(run_dir: str) -> None:
         _mount(f"/proc/self/fd/{keep}", prefix, None, MS_BIND | MS_REC)
         os.close(keep)
     run = os.open(run_dir, os.O_PATH | os.O_DIRECTORY)  # /tmp is about to hide the path itself
+    read_only = _set_read_only("/", True, recursive=True)
     for place in WORLD_WRITABLE:
         if os.path.isdir(place):
             _mount(f"/proc/self/fd/{run}", place, None, MS_BIND)
+            if read_only and not _set_read_only(place, False, recursive=False):
+                raise OSError(ctypes.get_errno(), f"cannot make {place} writable again")
     os.close(run)
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    return read_only
 
 
 def _limit(kind: int, value: int) -> None:
@@ -183,8 +205,8 @@ def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mo
              user_namespace: bool) -> None:
     """The program process: confine itself, run the source, report the secret only if it returned."""
     try:
-        if mounts:
-            _private_mounts(run_dir)
+        if mounts:  # made by the keeper; /proc has to be mounted from inside the new PID namespace
+            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
             os.chdir("/tmp")
         else:
             os.chdir(run_dir)
@@ -292,7 +314,13 @@ def _keeper(job: dict, run_dir: str, out_w: int, report_w: int, status_w: int) -
             break
         except OSError:
             continue
-    isolation = dict(isolation, network=_HOST["network"], unprivileged_user=as_root)
+    isolation = dict(isolation, network=_HOST["network"], unprivileged_user=as_root, read_only_host=False)
+    if isolation["mount_namespace"]:
+        try:
+            isolation["read_only_host"] = _private_mounts(run_dir)
+        except OSError as exc:
+            os.write(status_w, json.dumps({"setup_error": str(exc), "isolation": isolation}).encode())
+            os._exit(0)
     if not isolation["pid_namespace"]:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
     started = time.monotonic()

@@ -109,9 +109,10 @@ def golden_paths(folder: str | Path, case: str) -> GoldenPaths:
 
 def tool_versions() -> dict[str, str]:
     """Installed versions of the tools that shape a golden output (without importing them)."""
+    import platform
     from importlib import metadata
 
-    versions = {}
+    versions = {"python": platform.python_version()}
     for name in TOOLS:
         try:
             versions[name] = metadata.version(name)
@@ -159,6 +160,18 @@ def load_golden(folder: str | Path, case: str) -> Golden:
     return Golden(paths=paths, image=loaded.array, data_range=loaded.data_range, latents=latents, sidecar=sidecar)
 
 
+def _read_existing(paths: GoldenPaths, *, force: bool):
+    """The golden being replaced, or (None, None) when it is unreadable and ``force`` allows that."""
+    try:
+        old = read_image(paths.image)
+        return old, (read_array(paths.latents) if paths.latents.exists() else None)
+    except InputError as exc:
+        if force:
+            return None, None
+        raise InputError(f"existing golden is unreadable ({exc.message}); pass --force (or force=True) "
+                         "to overwrite it", path=exc.path) from None
+
+
 def record_golden(
     folder: str | Path,
     case: str,
@@ -186,28 +199,26 @@ def record_golden(
     latents_bytes = None if latents is None else _npy_bytes(latents)
     status, picture, comparison = "new", None, None
     if paths.image.exists():
-        old = read_image(paths.image)
-        old_latents = read_array(paths.latents) if paths.latents.exists() else None
-        same_image = old.array.shape == pixels.shape and np.array_equal(old.array, pixels)
-        same_latents = (latents is None and old_latents is None) or (
-            latents is not None and old_latents is not None
-            and np.shape(old_latents) == np.shape(latents) and np.array_equal(old_latents, latents))
-        if same_image and same_latents and paths.sidecar.exists():
-            return RecordOutcome(status="unchanged", paths=paths)
-        if not same_image:
-            where = Path(changes_dir) if changes_dir is not None else default_artifacts_dir()
-            picture = where / paths.folder.name / f"{case}.golden-change.png"
-            if old.array.shape == pixels.shape and old.array.dtype == pixels.dtype:
+        status = "replaced"
+        old, old_latents = _read_existing(paths, force=force)
+        if old is not None:  # None: unreadable and force given, so nothing to compare
+            same_image = old.array.shape == pixels.shape and np.array_equal(old.array, pixels)
+            same_latents = (latents is None and old_latents is None) or (
+                latents is not None and old_latents is not None
+                and np.shape(old_latents) == np.shape(latents) and np.array_equal(old_latents, latents))
+            if same_image and same_latents and paths.sidecar.exists():
+                return RecordOutcome(status="unchanged", paths=paths)
+            if not same_image and old.array.shape == pixels.shape and old.array.dtype == pixels.dtype:
+                where = Path(changes_dir) if changes_dir is not None else default_artifacts_dir()
+                picture = where / paths.folder.name / f"{case}.golden-change.png"
                 comparison = compare_images(old.array, pixels, data_range=old.data_range)
                 write_bytes_atomic(picture, png_bytes(triptych(
                     old.array, pixels, data_range=old.data_range, labels=("old golden", "new", "|difference|"))))
-            else:
-                picture = None  # sizes differ: nothing to overlay
-        if not force:
-            seen = f"; old | new | difference: {picture}" if picture else ""
-            raise GoldenChanged(f"golden for case '{case}' differs from the new output{seen}; "
-                                "pass --force (or force=True) to replace it", path=paths.image)
-        status = "replaced"
+            if not force:
+                what = "latents" if same_image else "image"
+                seen = f"; old | new | difference: {picture}" if picture else ""
+                raise GoldenChanged(f"golden for case '{case}' differs from the new output ({what}){seen}; "
+                                    "pass --force (or force=True) to replace it", path=paths.image)
     size = list(pixels.shape[1::-1])
     sidecar = {
         "case": case,
@@ -293,7 +304,13 @@ def compare_with_golden(
         latent = compare_tensors(golden.latents, latents, thresholds=latent_thresholds)
         details["latents"] = latent.to_dict()
         failures += [f"latents {failure}" for failure in latent.failures]
+    notes = []
+    if latents is not None and golden.latents is None:
+        notes.append("the golden has no latents to compare; record it with latents to judge them")
+    elif latents is None and golden.latents is not None:
+        notes.append("the golden has latents but none were given; only the image was judged")
     details["failures"] = failures
+    details["notes"] = notes
     details.pop("passed", None)
     if artifacts_dir is not None:
         details["images"] = {role: str(path) for role, path in write_artifacts(

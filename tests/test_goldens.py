@@ -189,3 +189,22 @@ def test_tiny_stable_diffusion_passes_its_golden_and_a_broken_unet_fails(tmp_pat
                           artifacts_dir=tmp_path / "artifacts")
     assert not result.passed and "ssim" in result.message, result.message
     assert (tmp_path / "artifacts" / "fantasy_landscape.diff.png").exists()
+
+
+def test_an_unreadable_golden_is_overwritten_only_with_force(folder):
+    record_golden(folder, "u", landscape(16), provenance={})
+    (folder / "u.png").write_bytes(b"broken")
+    with pytest.raises(InputError, match="unreadable.*--force"):
+        record_golden(folder, "u", landscape(16), provenance={})
+    assert record_golden(folder, "u", landscape(16), provenance={}, force=True).status == "replaced"
+    np.testing.assert_array_equal(load_golden(folder, "u").image, landscape(16))
+
+
+def test_latents_only_change_is_named_and_missing_latents_noted(folder):
+    latents = np.ones((2, 4, 4), np.float32)
+    record_golden(folder, "l", landscape(16), latents=latents, provenance={})
+    with pytest.raises(GoldenChanged, match=r"\(latents\)"):
+        record_golden(folder, "l", landscape(16), latents=latents * 2, provenance={})
+    result = compare_with_golden(folder, "l", landscape(16))
+    assert result.passed and "only the image was judged" in result.details["notes"][0]
+    assert read_json(folder / "l.json")["tool_versions"]["python"].count(".") == 2

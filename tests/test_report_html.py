@@ -61,7 +61,8 @@ def sections(tmp_path):
     checks = [
         compare_with_golden(folder, "landscape", with_noise(image, 0.5), artifacts_dir=tmp_path / "art"),
         compare_with_golden(folder, "sunset", with_noise(image, 25.0), artifacts_dir=tmp_path / "art"),
-        CheckResult("latents <&>", True, "cosine 0.99999", {"cosine": 0.99999, "rel_l2": 1e-4}),
+        CheckResult("latents <&>", True, "cosine 0.99999", {"cosine": 0.99999, "rel_l2": 1e-4,
+                                                            "notes": ["fp16 candidate"]}),
         CheckResult("in memory", True, "", {"images": {"expected": image, "obtained": with_noise(image, 3.0)}}),
     ]
     suite = SuiteResult("tiny <sd>", "pipeline", None, checks).to_dict()
@@ -73,6 +74,7 @@ def test_every_section_renders_its_content(sections):
     page = render_report(sections, title="release 1.2 <rc>")
     assert page.startswith("<!DOCTYPE html>") and "release 1.2 &lt;rc&gt;" in page
     assert "tiny &lt;sd&gt;" in page and "latents &lt;&amp;&gt;" in page  # names are escaped
+    assert "note: fp16 candidate" in page
     assert page.count("data:image/png;base64,") == 9  # 3 image checks x (expected, obtained, heat map)
     assert "text_encoder <strong>← culprit</strong>" in page and "unet <strong>" not in page
     assert "<strong>non-finite</strong>" in page and page.count('class="bad"') >= 4

@@ -169,6 +169,12 @@ def _check_metrics(check: Mapping[str, Any]) -> tuple[dict, dict]:
     return dict(metrics), dict(check.get("thresholds") or {})
 
 
+def _notes(notes: Any) -> str:
+    if not isinstance(notes, list) or not notes:
+        return ""
+    return "".join(f'<br><span class="muted">note: {_e(note)}</span>' for note in notes)
+
+
 def render_suite(data: Mapping[str, Any]) -> str:
     checks = list(data.get("checks") or [])
     head = (f"<p>{_verdict(data.get('verdict', 'error'))} kind <code>{_e(data.get('kind', '?'))}</code>"
@@ -186,7 +192,7 @@ def render_suite(data: Mapping[str, Any]) -> str:
         rows.append(
             f'<tr class="{"" if check.get("passed") else "failed"}"><td>{_e(check.get("name", "?"))}</td>'
             f"<td>{_verdict(bool(check.get('passed')))}</td><td>{_metrics_cells(metrics, thresholds)}{latent_cell}</td>"
-            f"<td>{_e(check.get('message', ''))}{pictures}</td></tr>"
+            f"<td>{_e(check.get('message', ''))}{_notes(check.get('notes'))}{pictures}</td></tr>"
         )
     table = ("<table><tr><th>check</th><th>verdict</th><th>metrics (bound)</th><th>message</th></tr>"
              + "".join(rows) + "</table>") if rows else '<p class="muted">no checks</p>'

@@ -3,13 +3,15 @@
 Started by ``accuracy.llm.sandbox`` as ``python -I -S _server.py`` (standard library only, no
 site-packages, nothing of the harness imported), it reads one JSON request per line on stdin and
 answers one JSON line on stdout. For every request it forks a *keeper* (root, its own session) that
-unshares mount and PID namespaces and forks the *program* process, which is PID 1 of the new PID
-namespace (the helper itself sits in an empty network namespace of its own, inherited by every program). The program process mounts a private /tmp (its empty run directory) and /proc, sets
-resource limits, drops to an unprivileged user, closes every inherited descriptor and executes the
-source. Only when the source returns does it write the run's secret on the report descriptor; the
-harness, not the program, decides what counts as a pass. When PID 1 exits or is killed at the timeout,
-the kernel kills every process left in its namespace, setsid'd double forks included, before the keeper
-can reap it; the keeper reports after that, so nothing of the program is alive once a result exists.
+unshares mount and PID namespaces, turns the host file system read-only except for the run's empty
+directory (mounted over /tmp and the other world-writable places) and forks the *program* process,
+PID 1 of the new PID namespace. The helper itself sits in an empty network namespace of its own,
+inherited by every program. The program process mounts its /proc, sets resource limits, drops to an
+unprivileged user, closes every inherited descriptor and executes the source. Only when the source
+returns does it write the run's secret on the report descriptor; the harness, not the program, decides
+what counts as a pass. When PID 1 exits or is killed at the timeout, the kernel kills every process
+left in its namespace, setsid'd double forks included, before the keeper can reap it; the keeper
+reports after that, so nothing of the program is alive once a result exists.
 
 Without root the namespaces come from a user namespace where the system allows one (the program keeps
 the harness's uid outside, with every capability dropped); where none can be had, the keeper becomes a
@@ -19,7 +21,6 @@ child subreaper and kills whatever descendants remain. The answer says which iso
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import json
 import os
@@ -32,54 +33,12 @@ import tempfile
 import time
 import traceback
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-CLONE_NEWUSER = 0x10000000
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOEXEC = 8
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-MOUNT_ATTR_RDONLY = 1
-AT_RECURSIVE = 0x8000
-AT_FDCWD = -100
-SYS_MOUNT_SETATTR = 442  # the same number on every architecture (the new syscall table)
-PR_CAPBSET_DROP = 24
-PR_SET_SECUREBITS = 28
-PR_SET_NO_NEW_PRIVS = 38
-SECBIT_NOROOT = 1
-SECBIT_NOROOT_LOCKED = 2
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _linux as linux
+
+sys.path.pop(0)  # the programs get the standard library's path, nothing of ours
+
 REPORT_FD = 3
-WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _unshare(flags: int) -> None:
-    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
-
-
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: None if s is None else s.encode()
-    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
-
-
-def _prctl(option: int, value: int) -> None:
-    _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(value), 0, 0, 0), "prctl")
-
-
 # What the helper established once, at start (``_prepare``): who it is and what it may unshare.
 _HOST = {"as_root": False, "namespaces": False, "network": False}
 
@@ -90,11 +49,11 @@ def _prepare(wanted: bool) -> None:
     inherits. Programs of one helper run one after another and none survives its run, so sharing it
     costs nothing in isolation and saves making (and the kernel tearing down) one per program."""
     as_root = os.geteuid() == 0
-    able = wanted and (as_root or _enter_user_namespace())
+    able = wanted and (as_root or linux.enter_user_namespace())
     network = False
     if able:
         try:
-            _unshare(CLONE_NEWNET)
+            linux.unshare(linux.CLONE_NEWNET)
             network = True
         except OSError:
             pass
@@ -107,98 +66,10 @@ def _isolation_attempts() -> list[tuple[int, dict]]:
     if not _HOST["namespaces"]:
         return [(0, none)]
     return [
-        (CLONE_NEWNS | CLONE_NEWPID, {"pid_namespace": True, "mount_namespace": True}),
-        (CLONE_NEWPID, {"pid_namespace": True, "mount_namespace": False}),
+        (linux.CLONE_NEWNS | linux.CLONE_NEWPID, {"pid_namespace": True, "mount_namespace": True}),
+        (linux.CLONE_NEWPID, {"pid_namespace": True, "mount_namespace": False}),
         (0, none),
     ]
-
-
-def _enter_user_namespace() -> bool:
-    """Without root: a user namespace in which this process is root (mapped to its own uid outside),
-    which allows the other namespaces. False where the system forbids it."""
-    uid, gid = os.getuid(), os.getgid()
-    try:
-        _unshare(CLONE_NEWUSER)
-    except OSError:
-        return False
-    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
-        with open(f"/proc/self/{name}", "w") as handle:
-            handle.write(text)
-    return True
-
-
-def _drop_capabilities() -> None:
-    """In a user namespace the program is uid 0 there: take away every capability, for good (also
-    across exec), so it cannot undo its mounts or regain anything."""
-    _prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED)
-    for capability in range(64):
-        if _libc.prctl(ctypes.c_int(PR_CAPBSET_DROP), ctypes.c_ulong(capability), 0, 0, 0) != 0:
-            break
-    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (ctypes.c_uint32 * 6)()
-    _check(_libc.capset(header, data), "capset")
-
-
-def _blocking_ancestor(path: str) -> str | None:
-    """The highest directory above ``path`` that other users cannot enter (e.g. /root, mode 700)."""
-    parts = os.path.abspath(path).split(os.sep)[1:]
-    current = ""
-    for part in parts:
-        current += os.sep + part
-        try:
-            if not os.stat(current).st_mode & 0o001:
-                return current
-        except OSError:
-            return None
-    return None
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
-
-
-def _set_read_only(path: str, read_only: bool, *, recursive: bool) -> bool:
-    """mount_setattr(2) (Linux 5.12+): flip the read-only attribute of the mount(s) at ``path``."""
-    attr = _MountAttr(MOUNT_ATTR_RDONLY if read_only else 0, 0 if read_only else MOUNT_ATTR_RDONLY, 0, 0)
-    flags = AT_RECURSIVE if recursive else 0
-    return _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), flags, ctypes.byref(attr),
-                         ctypes.sizeof(attr)) == 0
-
-
-def _private_mounts(run_dir: str) -> bool:
-    """In the keeper, in the new mount namespace (before the program exists): the whole host file
-    system becomes read-only, world-writable places become the run directory (the one writable
-    place), and the interpreter's own files stay reachable for the dropped user. Returns whether the
-    read-only view could be had (it needs Linux 5.12)."""
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    prefix = sys.base_prefix
-    blocker = _blocking_ancestor(prefix)
-    if blocker is not None and blocker != prefix:
-        # e.g. /root/.pyenv/...: lay an empty tmpfs over /root and bring back only the interpreter.
-        keep = os.open(prefix, os.O_PATH | os.O_DIRECTORY)
-        _mount("tmpfs", blocker, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
-        os.makedirs(prefix, exist_ok=True)
-        _mount(f"/proc/self/fd/{keep}", prefix, None, MS_BIND | MS_REC)
-        os.close(keep)
-    run = os.open(run_dir, os.O_PATH | os.O_DIRECTORY)  # /tmp is about to hide the path itself
-    read_only = _set_read_only("/", True, recursive=True)
-    for place in WORLD_WRITABLE:
-        if os.path.isdir(place):
-            _mount(f"/proc/self/fd/{run}", place, None, MS_BIND)
-            if read_only and not _set_read_only(place, False, recursive=False):
-                raise OSError(ctypes.get_errno(), f"cannot make {place} writable again")
-    os.close(run)
-    return read_only
-
-
-def _limit(kind: int, value: int) -> None:
-    try:
-        resource.setrlimit(kind, (value, value))
-    except (ValueError, OSError):
-        _soft, hard = resource.getrlimit(kind)
-        if hard != resource.RLIM_INFINITY and value > hard:
-            resource.setrlimit(kind, (hard, hard))
 
 
 def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mounts: bool, as_root: bool,
@@ -206,16 +77,16 @@ def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mo
     """The program process: confine itself, run the source, report the secret only if it returned."""
     try:
         if mounts:  # made by the keeper; /proc has to be mounted from inside the new PID namespace
-            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
             os.chdir("/tmp")
         else:
             os.chdir(run_dir)
         limits = job["limits"]
-        _limit(resource.RLIMIT_CPU, int(limits["cpu_seconds"]))
-        _limit(resource.RLIMIT_AS, int(limits["memory_bytes"]))
-        _limit(resource.RLIMIT_FSIZE, int(limits["file_bytes"]))
-        _limit(resource.RLIMIT_NOFILE, int(limits["open_files"]))
-        _limit(resource.RLIMIT_CORE, 0)
+        linux.set_limit(resource.RLIMIT_CPU, int(limits["cpu_seconds"]))
+        linux.set_limit(resource.RLIMIT_AS, int(limits["memory_bytes"]))
+        linux.set_limit(resource.RLIMIT_FSIZE, int(limits["file_bytes"]))
+        linux.set_limit(resource.RLIMIT_NOFILE, int(limits["open_files"]))
+        linux.set_limit(resource.RLIMIT_CORE, 0)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(out_w, 1)
@@ -223,16 +94,16 @@ def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mo
         os.dup2(report_w, REPORT_FD)
         os.closerange(REPORT_FD + 1, 1 << 16)
         if as_root or user_namespace:  # otherwise the count would include all of the harness user's processes
-            _limit(resource.RLIMIT_NPROC, int(limits["processes"]))
+            linux.set_limit(resource.RLIMIT_NPROC, int(limits["processes"]))
         if as_root:
             uid, gid = int(job["uid"]), int(job["gid"])
             os.setgroups([])
             os.setresgid(gid, gid, gid)
             os.setresuid(uid, uid, uid)
         elif user_namespace:
-            _drop_capabilities()
-        _prctl(PR_SET_NO_NEW_PRIVS, 1)  # no setuid binary (su, mount ...) gives anything back
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # credentials changed: set again, after setuid
+            linux.drop_capabilities()
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)  # no setuid binary (su, mount ...) gives anything back
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # credentials changed: set again, after setuid
         os.environ.clear()
         os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "LANG": "C.UTF-8",
                            "TMPDIR": os.getcwd()})
@@ -273,56 +144,29 @@ def _report(text: str) -> None:
         pass
 
 
-def _sweep_descendants() -> None:
-    """Without a PID namespace: kill every process that was reparented to this subreaper."""
-    me = os.getpid()
-    while True:
-        found = False
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as handle:
-                    fields = handle.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == me:
-                found = True
-                try:
-                    os.kill(int(entry), signal.SIGKILL)
-                except OSError:
-                    pass
-        try:
-            while os.waitpid(-1, os.WNOHANG if found else 0)[0] > 0:
-                pass
-        except ChildProcessError:
-            if not found:
-                return
-
-
 def _keeper(job: dict, run_dir: str, out_w: int, report_w: int, status_w: int) -> None:
     """Forked per request: unshare, fork the program, enforce the wall-clock timeout, report how it ended."""
     os.setsid()
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     as_root = _HOST["as_root"]
     user_namespace = _HOST["namespaces"] and not as_root
     isolation = {}
     for flags, isolation in _isolation_attempts():
         try:
             if flags:
-                _unshare(flags)
+                linux.unshare(flags)
             break
         except OSError:
             continue
     isolation = dict(isolation, network=_HOST["network"], unprivileged_user=as_root, read_only_host=False)
     if isolation["mount_namespace"]:
         try:
-            isolation["read_only_host"] = _private_mounts(run_dir)
+            isolation["read_only_host"] = linux.private_mounts(run_dir)
         except OSError as exc:
             os.write(status_w, json.dumps({"setup_error": str(exc), "isolation": isolation}).encode())
             os._exit(0)
     if not isolation["pid_namespace"]:
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:
@@ -339,7 +183,7 @@ def _keeper(job: dict, run_dir: str, out_w: int, report_w: int, status_w: int) -
         os.kill(pid, signal.SIGKILL)  # from the parent namespace: PID 1 cannot ignore it
     _, status = os.waitpid(pid, 0)  # returns once the kernel has emptied the PID namespace
     if not isolation["pid_namespace"]:
-        _sweep_descendants()
+        linux.sweep_descendants()
     answer = {
         "timed_out": timed_out,
         "seconds": round(time.monotonic() - started, 4),

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from accuracy.goldens import compare_with_golden, record_golden
+from accuracy.goldens import check_golden, compare_with_golden, record_golden
 from accuracy.report import render_report, write_report
 from accuracy.report.html import section_kind
 from accuracy.results import CheckResult, SuiteResult
@@ -120,6 +120,16 @@ def test_kinds_are_inferred_from_the_data():
         section_kind({"something": 1})
     with pytest.raises(ValueError, match="unknown report section kind"):
         render_report([{"kind": "poem", "data": {}}])
+
+
+def test_a_change_picture_alone_is_shown_readable(tmp_path):
+    folder = tmp_path / "baselines" / "s"
+    record_golden(folder, "c", landscape(64), provenance={})
+    check = check_golden(folder, "c", with_noise(landscape(64), 30.0), provenance={}, update=True,
+                         artifacts_dir=tmp_path / "art")
+    page = render_report([{"data": SuiteResult("s", "pipeline", None, [check]).to_dict()}])
+    widths = [int(w) for w in re.findall(r'<img [^>]*width="(\d+)"', page)]
+    assert len(widths) == 1 and widths[0] > 400  # the old | new | difference picture, not a 192 px stamp
 
 
 def test_a_missing_picture_is_a_note_not_a_crash(tmp_path):

@@ -43,8 +43,7 @@ tr.failed td{background:#fdecea} td.bad{background:#f9d6d2} td.good{background:#
 .muted{color:#666} code{background:#f4f4f4;padding:0 3px}
 """
 
-# Which metric leads when several are present, and which direction is good.
-_HIGHER_IS_BETTER = ("ssim", "psnr", "cosine")
+# Which metric leads when several are present.
 _METRIC_ORDER = ("ssim", "psnr", "cosine", "rel_l2", "max_abs", "mean_abs", "mse", "rmse", "max_rel")
 
 
@@ -65,7 +64,7 @@ def _number(value: Any, digits: int = 6) -> str:
 
 
 def _verdict(verdict: Any) -> str:
-    word = {True: "pass", False: "fail"}.get(verdict, verdict) if isinstance(verdict, bool) else str(verdict)
+    word = ("pass" if verdict else "fail") if isinstance(verdict, bool) else str(verdict)
     css = word if word in ("pass", "fail") else "error"
     return f'<span class="verdict {css}">{_e(word)}</span>'
 
@@ -90,8 +89,9 @@ def _picture(source: Any, *, kind: str):
 
     from accuracy.report import pictures
 
+    max_side = 720 if kind == "full" else 192  # "full": a finished picture (triptych), kept readable
     if isinstance(source, Image.Image):
-        return pictures.thumbnail(source, max_side=320 if kind == "full" else 192)
+        return pictures.thumbnail(source, max_side=max_side)
     if isinstance(source, (str, Path)):
         from accuracy.imageio import read_comparable
 
@@ -104,7 +104,7 @@ def _picture(source: Any, *, kind: str):
         data_range = data_range_for(array)
     if kind == "heat":
         return pictures.heat_map(array, min_side=160, max_side=192)
-    return pictures.thumbnail(array, data_range=data_range, max_side=192)
+    return pictures.thumbnail(array, data_range=data_range, max_side=max_side)
 
 
 def _load_pair(images: Mapping[str, Any]):

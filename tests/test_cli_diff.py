@@ -54,7 +54,8 @@ def test_near_pair_passes_and_its_psnr_matches_scikit_image(guide, tmp_path):
 
 def test_far_pair_fails_and_thresholds_move_the_verdict(guide, tmp_path, capsys):
     assert _diff(guide["expected"], guide["far"]) == 1
-    assert "FAIL: ssim" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "FAIL: ssim" in out and "--diff-image" in out
     assert _diff(guide["expected"], guide["far"], "--ssim-min", "0.2", "--psnr-min", "20") == 0
     assert _diff(guide["expected"], guide["near"], "--max-abs", "0") == 1
 

@@ -158,3 +158,5 @@ def _print(expected: Any, obtained: Any, result: dict) -> None:
     for kind, path in result["pictures"].items():
         say(f"{kind}: {path}")
     say(result["verdict"].upper() + (": " + "; ".join(result["failures"]) if result["failures"] else ""))
+    if result["failures"] and not result["pictures"] and metrics.get("ssim") is not None:
+        say("to see where they differ: --diff-image diff.png (heat map) or --triptych side.png")

@@ -23,7 +23,7 @@ from accuracy.errors import InputError
 from accuracy.io import write_bytes_atomic
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-ARRAY_SUFFIXES = (".npy",)
+ARRAY_SUFFIXES = (".npy", ".npz")  # .npz only to say it is not supported
 
 
 @dataclass(frozen=True)

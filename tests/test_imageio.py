@@ -138,6 +138,9 @@ def test_npy_arrays(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InputError, match="obj.npy"):
         read_array(tmp_path / "obj.npy")
+    np.savez(tmp_path / "two.npz", a=latents, b=latents)
+    with pytest.raises(InputError, match="several arrays"):
+        read_comparable(tmp_path / "two.npz")
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(InputError, match="bad.npy"):
         read_array(tmp_path / "bad.npy")

@@ -63,6 +63,7 @@ def read_array(path: str | Path) -> np.ndarray:
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"not a readable .npy array ({exc})", path=path) from None
     if not isinstance(array, np.ndarray):
+        array.close()  # an NpzFile keeps its file open
         raise InputError("holds several arrays (.npz); pass one .npy array", path=path)
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise InputError(f"holds {array.dtype} values, not numbers", path=path)

@@ -63,13 +63,16 @@ def write_demo_suite(folder: Path) -> Path:
     return suite
 
 
-def run_demo(*, progress: Say, rebuild: bool = False, localize: bool = True) -> tuple[dict[str, Any], str]:
-    """Run the demo; returns (bisect JSON, the story text). ``progress`` gets status lines."""
+def run_demo(*, progress: Say, rebuild: bool = False, localize: bool = True,
+             folder: Path | None = None) -> tuple[dict[str, Any], str]:
+    """Run the demo; returns (bisect JSON, the story text). ``progress`` gets status lines.
+    ``folder`` is an already built pipeline (tests); by default it is built or reused from the cache."""
     from accuracy.bisect.bisector import bisect_pipeline
     from accuracy.config import load_suite
     from accuracy.config.pipeline import load_pipeline_spec
 
-    folder = tiny_sd.build_tiny_sd(outlier=True, force=rebuild, progress=progress)
+    if folder is None:
+        folder = tiny_sd.build_tiny_sd(outlier=True, force=rebuild, progress=progress)
     progress(f"pipeline: {folder}")
     spec = load_pipeline_spec(load_suite(write_demo_suite(folder)))
     result = bisect_pipeline(spec, progress=progress)

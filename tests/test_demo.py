@@ -1,0 +1,62 @@
+"""`accuracy demo`: the tiny SD pipeline with its planted outlier is blamed on text_encoder;
+the clean twin (same seed, no outlier) is blamed on nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from accuracy.bisect.bisector import bisect_pipeline
+from accuracy.config import load_suite
+from accuracy.config.pipeline import load_pipeline_spec
+from accuracy.demo import story
+from accuracy.demo import tiny_sd as tiny_sd_module
+from accuracy.demo.story import write_demo_suite
+
+pytestmark = pytest.mark.slow  # ~20-40 s: builds/reuses two tiny pipelines and bisects each
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_sd):
+    return story.run_demo(progress=lambda text: None, folder=tiny_sd)
+
+
+def test_demo_blames_text_encoder(demo):
+    result, _ = demo
+    assert result["verdict"] == "fail"
+    assert result["culprits"] == ["text_encoder"]
+    text = result["models"]["text_encoder"]
+    assert text["isolated"]["verdict"] == "fail" and text["isolated"]["cosine"] < 0.5
+    assert text["leave_out"]["passed"]  # everything else in fp16 is fine
+    assert [g["gear"] for g in text["isolated"]["gears"]] == ["input_ids:1,77", "input_ids:1,33"]
+    assert result["models"]["vae_encoder"]["random_ops"][0]["op_type"] == "RandomNormalLike"
+    assert result["noise_floor"]["passed"]
+
+
+def test_demo_story_says_which_how_far_why(demo):
+    result, text = demo
+    assert "CULPRIT: text_encoder" in text
+    assert "PLANTED" in text and "65504" in text
+    assert "precision_mode=enforce_fp32" in text
+    psnr = result["models"]["text_encoder"]["swap_in"]["metrics"]["psnr"]
+    assert f"{psnr:.1f} dB" in text
+
+
+def test_clean_twin_blames_nobody(tiny_sd_clean):
+    result = bisect_pipeline(load_pipeline_spec(load_suite(write_demo_suite(tiny_sd_clean))))
+    assert result["verdict"] == "pass" and result["culprits"] == []
+    assert result["models"]["text_encoder"]["isolated"]["verdict"] == "pass"
+
+
+def test_cli_demo_json_is_the_bisect_json_and_writes_a_report(tiny_sd, tmp_path, monkeypatch, capsys):
+    from accuracy.cli import main
+
+    monkeypatch.setattr(tiny_sd_module, "build_tiny_sd", lambda **kw: tiny_sd)
+    out, report = tmp_path / "demo.json", tmp_path / "demo.html"
+    assert main(["demo", "--json", str(out), "--report", str(report), "--quiet"]) == 1
+    data = json.loads(out.read_text())
+    assert data["culprits"] == ["text_encoder"] and set(data["models"]) == set(tiny_sd_module.MODELS)
+    assert report.exists() and "text_encoder" in report.read_text()
+    printed = capsys.readouterr().out
+    assert "CULPRIT: text_encoder" in printed and str(report) in printed

@@ -1,0 +1,55 @@
+"""The tiny SD img2img folder through diffusers' own OnnxStableDiffusionImg2ImgPipeline, per-model backends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accuracy.config import load_suite
+from accuracy.config.pipeline import load_pipeline_spec
+from accuracy.demo.story import write_demo_suite
+from accuracy.pipelines.recording import Recording
+from accuracy.pipelines.runner import CANDIDATE, PipelineRunner
+from accuracy.pipelines.suite import run_suite
+
+pytestmark = pytest.mark.slow  # builds the tiny pipeline once per cache (~15 s)
+
+
+@pytest.fixture(scope="module")
+def runner(tiny_sd):
+    spec = load_pipeline_spec(load_suite(write_demo_suite(tiny_sd)))
+    runner = PipelineRunner(spec)
+    yield runner
+    runner.close()
+
+
+def test_folder_layout_and_models_found(tiny_sd, runner):
+    assert (tiny_sd / "model_index.json").exists() and (tiny_sd / "tokenizer" / "vocab.json").exists()
+    assert runner.models == ["text_encoder", "unet", "vae_encoder", "vae_decoder"]
+    assert list(runner.random) == ["vae_encoder"]  # diffusers' export samples with RandomNormalLike
+
+
+def test_reference_run_records_every_call_and_is_reproducible(runner):
+    recording = Recording()
+    first = runner.record(recording)
+    assert first["image"].shape == (1, 64, 64, 3) and 0 <= first["image"].min() <= first["image"].max() <= 1
+    calls = [(c.model, c.index) for c in recording.calls]
+    assert calls[:3] == [("text_encoder", 0), ("text_encoder", 1), ("vae_encoder", 0)]
+    assert sum(1 for m, _ in calls if m == "unet") == 4  # int(4 steps x strength 0.75) + steps_offset 1
+    timestep = recording.feeds(recording.of("unet")[0])["timestep"]
+    assert timestep.dtype == np.float32  # read from unet.model.get_inputs(), as diffusers does
+    again = runner.run()
+    np.testing.assert_array_equal(first["image"], again["image"])  # seeded vae_encoder: same image
+    recording.close()
+
+
+def test_candidate_sides_change_the_image(runner):
+    reference = runner.run()
+    text_fp16 = runner.run({"text_encoder": CANDIDATE})
+    assert not np.array_equal(reference["image"], text_fp16["image"])
+
+
+def test_gate_runner_fails_the_planted_pipeline(tiny_sd):
+    result = run_suite(load_suite(write_demo_suite(tiny_sd)))
+    assert result.verdict == "fail" and result.checks[0].name == "image"
+    assert "psnr" in result.checks[0].message and "accuracy bisect" in result.checks[0].message

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 
 import pytest
 
@@ -23,7 +24,7 @@ from accuracy.llm.humaneval import (
     score_samples,
 )
 from accuracy.llm.sandbox import Limits
-from tests.test_sandbox import _leftover_program_processes
+from tests.test_sandbox import _processes_matching
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,7 @@ def test_wrong_solutions_fail(problems):
     assert result.counts["failed"] + result.counts["error"] == 164
 
 
+SLEEPER = f"300.{os.getpid()}{uuid.uuid4().int % 10**6}"  # a sleep that names this test run
 HOSTILE = {
     "endless loop": "    while True:\n        pass\n",
     "memory hog": "    hoard = []\n    while True:\n        hoard.append(bytearray(1 << 24))\n",
@@ -73,10 +75,10 @@ HOSTILE = {
         if os.fork() == 0:
             os.setsid()
             if os.fork() == 0:
-                time.sleep(300)
+                os.execvp('sleep', ['sleep', 'SLEEPER'])
             os._exit(0)
         return None
-    """), "    "),
+    """).replace("SLEEPER", SLEEPER), "    "),
     "exit code zero": "    import os\n    os._exit(0)\n",
     "exit code at import": "    pass\nimport os\nos._exit(0)\n",
     "printed success": "    print('passed'); print('{\"passed\": true}')\n    import sys; sys.stdout.flush()\n"
@@ -109,7 +111,7 @@ def test_hostile_completions_are_contained_and_never_pass(problems):
     assert result.results[-1].passed  # the harness kept working through all of it
     assert result.pass_at_k["pass@1"] == pytest.approx(1 / len(samples))  # only the canonical one
     assert not os.path.exists("/etc/hostile-humaneval")
-    assert _leftover_program_processes() == []
+    assert _processes_matching(SLEEPER) == []
 
 
 def test_pass_at_k_is_the_unbiased_estimator(problems):

@@ -17,7 +17,8 @@ check itself (an object equal to everything); those are cheats of the test, not 
 Without root, the namespaces come from a user namespace (the program keeps the harness's uid outside,
 with no capabilities); where even that is refused, only a session, the limits and a sweep of leftover
 descendants remain. Every result's ``isolation`` says which of these held. Programs can read what is
-world-readable on the host; they cannot write outside their directory (as root) or reach the network.
+world-readable on the host; with a mount namespace they see it read-only (Linux 5.12+) except for their
+own directory, and with a network namespace they reach no network.
 
 ``Sandbox`` keeps one helper per worker; ``run_programs`` is the one-call form.
 """

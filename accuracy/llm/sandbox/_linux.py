@@ -68,9 +68,12 @@ def enter_user_namespace() -> bool:
         unshare(CLONE_NEWUSER)
     except OSError:
         return False
-    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
-        with open(f"/proc/self/{name}", "w") as handle:
-            handle.write(text)
+    try:
+        for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as handle:
+                handle.write(text)
+    except OSError:  # e.g. an LSM that allows the namespace but no mapping: carry on without namespaces
+        return False
     return True
 
 

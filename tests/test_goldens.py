@@ -160,16 +160,16 @@ def _img2img(folder, *, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # diffusers deprecates its ONNX pipelines, still the guide's
-def test_tiny_stable_diffusion_passes_its_golden_and_a_broken_unet_fails(tmp_path):
+def test_tiny_stable_diffusion_passes_its_golden_and_a_broken_unet_fails(tmp_path, tiny_sd_clean):
     pytest.importorskip("diffusers")
     import shutil
 
     import onnx
     from onnx import numpy_helper
 
-    from accuracy.demo.tiny_sd import PROMPT, build_tiny_sd
+    from accuracy.demo.tiny_sd import PROMPT
 
-    pipeline = build_tiny_sd(outlier=False)
+    pipeline = tiny_sd_clean
     provenance = {**PROVENANCE, "prompt": PROMPT, "steps": 4, "backend": "onnxruntime"}
     folder = tmp_path / "baselines" / "tiny-sd"
     reference = _img2img(pipeline)

@@ -89,7 +89,9 @@ def _font(size: int = 12):
 def _format_tick(value: float) -> str:
     if value == 0:
         return "0"
-    if abs(value) >= 100 or abs(value) < 0.01:
+    if 100 <= abs(value) < 1e6:
+        return f"{value:.0f}"
+    if abs(value) >= 1e6 or abs(value) < 0.01:
         return f"{value:.3g}"
     return f"{value:.3f}".rstrip("0").rstrip(".")
 

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from accuracy.llm.sandbox import SERVER, Limits, Sandbox, _judge, run_programs
+from accuracy.llm.sandbox import SERVER, Limits, Sandbox, _judge, _request, run_programs
 
 AS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not AS_ROOT, reason="namespaces and the user switch need root")
@@ -285,6 +285,17 @@ def test_the_host_is_read_only_even_where_the_program_user_may_write(sandbox):
 
 
 @needs_root
+def test_private_tmp_is_fresh_per_run_and_size_capped(sandbox):
+    first = sandbox.run("open('/tmp/left-behind', 'w').write('x')\nopen('/dev/shm/too', 'w').write('x')\n")
+    second = sandbox.run("import os\nassert os.listdir('/tmp') == [] and os.listdir('/dev/shm') == []\n")
+    assert first.passed and second.passed, second.output
+    filler = "block = b'x' * (1 << 20)\nwith open('fill', 'wb') as handle:\n    for _ in range(64):\n" \
+             "        handle.write(block)\n"
+    full = sandbox.run(filler, limits=Limits(tmp_bytes=8 * 1024**2, file_bytes=1 << 30))
+    assert not full.passed and "No space left on device" in full.output
+
+
+@needs_root
 def test_socket_cannot_reach_the_host(sandbox):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -393,9 +404,7 @@ def test_without_root_a_user_namespace_gives_the_same_containment():
     try:
         answers = []
         for source, secret in ((hostile, "s1" * 16), ("import math\nassert math.gcd(12, 18) == 6\n", "s2" * 16)):
-            job = {"source": source, "secret": secret, "timeout": 3.0, "output_bytes": 4096, "uid": 65534,
-                   "gid": 65534, "limits": {"cpu_seconds": 5, "memory_bytes": 1 << 30, "file_bytes": 1 << 20,
-                                            "processes": 16, "open_files": 64}}
+            job = _request(source, secret, Limits(timeout=3.0), uid=65534, gid=65534)
             server.stdin.write(json.dumps(job).encode() + b"\n")
             server.stdin.flush()
             answers.append(_judge(json.loads(server.stdout.readline()), secret))
@@ -415,3 +424,15 @@ def test_without_root_a_user_namespace_gives_the_same_containment():
         canary.wait()
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(owned, ignore_errors=True)
+
+
+def test_a_broken_request_is_an_error_result_not_a_hang(sandbox):
+    server = sandbox._idle.get()
+    try:
+        request = _request("pass", "s" * 48, Limits(), uid=65534, gid=65534)
+        del request["limits"]["tmp_bytes"], request["limits"]["cpu_seconds"]
+        result = _judge(server.ask(request), "s" * 48)
+    finally:
+        sandbox._idle.put(server)
+    assert result.status == "error" and not result.passed and "sandbox setup failed" in result.reason
+    _assert_still_works(sandbox)

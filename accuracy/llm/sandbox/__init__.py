@@ -4,8 +4,8 @@ Each program runs in a fresh process forked by a clean helper interpreter (``_se
 library only), in its own session and its own PID and mount namespaces, without network (an empty
 network namespace, one per helper, with nothing in it that outlives a program), as an unprivileged
 user when the harness is root, with CPU, address-space, file-size, process and open-file limits, an
-empty temporary working directory (also mounted over /tmp, /var/tmp, /dev/shm) removed afterwards, a
-minimal environment, no stdin and a capped output. On timeout the whole namespace is killed; no process
+empty temporary working directory removed afterwards (with a mount namespace: a size-capped tmpfs at
+/tmp, also over /var/tmp and /dev/shm, that vanishes with the program's namespace), a minimal environment, no stdin and a capped output. On timeout the whole namespace is killed; no process
 of a program is alive once its result exists.
 
 A pass is decided by a per-run secret that the trusted wrapper writes on a private descriptor only
@@ -58,6 +58,7 @@ class Limits:
     cpu_seconds: int = 10
     memory_bytes: int = 2 * 1024**3
     file_bytes: int = 16 * 1024**2
+    tmp_bytes: int = 64 * 1024**2  # the private /tmp (working directory), in memory, where namespaces allow
     processes: int = 32
     open_files: int = 64
     output_bytes: int = 4096
@@ -95,6 +96,27 @@ def _user_ids(user: str) -> tuple[int, int]:
         return entry.pw_uid, entry.pw_gid
     except KeyError:
         return 65534, 65534
+
+
+def _request(source: str, secret: str, limits: Limits, *, uid: int, gid: int, filename: str = "<program>") -> dict:
+    """One line of the helper protocol (``_server.py``): what to run, with which limits and secret."""
+    return {
+        "source": source,
+        "filename": filename,
+        "secret": secret,
+        "timeout": limits.timeout,
+        "output_bytes": limits.output_bytes,
+        "uid": uid,
+        "gid": gid,
+        "limits": {
+            "cpu_seconds": max(limits.cpu_seconds, int(limits.timeout) + 1),
+            "memory_bytes": limits.memory_bytes,
+            "file_bytes": limits.file_bytes,
+            "tmp_bytes": limits.tmp_bytes,
+            "processes": limits.processes,
+            "open_files": limits.open_files,
+        },
+    }
 
 
 def _judge(answer: dict, secret: str) -> RunResult:
@@ -207,24 +229,8 @@ class Sandbox:
 
     def run(self, source: str, *, limits: Limits | None = None, filename: str = "<program>") -> RunResult:
         """Run ``source`` once; it passes only if its last statement returns."""
-        limits = limits or self.limits
         secret = secrets.token_hex(24)
-        request = {
-            "source": source,
-            "filename": filename,
-            "secret": secret,
-            "timeout": limits.timeout,
-            "output_bytes": limits.output_bytes,
-            "uid": self.uid,
-            "gid": self.gid,
-            "limits": {
-                "cpu_seconds": max(limits.cpu_seconds, int(limits.timeout) + 1),
-                "memory_bytes": limits.memory_bytes,
-                "file_bytes": limits.file_bytes,
-                "processes": limits.processes,
-                "open_files": limits.open_files,
-            },
-        }
+        request = _request(source, secret, limits or self.limits, uid=self.uid, gid=self.gid, filename=filename)
         server = self._idle.get()
         try:
             answer = server.ask(request)

@@ -116,11 +116,12 @@ def set_read_only(path: str, read_only: bool, *, recursive: bool) -> bool:
                          ctypes.sizeof(attr)) == 0
 
 
-def private_mounts(run_dir: str) -> bool:
+def private_mounts(tmp_bytes: int) -> bool:
     """In the keeper, in the new mount namespace (before the program exists): the whole host file
-    system becomes read-only, world-writable places become the run directory (the one writable
-    place), and the interpreter's own files stay reachable for the dropped user. Returns whether the
-    read-only view could be had (it needs Linux 5.12)."""
+    system becomes read-only; /tmp becomes a fresh tmpfs of ``tmp_bytes`` (the program's working
+    directory and its one writable place, gone with the namespace), also mounted over the other
+    world-writable places; the interpreter's own files stay reachable for the dropped user. Returns
+    whether the read-only view could be had (it needs Linux 5.12)."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     prefix = sys.base_prefix
     blocker = blocking_ancestor(prefix)
@@ -131,14 +132,11 @@ def private_mounts(run_dir: str) -> bool:
         os.makedirs(prefix, exist_ok=True)
         mount(f"/proc/self/fd/{keep}", prefix, None, MS_BIND | MS_REC)
         os.close(keep)
-    run = os.open(run_dir, os.O_PATH | os.O_DIRECTORY)  # /tmp is about to hide the path itself
     read_only = set_read_only("/", True, recursive=True)
-    for place in WORLD_WRITABLE:
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(tmp_bytes)},mode=1777")
+    for place in WORLD_WRITABLE[1:]:
         if os.path.isdir(place):
-            mount(f"/proc/self/fd/{run}", place, None, MS_BIND)
-            if read_only and not set_read_only(place, False, recursive=False):
-                raise OSError(ctypes.get_errno(), f"cannot make {place} writable again")
-    os.close(run)
+            mount("/tmp", place, None, MS_BIND)  # a bind keeps the tmpfs's own (writable) flags
     return read_only
 
 

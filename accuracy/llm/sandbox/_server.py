@@ -4,10 +4,9 @@ Started by ``accuracy.llm.sandbox`` as ``python -I -S _server.py`` (standard lib
 site-packages, nothing of the harness imported), it reads one JSON request per line on stdin and
 answers one JSON line on stdout. For every request it forks a *keeper* (root, its own session) that
 unshares mount and PID namespaces, turns the host file system read-only except for a fresh, size-capped
-tmpfs at /tmp (the program's working directory, also over the other world-writable places) and
-forks the *program* process,
-PID 1 of the new PID namespace. The helper itself sits in an empty network namespace of its own,
-inherited by every program. The program process mounts its /proc, sets resource limits, drops to an
+tmpfs at /tmp (the program's working directory, also over the other world-writable places) and forks
+the *program* process, PID 1 of the new PID namespace. The helper itself sits in an empty network
+namespace of its own, inherited by every program. The program process mounts its /proc, sets resource limits, drops to an
 unprivileged user, closes every inherited descriptor and executes the source. Only when the source
 returns does it write the run's secret on the report descriptor; the harness, not the program, decides
 what counts as a pass. When PID 1 exits or is killed at the timeout, the kernel kills every process
@@ -207,6 +206,8 @@ def _read_all(out_r: int, report_r: int, status_r: int, output_cap: int, deadlin
     while open_fds:
         ready, _, _ = select.select(list(open_fds), [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
+            for fd in open_fds:
+                os.close(fd)
             raise TimeoutError("the keeper did not finish")
         for fd in ready:
             chunk = os.read(fd, 65536)

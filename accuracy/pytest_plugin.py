@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from accuracy.config.suite import is_suite_file
+from accuracy.testing.image_regression import image_regression  # noqa: F401  (the users' fixture)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

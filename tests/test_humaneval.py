@@ -24,7 +24,7 @@ from accuracy.llm.humaneval import (
     score_samples,
 )
 from accuracy.llm.sandbox import Limits
-from tests.test_sandbox import _processes_matching
+from tests.test_sandbox import _processes_matching, full_isolation  # noqa: F401 - a fixture
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ HOSTILE = {
 }
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="'kill -1' is only harmless inside a PID namespace (root here)")
+@pytest.mark.usefixtures("full_isolation")  # 'kill -1' and friends are only harmless when contained
 def test_hostile_completions_are_contained_and_never_pass(problems):
     task = "HumanEval/0"
     samples = [{"task_id": task, "completion": completion} for completion in HOSTILE.values()]

@@ -259,10 +259,11 @@ class Sandbox:
                 bar.update(1)
             return result
 
+        executor = ThreadPoolExecutor(max_workers=self.workers)
         try:
-            with ThreadPoolExecutor(max_workers=self.workers) as executor:
-                return list(executor.map(one, range(len(sources))))
-        finally:
+            return list(executor.map(one, range(len(sources))))
+        finally:  # on Ctrl-C: programs not started yet are dropped, running ones end within their timeout
+            executor.shutdown(wait=True, cancel_futures=True)
             if bar is not None:
                 bar.close()
 

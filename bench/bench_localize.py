@@ -1,6 +1,7 @@
 """Benchmark: what ``accuracy localize`` costs next to one plain inference of the same model.
 
-    python bench/bench_localize.py [--rows 1024] [--width 1024] [--blocks 8]
+    python bench/bench_localize.py [--rows 1024] [--width 1024] [--blocks 8] [--segment-mb 32]
+    python bench/bench_localize.py --external --repeat 1   # a model over 2 GB (external data)
 
 Builds (deterministically, in a temporary folder) an MLP whose intermediate tensors total several
 times its weights, then measures side by side in one run:
@@ -73,6 +74,32 @@ def build(folder: Path, rows: int, width: int, blocks: int) -> tuple[Path, Path,
     return path, feeds, weight_bytes, intermediate_bytes
 
 
+def build_external(folder: Path, width: int = 8192, blocks: int = 9) -> tuple[Path, Path, int, int]:
+    """A model over 2 GB whose weights live in an external-data file: ``blocks`` MatMuls with
+    ``width x width`` fp32 weights, then an fp16-overflowing sum of squares."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits, current = [], [], "x"
+    for b in range(blocks):
+        w = rng.standard_normal((width, width), dtype=np.float32) / np.float32(np.sqrt(width))
+        inits.append(numpy_helper.from_array(w, f"w{b}"))
+        nodes.append(helper.make_node("MatMul", [current, f"w{b}"], [f"h{b}"], name=f"mm{b}"))
+        current = f"h{b}"
+    nodes += [helper.make_node("ReduceSumSquare", [current], ["ss"], name="sum_sq", axes=[-1], keepdims=1),
+              helper.make_node("Div", [current, "ss"], ["y"], name="div")]
+    graph = helper.make_graph(nodes, "bench_external", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, width])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "external.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, location="external.data", size_threshold=1024)
+    feeds = folder / "feeds.npz"
+    np.savez(feeds, x=np.full((1, width), 30.0, np.float32))
+    return path, feeds, blocks * width * width * 4, (blocks + 2) * width * 4
+
+
 def plain(model: Path, feeds: Path) -> float:
     import onnxruntime as ort
 
@@ -82,7 +109,7 @@ def plain(model: Path, feeds: Path) -> float:
     return time.perf_counter() - start
 
 
-def localize(model: Path, feeds: Path, segment_mb: int = 32) -> dict:
+def localize(model: Path, feeds: Path, segment_mb: int = 16) -> dict:
     """Run localize, timing apart: model-inference work (ORT runs of the segments), single-node runs,
     and the per-tensor metrics (accuracy.compare.tensors)."""
     from accuracy.backends.onnxrt import loader
@@ -131,16 +158,32 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--segment-mb", type=int, default=32, help="localize's segment budget (its default: 32)")
+    parser.add_argument("--segment-mb", type=int, default=16, help="localize's segment budget (its default: 16)")
+    parser.add_argument("--external", action="store_true",
+                        help="instead: a 2.25 GiB external-data model (needs ~5 GB of disk and RAM; minutes)")
+    parser.add_argument("--build", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=3, metavar=("KIND", "MODEL", "FEEDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], Path(args.child[1]), Path(args.child[2]), args.segment_mb)
         return
+    if args.build:  # in its own process: Linux keeps a parent's peak RSS in the children it spawns
+        folder = Path(args.build)
+        made = build_external(folder) if args.external else build(folder, args.rows, args.width, args.blocks)
+        print(json.dumps([str(made[0]), str(made[1]), made[2], made[3]]))
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        model, feeds, weights, intermediates = build(Path(tmp), args.rows, args.width, args.blocks)
-        print(f"model: {args.blocks} blocks, {args.rows}x{args.width}; weights {weights / 2**20:.1f} MiB, "
-              f"intermediates {intermediates / 2**20:.1f} MiB ({intermediates / weights:.1f}x the weights)")
+        flags = ["--external"] if args.external else ["--rows", str(args.rows), "--width", str(args.width),
+                                                       "--blocks", str(args.blocks)]
+        proc = subprocess.run([sys.executable, __file__, "--build", tmp, *flags], capture_output=True, text=True,
+                              check=True)
+        model, feeds, weights, intermediates = json.loads(proc.stdout.strip().splitlines()[-1])
+        model, feeds = Path(model), Path(feeds)
+        if args.external:
+            print(f"model: external data, weights {weights / 2**30:.2f} GiB (over protobuf's 2 GB limit)")
+        else:
+            print(f"model: {args.blocks} blocks, {args.rows}x{args.width}; weights {weights / 2**20:.1f} MiB, "
+                  f"intermediates {intermediates / 2**20:.1f} MiB ({intermediates / weights:.1f}x the weights)")
         runs = {"plain": [], "localize": []}
         for _ in range(args.repeat):  # interleaved, so machine load hits both alike
             for kind in ("plain", "localize"):

@@ -84,6 +84,17 @@ def test_external_data_models_work(tmp_path, normalizer_inputs):
     assert (path.parent / "weights.bin").stat().st_size > 2 * 64 * 64 * 4 - 1
     result = localize_model(path, normalizer_inputs, segment_bytes=1)
     assert result["first_divergent"]["node"] == HAZARD_NODE
+    # weights read by ORT from the data file are rounded to fp16 as inline ones are: same numbers
+    inline = localize_model(normalizer_chain_path(tmp_path), normalizer_inputs)
+    for a, b in zip(result["tensors"], inline["tensors"]):
+        assert (a["node"], a["status"]) == (b["node"], b["status"])
+        assert a["metrics"]["max_abs"] == pytest.approx(b["metrics"]["max_abs"], rel=1e-6, abs=1e-12)
+
+
+def normalizer_chain_path(folder):
+    path = folder / "inline.onnx"
+    onnx.save(normalizer_chain(scale=HAZARD_SCALE), str(path))
+    return path
 
 
 def _dump(model: onnx.ModelProto, feeds, folder, rename=lambda t: t):

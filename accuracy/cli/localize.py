@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suggest-fp32", action="store_true",
                         help="search the smallest set of nodes to keep in fp32 and verify it")
     parser.add_argument("--out", metavar="DIR", help="write localize.json, the keep-list, repaired model, snippets here")
-    parser.add_argument("--segment-mb", type=int, default=32, help="tensor memory per streamed segment (MiB)")
+    parser.add_argument("--segment-mb", type=int, default=16, help="tensor memory per streamed segment (MiB)")
 
 
 def load_feeds(path: str | Path) -> dict:

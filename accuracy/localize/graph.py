@@ -1,8 +1,9 @@
 """The model as localize sees it: named nodes in topological order, tensor liveness, and small
 sub-models ("segments") that expose every tensor they produce.
 
-The model is read without its external data; a segment loads only the initializers it uses, so
-models over 2 GB (external data) work and no more than one segment's weights sit in memory.
+The model is read without its external data; a segment's external initializers stay references
+into the model's data files and ONNX Runtime reads them itself, so models over 2 GB work and no
+weights are copied through Python.
 """
 
 from __future__ import annotations
@@ -150,30 +151,22 @@ class ModelGraph:
             size += cost
         return [c for c in chunks if c]
 
+    @property
+    def external_data_folder(self) -> Path:
+        """Where the model's external-data files are found (its own folder)."""
+        return self.path.parent
+
     def _initializer_bytes(self, name: str) -> int:
         init = self.initializers[name]
         return int(np.prod(init.dims, dtype=np.int64)) * _ELEM_BYTES.get(init.data_type, 4)
-
-    def initializer(self, name: str) -> TensorProto:
-        """An initializer with its data in memory (loaded from external data when needed)."""
-        from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
-
-        init = self.initializers[name]
-        if not uses_external_data(init):
-            return init
-        loaded = TensorProto()
-        loaded.CopyFrom(init)
-        try:
-            load_external_data_for_tensor(loaded, str(self.path.parent))
-        except Exception as exc:
-            raise BackendError(f"cannot read external data of initializer {name!r}: {exc}", path=self.path) from None
-        return loaded
 
     def submodel(self, nodes: Sequence[Node], inputs: Mapping[str, np.ndarray], outputs: Iterable[str]) -> onnx.ModelProto:
         """A model of ``nodes`` alone: ``inputs`` (name -> example array giving dtype/shape) become graph
         inputs, the initializers they read are copied in, ``outputs`` are exposed."""
         used = {t for node in nodes for t in node.inputs}
-        initializers = [self.initializer(t) for t in sorted(used & set(self.initializers)) if t not in inputs]
+        # external-data initializers stay references into the model's data files: ORT reads them
+        # itself (see ``external_data_folder``), so weights are neither copied nor serialized here
+        initializers = [self.initializers[t] for t in sorted(used & set(self.initializers)) if t not in inputs]
         graph_inputs = [
             helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.asarray(a).dtype), np.shape(a))
             for name, a in inputs.items()

@@ -39,10 +39,14 @@ class OnnxSide:
             graph_inputs: Collection[str] = (), source: Path | None = None,
             float_tensors: Collection[str] | None = None) -> dict[str, np.ndarray]:
         """Run ``model`` (a segment) and fetch ``outputs``; ``float_tensors`` are the float32 names
-        when known (fp16 emulation then skips its own shape inference)."""
+        when known (fp16 emulation then skips its own shape inference). ``source`` is the model file
+        the segment came from: its external-data files are read from its folder."""
         prepared = self.prepare(model, graph_inputs=graph_inputs, float_tensors=float_tensors)
         session = open_session(prepared.SerializeToString(), model_path=source or Path("<segment>"),
-                               providers=self.providers, graph_optimization_level="disable")
+                               providers=self.providers, graph_optimization_level="disable",
+                               # no arena: a segment's buffers go back to the allocator when it ends
+                               session_options_extra={"enable_cpu_mem_arena": False},
+                               external_data_folder=None if source is None else Path(source).parent)
         values = session.run_outputs(list(outputs), feeds)
         return dict(zip(outputs, values))
 

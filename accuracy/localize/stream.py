@@ -18,7 +18,7 @@ from accuracy.errors import InputError
 from accuracy.localize.graph import ModelGraph, Node
 from accuracy.localize.sides import DumpSide, OnnxSide
 
-DEFAULT_SEGMENT_BYTES = 32 << 20  # bench/bench_localize.py: peak RSS ~1.6x a plain inference at 32 MiB
+DEFAULT_SEGMENT_BYTES = 16 << 20  # bench/bench_localize.py: peak RSS ~1.7x a plain inference at 16 MiB
 
 
 @dataclass

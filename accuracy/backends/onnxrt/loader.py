@@ -122,11 +122,13 @@ def open_session(
     intra_op_num_threads: int = 0,
     inter_op_num_threads: int = 0,
     session_options_extra: Mapping[str, Any] | None = None,
+    external_data_folder: str | Path | None = None,
 ) -> OnnxRuntimeSession:
     """Open an ONNX model (a path, or serialized bytes) as an ``OnnxRuntimeSession``.
 
     ``model_path`` names the model in messages when ``model`` is bytes. A path is handed to ORT as
-    a path so external-data files (models over 2 GB) are found beside it.
+    a path so external-data files (models over 2 GB) are found beside it; for bytes whose
+    initializers point at external data, ``external_data_folder`` says where those files are.
     """
     import onnxruntime as ort
 
@@ -136,6 +138,9 @@ def open_session(
         inter_op_num_threads=inter_op_num_threads,
         extra=session_options_extra,
     )
+    if external_data_folder is not None:
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                         str(external_data_folder))
     shown = Path(model_path if model_path is not None else (model if not isinstance(model, bytes) else "<memory>"))
     source = model if isinstance(model, bytes) else str(model)
     try:

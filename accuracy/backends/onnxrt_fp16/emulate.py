@@ -27,6 +27,7 @@ from typing import Collection, Iterable
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from onnx.external_data_helper import uses_external_data
 
 RAW_SUFFIX = "__fp32"
 HALF_SUFFIX = "__fp16"
@@ -86,9 +87,9 @@ def emulate_fp16(
 
     ``keep_fp32``: node names (as ``node_names`` gives them) left in fp32. ``round_inputs``: round
     graph inputs too (a converter casts them to fp16 at entry), or only those named (a
-    sub-model whose other inputs were rounded by their producers already). ``round_initializers`` needs the
-    initializer data loaded; with ``False`` they are rounded by Cast pairs instead (cheap for models
-    whose weights live in external data). ``float_tensors``: the float32 tensor names when the
+    sub-model whose other inputs were rounded by their producers already). ``round_initializers``: round the data
+    of in-memory initializers; with ``False``, and always for initializers whose data is external
+    (not loaded), they are rounded by Cast pairs in the graph instead. ``float_tensors``: the float32 tensor names when the
     caller knows them already (saves a shape inference per call).
     """
     floats = set(float_tensors) if float_tensors is not None else float_tensor_names(model)
@@ -121,7 +122,7 @@ def emulate_fp16(
     for init in graph.initializer:
         if init.name not in floats or all(c in kept for c in consumers.get(init.name, [])):
             continue
-        if round_initializers:
+        if round_initializers and not uses_external_data(init):
             rounded = numpy_helper.from_array(round_to_fp16(numpy_helper.to_array(init)), init.name)
             init.CopyFrom(rounded)
         else:

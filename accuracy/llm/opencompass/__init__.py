@@ -1,0 +1,1 @@
+"""OpenCompass as a subprocess: write its config, run its CLI, read its predictions."""

@@ -1,0 +1,122 @@
+"""OpenCompass model classes used by configs that ``accuracy run`` writes.
+
+This file is imported by the *OpenCompass* interpreter (which may be another venv), never by
+``accuracy`` itself: it depends only on opencompass and the standard library, and the runner puts
+its folder on ``PYTHONPATH``. Two jobs:
+
+- ``AccuracyOpenAISDK``: OpenCompass's ``OpenAISDK`` whose client retries 5xx, 408, 429, timeouts and
+  dropped connections ``retry`` times with exponential backoff (the ``openai`` client's own retry;
+  OpenCompass's loop alone retries immediately), and whose request that still fails becomes a
+  marked prediction (``FAILED_PREFIX``) instead of killing the whole inference task. The harness
+  finds those marks (and empty answers) and refuses to score them as answers.
+- ``VLLMGenerateAPI``: vLLM's plain ``/generate`` server (``vllm.entrypoints.api_server``), the API
+  the migration guide serves on the NPU: ``{"prompt", "max_tokens", "temperature"}`` in,
+  ``{"text": [prompt + completion]}`` out.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional
+
+from opencompass.models import OpenAISDK
+from opencompass.models.base_api import BaseAPIModel
+from opencompass.registry import MODELS
+from opencompass.utils.prompt import PromptList
+
+FAILED_PREFIX = "[accuracy: request failed"
+RETRIED_STATUS = (408, 429, 500, 502, 503, 504)
+
+
+def failed_prediction(reason: str) -> str:
+    """The prediction recorded for a request that failed after every retry."""
+    return f"{FAILED_PREFIX}: {reason}]"
+
+
+@MODELS.register_module()
+class AccuracyOpenAISDK(OpenAISDK):
+    """``OpenAISDK`` with backoff retries in the client and failed requests marked, not fatal."""
+
+    def __init__(self, *args, retry: int = 2, **kwargs):
+        self.request_retries = retry
+        # OpenCompass's own loop makes one attempt: the client below already retried with backoff.
+        super().__init__(*args, retry=1, **kwargs)
+
+    def _create_fresh_client(self):
+        return super()._create_fresh_client().with_options(max_retries=self.request_retries)
+
+    def _generate(self, input, max_out_len: int, temperature: float) -> str:
+        try:
+            return super()._generate(input, max_out_len, temperature)
+        except Exception as exc:  # every retry is spent: record it, let the other samples run
+            self.logger.error(f"request failed after {self.request_retries} retries: {exc}")
+            return failed_prediction(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+@MODELS.register_module()
+class VLLMGenerateAPI(BaseAPIModel):
+    """vLLM's ``/generate`` API. ``url`` may list replicas; each request picks one at random."""
+
+    is_api: bool = True
+
+    def __init__(
+        self,
+        path: str = "vllm",
+        url: str | List[str] = "http://127.0.0.1:8080/generate",
+        max_seq_len: int = 4096,
+        query_per_second: int = 1,
+        retry: int = 2,
+        temperature: float = 0.0,
+        timeout: int = 120,
+        max_workers: Optional[int] = None,
+        key: str = "EMPTY",
+        meta_template: Optional[Dict] = None,
+        generation_kwargs: Optional[Dict] = None,
+    ):
+        super().__init__(path=path, max_seq_len=max_seq_len, query_per_second=query_per_second,
+                         retry=retry, meta_template=meta_template,
+                         generation_kwargs=generation_kwargs or {})
+        self.urls = [url] if isinstance(url, str) else list(url)
+        self.temperature = temperature
+        self.timeout = timeout
+        self.max_workers = max_workers
+        self.key = key
+
+    def generate(self, inputs: List, max_out_len: int = 512, **kwargs) -> List[str]:
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            return list(pool.map(self._generate, inputs, [max_out_len] * len(inputs)))
+
+    def _generate(self, input, max_out_len: int) -> str:
+        prompt = input if isinstance(input, str) else "".join(item["prompt"] for item in PromptList(input))
+        payload = json.dumps({"prompt": prompt, "max_tokens": max_out_len,
+                              "temperature": self.temperature, "n": 1}).encode()
+        reason = "no attempt"
+        for attempt in range(self.retry + 1):
+            if attempt:
+                time.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)) * (0.75 + 0.5 * random.random()))
+            request = urllib.request.Request(random.choice(self.urls), data=payload, method="POST",
+                                             headers={"Content-Type": "application/json",
+                                                      "Authorization": f"Bearer {self.key}"})
+            self.acquire()
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    text = json.loads(response.read())["text"][0]
+                return text[len(prompt):] if text.startswith(prompt) else text
+            except urllib.error.HTTPError as exc:
+                reason = f"HTTP {exc.code}"
+                if exc.code not in RETRIED_STATUS:
+                    break
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            except (ValueError, KeyError, IndexError) as exc:
+                reason = f"malformed response: {exc}"
+                break
+            finally:
+                self.release()
+        self.logger.error(f"request failed after {self.retry} retries: {reason}")
+        return failed_prediction(reason)

@@ -1,0 +1,153 @@
+"""LLM suites end to end: validate, preflight, run OpenCompass (or resume), read, mark, judge.
+
+Everything that can be wrong with the input is found before OpenCompass starts (minutes of work):
+the suite's keys, the OpenCompass interpreter, dataset names, custom dataset columns, the
+endpoint and its served model, the baseline and tolerance tables, and whether the work dir
+belongs to this suite. After the run, predictions that are failed or empty requests are counted
+per dataset (``Score.invalid``) so the score layer fails them instead of scoring them as answers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from accuracy.config.suite import Suite
+from accuracy.errors import ConfigError
+from accuracy.io import write_json_atomic
+from accuracy.llm.endpoint import check_endpoint
+from accuracy.llm.opencompass.config import write_config
+from accuracy.llm.opencompass.predictions import PredictionReport, check_predictions
+from accuracy.llm.opencompass.runner import RunOutcome, find_dataset_configs, opencompass_root, run_opencompass
+from accuracy.llm.suite_config import LLMSuite, read_llm_suite
+from accuracy.results import SuiteResult
+from accuracy.scores.model import ScoreTable
+from accuracy.scores.readers import read_scores
+
+MARKER = "accuracy-suite.json"  # in the work dir: which suite owns it
+
+
+@dataclass
+class Prepared:
+    """A suite that passed preflight: its settings and the config OpenCompass will run."""
+
+    llm: LLMSuite
+    config: Path
+    resume: bool
+
+
+def prepare(suite: Suite, *, work_dir: str | Path | None = None, resume: bool = False,
+            update_baselines: bool = False, check_server: bool = True) -> Prepared:
+    """Validate and preflight; writes the OpenCompass config. Raises ``AccuracyError`` on bad input."""
+    from accuracy.scores.suite import baseline_path, policy_from_suite
+
+    llm = read_llm_suite(suite, work_dir=work_dir)
+    policy_from_suite(suite)
+    baseline = baseline_path(suite)
+    if not update_baselines and not baseline.exists():
+        raise ConfigError(f"baseline not found: {baseline} (record one with --update-baselines)",
+                          path=suite.path, where="baseline.path")
+    root = opencompass_root(llm.python, path=suite.path)
+    dataset_files = find_dataset_configs(root, llm.dataset_configs, path=suite.path)
+    claim_work_dir(llm, resume=resume)
+    if check_server:
+        check_endpoint(llm.api, llm.base_urls, llm.model, key=llm.key, path=suite.path)
+    config = write_config(llm, llm.work_dir / "_accuracy", dataset_files)
+    return Prepared(llm=llm, config=config, resume=resume)
+
+
+def claim_work_dir(llm: LLMSuite, *, resume: bool) -> None:
+    """A work dir holds the runs of one suite. Resuming also needs the same predictions settings."""
+    marker = llm.work_dir / MARKER
+    fingerprint = llm.fingerprint()
+    if marker.exists():
+        try:
+            owner = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ConfigError("unreadable work-dir marker; delete the work dir or pick another", path=marker) from None
+        if owner.get("suite_path") != fingerprint["suite_path"] or owner.get("suite") != fingerprint["suite"]:
+            raise ConfigError(
+                f"work dir belongs to suite {owner.get('suite')!r} ({owner.get('suite_path')}); "
+                "pick another with --work-dir", path=llm.work_dir,
+            )
+        if resume and owner != fingerprint:
+            changed = sorted(k for k in fingerprint if owner.get(k) != fingerprint[k])
+            raise ConfigError(
+                f"cannot resume: the suite changed since that run ({', '.join(changed)}); run without --resume",
+                path=llm.work_dir,
+            )
+    elif llm.work_dir.exists() and any(llm.work_dir.iterdir()):
+        raise ConfigError("work dir is not empty and was not made by `accuracy run`; pick another with --work-dir",
+                          path=llm.work_dir)
+    write_json_atomic(marker, fingerprint)
+
+
+def dataset_totals(llm: LLMSuite) -> dict[str, int | None]:
+    """Sample counts for progress lines: known for custom datasets, not for OpenCompass configs."""
+    totals: dict[str, int | None] = {}
+    for dataset in llm.custom_datasets:
+        with open(dataset.path, encoding="utf-8") as handle:
+            totals[dataset.abbr] = sum(1 for line in handle if line.strip())
+    return totals
+
+
+def score_run(llm: LLMSuite, outcome: RunOutcome) -> tuple[ScoreTable, list[PredictionReport]]:
+    """Read the run's summary and per-sample flags, and mark failed/empty predictions invalid."""
+    table = read_scores(outcome.run_dir, model=llm.abbr)
+    reports = []
+    for dataset in sorted({score.dataset for score in table.scores}):
+        report = check_predictions(outcome.run_dir, llm.abbr, dataset)
+        reports.append(report)
+        for score in table.scores:
+            if score.dataset == dataset:
+                score.invalid = [_sample_key(score.samples, dataset, i) for i in report.invalid]
+    table.source = str(outcome.run_dir)
+    table.provenance.update({
+        "suite": llm.suite.name,
+        "endpoint": {"api": llm.api, "base_urls": llm.base_urls, "model": llm.model},
+        "generation": vars(llm.generation),
+        "opencompass_seconds": round(outcome.seconds, 1),
+        "resumed": outcome.resumed,
+    })
+    return table, reports
+
+
+def _sample_key(samples: dict[str, bool] | None, dataset: str, index: str) -> str:
+    """The id the per-sample flags use for prediction ``index`` (OpenCompass: ``<dataset>_<index>``)."""
+    if samples and index not in samples and f"{dataset}_{index}" in samples:
+        return f"{dataset}_{index}"
+    return index
+
+
+def run_suite(
+    suite: Suite,
+    *,
+    update_baselines: bool = False,
+    work_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> SuiteResult:
+    """Run an ``[llm]`` suite against its endpoint and judge the scores against the baseline."""
+    from accuracy.scores.suite import judge_suite
+
+    prepared = prepare(suite, work_dir=work_dir, resume=resume, update_baselines=update_baselines)
+    llm = prepared.llm
+    if progress:
+        progress(f"{suite.name}: OpenCompass on {', '.join(llm.dataset_names)} "
+                 f"({'resuming' if resume else 'work dir'} {llm.work_dir})")
+    outcome = run_opencompass(prepared.config, llm.work_dir, python=llm.python, model_abbr=llm.abbr,
+                              resume=prepared.resume, totals=dataset_totals(llm), progress=progress)
+    table, reports = score_run(llm, outcome)
+    scores_path = write_json_atomic(outcome.run_dir / "accuracy_scores.json", table)
+    result = judge_suite(suite, table, update_baselines=update_baselines)
+    result.details.update({
+        "scores": str(scores_path),
+        "work_dir": str(llm.work_dir),
+        "run_dir": str(outcome.run_dir),
+        "opencompass_seconds": round(outcome.seconds, 1),
+        "predictions": {r.dataset: {"total": r.total, "failed": r.failed, "empty": r.empty,
+                                    "complete": r.complete} for r in reports},
+    })
+    return result

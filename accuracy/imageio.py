@@ -1,9 +1,10 @@
 """The one place that reads (and writes) images and ``.npy`` arrays for comparison.
 
-Images: PNG and JPEG, 8- or 16-bit, grey, grey+alpha, RGB, RGBA and palette; an alpha channel must
-be opaque and is then dropped (a transparent pixel has no colour to compare). Pillow reads
-everything except 16-bit colour PNGs, which it silently cuts to 8 bits; those are decoded here with
-zlib so a 16-bit golden keeps its 16 bits. Arrays: ``.npy`` without pickles.
+Images: PNG and JPEG, 8- or 16-bit, grey, grey+alpha, RGB, RGBA and palette, interlaced or not; an
+alpha channel must be opaque and is then dropped (a transparent pixel has no colour to compare).
+Pillow reads everything except 16-bit PNGs with colour or alpha, which it silently cuts to 8 bits;
+those are read with pypng (``import png``), and 16-bit PNGs are written with it, so a 16-bit golden
+keeps its 16 bits. Arrays: ``.npy`` without pickles.
 
 Every failure is an ``InputError`` that names the file: missing, corrupt, truncated, unsupported
 mode, transparent pixels.
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import png
 
 from accuracy.errors import InputError
 from accuracy.io import write_bytes_atomic
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ARRAY_SUFFIXES = (".npy", ".npz")  # .npz only to say it is not supported
 
 
@@ -76,11 +77,8 @@ def read_image(path: str | Path) -> LoadedImage:
     data = _require_file(path).read_bytes()
     if not data:
         raise InputError("file is empty", path=path)
-    header = _png_header(data)
-    if header is not None and header["bit_depth"] == 16 and header["colour_type"] in (2, 4, 6):
-        array = _decode_png16(data, header, path)
-    else:
-        array = _decode_with_pillow(data, path)
+    reader = _png_reader_if_pillow_truncates(data, path)
+    array = _decode_with_pypng(reader, path) if reader is not None else _decode_with_pillow(data, path)
     return _finish(path, array)
 
 
@@ -148,98 +146,62 @@ def _decode_with_pillow(data: bytes, path: Path) -> np.ndarray:
         raise InputError(f"corrupt or truncated image ({exc})", path=path) from None
 
 
-# -- 16-bit colour PNG: Pillow keeps only 8 bits of these, so decode them here (PNG spec, ISO 15948) --
+# -- 16-bit PNGs with colour or alpha: Pillow keeps only 8 bits of these, pypng keeps all 16 --
 
-def _png_header(data: bytes) -> dict | None:
-    if not data.startswith(PNG_SIGNATURE) or len(data) < 33 or data[12:16] != b"IHDR":
+_PNG_ERRORS = (png.Error, zlib.error, EOFError, ValueError, struct.error)
+
+
+def _png_reader_if_pillow_truncates(data: bytes, path: Path) -> png.Reader | None:
+    """A pypng reader, past the chunks before the image data, for a 16-bit PNG with colour or alpha
+    (colour types 2, 4, 6); ``None`` for anything else, which Pillow reads (or names as broken)."""
+    if not data.startswith(png.signature):
         return None
-    width, height, bit_depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    return {"width": width, "height": height, "bit_depth": bit_depth, "colour_type": colour_type,
-            "interlace": interlace}
+    reader = png.Reader(bytes=data)
 
+    def truncated_by_pillow() -> bool:  # IHDR's fields are set as soon as it is parsed
+        return getattr(reader, "bitdepth", None) == 16 and getattr(reader, "color_type", None) in (2, 4, 6)
 
-def _decode_png16(data: bytes, header: dict, path: Path) -> np.ndarray:
-    """Decode a non-interlaced PNG (any filter) to an array of its own bit depth (8 or 16)."""
-    if header["interlace"]:
-        raise InputError("interlaced 16-bit colour PNGs are not supported; save it without interlacing", path=path)
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(header["colour_type"])
-    if channels is None or header["bit_depth"] not in (8, 16):
-        raise InputError("unsupported PNG colour type / bit depth", path=path)
-    idat = bytearray()
-    offset = len(PNG_SIGNATURE)
-    while True:
-        if offset + 8 > len(data):
-            raise InputError("truncated PNG (no IEND chunk)", path=path)
-        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
-        body = data[offset + 8:offset + 8 + length]
-        crc = data[offset + 8 + length:offset + 12 + length]
-        if len(body) != length or len(crc) != 4:
-            raise InputError(f"truncated PNG (chunk {kind.decode('latin-1')!r} cut short)", path=path)
-        if zlib.crc32(kind + body) & 0xFFFFFFFF != struct.unpack(">I", crc)[0]:
-            raise InputError(f"corrupt PNG (CRC mismatch in chunk {kind.decode('latin-1')!r})", path=path)
-        if kind == b"IDAT":
-            idat += body
-        elif kind == b"IEND":
-            break
-        offset += 12 + length
     try:
-        raw = zlib.decompress(bytes(idat))
-    except zlib.error as exc:
-        raise InputError(f"corrupt PNG image data ({exc})", path=path) from None
-    width, height = header["width"], header["height"]
-    bpp = channels * header["bit_depth"] // 8
-    stride = width * bpp
-    if len(raw) != height * (stride + 1):
-        raise InputError("truncated PNG image data", path=path)
-    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, stride + 1)
-    pixels = _unfilter(rows, bpp, path)
-    dtype = ">u2" if header["bit_depth"] == 16 else np.uint8
-    array = pixels.view(dtype).reshape(height, width, channels)
-    return array.astype(np.uint16 if header["bit_depth"] == 16 else np.uint8)
+        reader.preamble()
+    except _PNG_ERRORS as exc:
+        if truncated_by_pillow():
+            raise InputError(f"corrupt or truncated PNG ({_one_line(exc)})", path=path) from None
+        return None
+    return reader if truncated_by_pillow() else None
 
 
-def _unfilter(rows: np.ndarray, bpp: int, path: Path) -> np.ndarray:
-    height, stride = rows.shape[0], rows.shape[1] - 1
-    out = np.zeros((height, stride), dtype=np.uint8)
-    previous = np.zeros(stride, dtype=np.uint8)
-    for y in range(height):
-        kind, line = rows[y, 0], rows[y, 1:]
-        if kind == 0:
-            current = line.copy()
-        elif kind == 1:  # Sub: cumulative sum along each byte lane, modulo 256
-            lanes = line.reshape(-1, bpp).astype(np.uint64)
-            current = (np.cumsum(lanes, axis=0) % 256).astype(np.uint8).ravel()
-        elif kind == 2:  # Up
-            current = line + previous
-        elif kind in (3, 4):  # Average, Paeth: each byte needs the decoded one to its left
-            current = _unfilter_sequential(kind, line, previous, bpp)
-        else:
-            raise InputError(f"corrupt PNG (unknown filter type {kind} in row {y})", path=path)
-        out[y] = current
-        previous = current
-    return out
+def _decode_with_pypng(reader: png.Reader, path: Path) -> np.ndarray:
+    """``(H, W, planes)`` uint16 pixels as stored: ``read`` rather than ``asDirect``, which would
+    rescale to an ``sBIT`` depth and add alpha from ``tRNS`` (Pillow ignores ``tRNS`` outside palettes)."""
+    from PIL import Image
+
+    width, height, planes = reader.width, reader.height, reader.planes
+    if Image.MAX_IMAGE_PIXELS and width * height > 2 * Image.MAX_IMAGE_PIXELS:
+        raise InputError(f"refused: image size ({width * height} pixels) exceeds the limit of "
+                         f"{2 * Image.MAX_IMAGE_PIXELS} pixels (a decompression bomb?)", path=path)
+    out = np.empty((height, width * planes), dtype=np.uint16)
+    count = 0
+    try:
+        for count, row in enumerate(reader.read()[2], start=1):  # rows of array("H"), native order
+            if count > height or len(row) != width * planes:
+                raise InputError("corrupt PNG (image data does not fit its size)", path=path)
+            out[count - 1] = np.frombuffer(row, dtype=np.uint16)
+    except _PNG_ERRORS as exc:
+        raise InputError(f"corrupt or truncated PNG ({_one_line(exc)})", path=path) from None
+    if count != height:
+        raise InputError(f"truncated PNG image data ({count} of {height} rows)", path=path)
+    return out.reshape(height, width, planes)
 
 
-def _unfilter_sequential(kind: int, line: np.ndarray, previous: np.ndarray, bpp: int) -> np.ndarray:
-    raw, up = line.tolist(), previous.tolist()
-    current = [0] * len(raw)
-    for i, value in enumerate(raw):
-        left = current[i - bpp] if i >= bpp else 0
-        if kind == 3:
-            current[i] = (value + ((left + up[i]) >> 1)) & 0xFF
-            continue
-        upper_left = up[i - bpp] if i >= bpp else 0
-        estimate = left + up[i] - upper_left
-        pa, pb, pc = abs(estimate - left), abs(estimate - up[i]), abs(estimate - upper_left)
-        predictor = left if pa <= pb and pa <= pc else (up[i] if pb <= pc else upper_left)
-        current[i] = (value + predictor) & 0xFF
-    return np.asarray(current, dtype=np.uint8)
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # -- writing --
 
 def encode_png(array: np.ndarray) -> bytes:
-    """PNG bytes of a uint8 or uint16 grey/RGB/RGBA array (16-bit colour written without Pillow)."""
+    """PNG bytes of a uint8 or uint16 grey/RGB/RGBA array (16-bit ones written with pypng, since
+    Pillow cannot write 16-bit colour)."""
     array = np.asarray(array)
     if array.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"PNG pixels are uint8 or uint16, got {array.dtype}")
@@ -247,26 +209,19 @@ def encode_png(array: np.ndarray) -> bytes:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise ValueError(f"a PNG is (H, W), (H, W, 3) or (H, W, 4); got {array.shape}")
-    if array.dtype == np.uint16 and array.ndim == 3:
-        return _encode_png16(array)
+    if array.dtype == np.uint16:
+        height, width = array.shape[:2]
+        channels = 1 if array.ndim == 2 else array.shape[2]
+        writer = png.Writer(width, height, greyscale=channels == 1, alpha=channels == 4, bitdepth=16)
+        rows = array.astype(">u2").reshape(height, width * channels).view(np.uint8)  # packed, big-endian
+        buffer = io.BytesIO()
+        writer.write_packed(buffer, rows)
+        return buffer.getvalue()
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _encode_png16(array: np.ndarray) -> bytes:
-    height, width, channels = array.shape
-    colour_type = {3: 2, 4: 6}[channels]
-    body = array.astype(">u2").reshape(height, width * channels).view(np.uint8)
-    raw = np.concatenate([np.zeros((height, 1), dtype=np.uint8), body], axis=1).tobytes()
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    return PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
 def write_png(path: str | Path, array: np.ndarray, *, overwrite: bool = True) -> Path:

@@ -6,6 +6,7 @@ import struct
 import zlib
 
 import numpy as np
+import png
 import pytest
 from PIL import Image
 
@@ -80,6 +81,53 @@ def test_16_bit_png_with_every_filter_type(tmp_path):
     path = tmp_path / "filtered.png"
     path.write_bytes(_filtered_png(image, [0, 1, 2, 3, 4]))
     np.testing.assert_array_equal(read_image(path).array, image)
+
+
+@pytest.mark.parametrize("channels, mode", [(1, "L;16"), (2, "L;16"), (3, "RGB;16"), (4, "RGB;16")])
+def test_interlaced_16_bit_png(tmp_path, channels, mode):
+    image = landscape(24, bits=16, channels=3 if channels == 2 else channels)[:23, :19]  # uneven Adam7 passes
+    if channels == 2:
+        image = np.stack([image[..., 0], np.full(image.shape[:2], 65535, np.uint16)], axis=-1)
+    image[0, 0, ...] = 12345
+    image[..., -1] = 65535 if channels in (2, 4) else image[..., -1]
+    writer = png.Writer(19, 23, greyscale=channels <= 2, alpha=channels in (2, 4), bitdepth=16, interlace=True)
+    path = tmp_path / "interlaced.png"
+    with path.open("wb") as out:
+        writer.write(out, image.reshape(23, -1).tolist())
+    loaded = read_image(path)
+    assert loaded.mode == mode and loaded.array.dtype == np.uint16
+    np.testing.assert_array_equal(loaded.array, image[..., :-1].squeeze(-1) if channels == 2 else
+                                  image[..., :3] if channels == 4 else image)
+
+
+def _with_idat(good: bytes, idat: bytes) -> bytes:
+    """``good`` (one IDAT chunk, as ``encode_png`` writes it) with that chunk's data replaced."""
+    start = good.index(b"IDAT") - 4
+    length = struct.unpack(">I", good[start:start + 4])[0]
+    chunk = struct.pack(">I", len(idat)) + b"IDAT" + idat + struct.pack(">I", zlib.crc32(b"IDAT" + idat))
+    return good[:start] + chunk + good[start + 12 + length:]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "no-iend", "crc", "short-rows", "long-rows", "filter", "zlib"])
+def test_damaged_16_bit_colour_pngs_are_input_errors(tmp_path, damage):
+    image = landscape(16, bits=16)
+    good = encode_png(image)
+    raw = zlib.decompress(good[good.index(b"IDAT") + 4:good.index(b"IEND") - 8])
+    row = 1 + 16 * 3 * 2
+    data = {
+        "truncate": good[: len(good) // 2],
+        "no-iend": good[:-12],
+        "crc": good[:45] + bytes([good[45] ^ 0xFF]) + good[46:],
+        "short-rows": _with_idat(good, zlib.compress(raw[: 10 * row])),
+        "long-rows": _with_idat(good, zlib.compress(raw + raw[:row])),
+        "filter": _with_idat(good, zlib.compress(bytes([9]) + raw[1:])),
+        "zlib": _with_idat(good, b"not zlib data"),
+    }[damage]
+    path = tmp_path / f"{damage}.png"
+    path.write_bytes(data)
+    with pytest.raises(InputError) as info:
+        read_image(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_opaque_alpha_is_dropped_and_transparent_alpha_refused(tmp_path):

@@ -39,6 +39,15 @@ def test_hazard_blamed_on_exactly_its_model(hazard_chain):
         assert result["models"][other]["isolated"]["verdict"] == "pass"
         assert result["models"][other]["swap_in"]["passed"]
     assert result["noise_floor"]["passed"]
+    # the culprit fails alone, so leaving out another model is skipped unless asked for
+    assert result["models"]["encode"]["leave_out"]["verdict"] == "skipped"
+
+
+def test_full_runs_every_leave_out(hazard_chain):
+    result = bisect_pipeline(load_pipeline_spec(load_suite(hazard_chain)), full=True)
+    assert result["culprits"] == ["mid"]
+    assert result["models"]["encode"]["leave_out"]["verdict"] == "fail"  # mid still on the candidate
+    assert result["models"]["head"]["leave_out"]["verdict"] == "fail"
 
 
 def test_clean_twin_blames_nobody(clean_chain):

@@ -45,8 +45,15 @@ class _Runs:
 
 
 def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: None,
-                    budget_bytes: int = DEFAULT_BUDGET, runner: PipelineRunner | None = None) -> dict[str, Any]:
-    """Bisect ``spec``'s pipeline; returns DESIGN.md's bisect JSON (plus timings and cache counts)."""
+                    budget_bytes: int = DEFAULT_BUDGET, runner: PipelineRunner | None = None,
+                    full: bool = False) -> dict[str, Any]:
+    """Bisect ``spec``'s pipeline; returns DESIGN.md's bisect JSON (plus timings and cache counts).
+
+    ``leave_out`` runs for every model when no single swap fails (the combination search needs
+    them) and for the culprits (does the rest pass without it?). When culprits exist, leaving out
+    any other model still leaves a failing culprit on the candidate, so those runs are skipped
+    (``{"verdict": "skipped", "reason": ...}``) unless ``full``.
+    """
     started = time.perf_counter()
     timings: dict[str, float] = {}
     runner = runner or PipelineRunner(spec)
@@ -66,8 +73,13 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
         noise = judge_outputs(reference, again, criteria=criteria)
 
         cache = CallCache(store)
-        fill_cache(cache, first, REFERENCE, skip=runner.random)
+        fill_cache(cache, first, REFERENCE, random=runner.random)
         report_models: dict[str, dict[str, Any]] = {}
+        clock = time.perf_counter()
+        progress(f"opening the candidate models ({spec.candidate.name})")
+        for model in models:
+            runner.session(model, CANDIDATE)
+        timings["candidate_load"] = time.perf_counter() - clock
         clock = time.perf_counter()
         for position, model in enumerate(models, 1):
             progress(f"isolated {position}/{len(models)}: {model} on {runner.candidate_backend_name(model)}, "
@@ -86,12 +98,18 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
         for position, model in enumerate(models, 1):
             progress(f"swap in {position}/{len(models)}: only {model} on the candidate")
             report_models[model]["swap_in"] = summary(runs.judge((model,)))
-        if len(models) > 1:
-            for position, model in enumerate(models, 1):
+        single_culprits = [m for m in models if beyond_noise(runs.judge((m,)), noise)]
+        for position, model in enumerate(models, 1):
+            others = tuple(m for m in models if m != model)
+            if not others:
+                report_models[model]["leave_out"] = summary(judge_outputs(reference, reference, criteria=criteria))
+            elif single_culprits and model not in single_culprits and not full:
+                report_models[model]["leave_out"] = {
+                    "verdict": "skipped", "passed": None,
+                    "reason": f"{', '.join(single_culprits)} stays on the candidate and fails alone (--full runs it)"}
+            else:
                 progress(f"leave out {position}/{len(models)}: all but {model} on the candidate")
-                report_models[model]["leave_out"] = summary(runs.judge(tuple(m for m in models if m != model)))
-        else:
-            report_models[models[0]]["leave_out"] = summary(judge_outputs(reference, reference, criteria=criteria))
+                report_models[model]["leave_out"] = summary(runs.judge(others))
 
         def passes(combo: Combination) -> bool:
             judgement = runs.judge(combo)

@@ -80,8 +80,9 @@ def isolated(runner: PipelineRunner, recording: Recording, model: str, *, criter
         stats.calls += 1
         for position, (ref, got) in enumerate(zip(expected, obtained)):
             stats.add(f"call {call.index} output {_output_name(runner, model, position)}", ref, got, thresholds)
-        if cache is not None and not random:
-            cache.put(model, CANDIDATE, call.index, call.digest, obtained)
+        if cache is not None:
+            digest = random_digest(recording, call) if random else call.digest
+            cache.put(model, CANDIDATE, call.index, digest, obtained)
     result = stats.to_dict()
     gears = runner.spec.converter.get(model)
     if gears and gears.gears:
@@ -148,28 +149,48 @@ def check_outputs_match(model: str, expected: list[np.ndarray], obtained: list[n
 
 
 def cached_run(runner: PipelineRunner, sides: Mapping[str, str], cache: CallCache) -> dict[str, np.ndarray]:
-    """A pipeline run that replays what ``cache`` already holds (deterministic models only)."""
+    """A pipeline run that replays what ``cache`` already holds.
+
+    A model with (seeded) random nodes draws, at call k of a run, what a fresh session draws at its
+    k-th call after the run's earlier calls. So its outputs are replayable under the same key too,
+    and a miss is computed on a fresh session fed this run's earlier calls first.
+    """
+    history: dict[str, list[dict[str, np.ndarray]]] = {}
 
     def hook(name: str, index: int, feeds: dict[str, np.ndarray], run: Callable) -> list[np.ndarray]:
-        if name in runner.random:
-            return run(feeds)
         side = sides.get(name, REFERENCE)
         digest = feeds_digest(feeds)
+        earlier = history.setdefault(name, [])
+        earlier.append(feeds)
+        if name in runner.random:
+            digest = feeds_digest({f"{i}:{k}": v for i, f in enumerate(earlier) for k, v in f.items()})
         outputs = cache.get(name, side, index, digest)
         if outputs is None:
-            outputs = run(feeds)
+            if name in runner.random:
+                proxy = ModelProxy(name, runner.fresh_session(name, side), reference=runner.session(name, REFERENCE))
+                for past in earlier[:-1]:
+                    proxy.run(past)
+                outputs = proxy.run(feeds)
+            else:
+                outputs = run(feeds)
             cache.put(name, side, index, digest, outputs)
         return outputs
 
-    return runner.run(sides, hook=hook)
+    return runner.run(sides, hook=hook, fresh_random=False)
 
 
-def fill_cache(cache: CallCache, recording: Recording, side: str, *, skip: Iterable[str] = ()) -> None:
+def random_digest(recording: Recording, call) -> str:
+    """The key of a random model's call: its inputs and those of its earlier calls in the run."""
+    earlier = [recording.feeds(c) for c in recording.of(call.model) if c.index <= call.index]
+    return feeds_digest({f"{i}:{k}": v for i, f in enumerate(earlier) for k, v in f.items()})
+
+
+def fill_cache(cache: CallCache, recording: Recording, side: str, *, random: Iterable[str] = ()) -> None:
     """Make a recorded run's calls replayable."""
-    skipped = set(skip)
+    random_models = set(random)
     for call in recording.calls:
-        if call.model not in skipped:
-            cache.put(call.model, side, call.index, call.digest, recording.outputs(call))
+        digest = random_digest(recording, call) if call.model in random_models else call.digest
+        cache.put(call.model, side, call.index, digest, recording.outputs(call))
 
 
 def call_noise(first: Recording, second: Recording) -> dict[str, dict[str, Any]]:

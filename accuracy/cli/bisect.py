@@ -18,6 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", metavar="PATH", help="also write an HTML report here")
     parser.add_argument("--budget-mb", type=int, default=2048,
                         help="memory for recorded model calls before they spill to disk (default 2048)")
+    parser.add_argument("--full", action="store_true",
+                        help="run leave_out for every model, also when a culprit already fails alone")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"bisect needs a [pipeline] suite, this one is a {suite.kind} suite", path=suite.path)
     spec = load_pipeline_spec(suite)
     progress = (lambda text: None) if args.quiet else (lambda text: warn(f"[bisect] {text}"))
-    result = bisect_pipeline(spec, progress=progress, budget_bytes=args.budget_mb << 20)
+    result = bisect_pipeline(spec, progress=progress, budget_bytes=args.budget_mb << 20, full=args.full)
     emit_json(args, result)
     say(bisect_table(result))
     if args.report:
@@ -71,6 +73,8 @@ def bisect_table(result: Mapping[str, Any]) -> str:
 def _run_cell(run: Mapping[str, Any] | None) -> str:
     if not run:
         return "-"
+    if run.get("verdict") == "skipped":
+        return "skipped"
     metrics = run.get("metrics", {})
     shown = [f"{key} {_fmt(metrics[key])}" for key in ("psnr", "ssim", "cosine") if key in metrics][:2]
     return f"{run['verdict']} " + ", ".join(shown)

@@ -93,13 +93,17 @@ class PipelineRunner:
 
     # -- runs -----------------------------------------------------------------------------------
     def run(self, sides: Mapping[str, str] | None = None, *, hook: CallHook | None = None,
-            inputs: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
-        """One pipeline run; ``sides[model]`` is ``"reference"`` (the default) or ``"candidate"``."""
+            inputs: Mapping[str, Any] | None = None, fresh_random: bool = True) -> dict[str, np.ndarray]:
+        """One pipeline run; ``sides[model]`` is ``"reference"`` (the default) or ``"candidate"``.
+
+        Models with random nodes start the run on a fresh session (their seeded stream restarts)
+        unless ``fresh_random=False``: then the hook owns that (see ``bisect.swaps.cached_run``)."""
         sides = dict(sides or {})
         proxies = {}
         for model in self.models:
             side = sides.get(model, REFERENCE)
-            session = self.fresh_session(model, side) if model in self.random else self.session(model, side)
+            fresh = fresh_random and model in self.random
+            session = self.fresh_session(model, side) if fresh else self.session(model, side)
             proxies[model] = ModelProxy(model, session, reference=self.session(model, REFERENCE), hook=hook)
         outputs = self._entry(proxies, dict(self.spec.inputs if inputs is None else inputs))
         return check_outputs(outputs, entry=self.entry_name)

@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("mindspore")
 
-from accuracy.backends import get_backend  # noqa: E402
-from accuracy.errors import BackendError, ConfigError, MissingDependencyError  # noqa: E402
+from accuracy.backends import get_backend
+from accuracy.errors import BackendError, ConfigError, MissingDependencyError
 
 CHAIN = Path(__file__).resolve().parents[1] / "suites" / "mindspore-chain"
 MODELS = ("encode", "mid", "decode")

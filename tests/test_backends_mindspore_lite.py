@@ -54,7 +54,8 @@ def _fake_mindspore_lite(log: dict) -> types.ModuleType:
         def build_from_file(self, path, model_type, context, config_path="", config_dict=None):
             if path.endswith("broken.mindir"):
                 raise RuntimeError("Build model failed: unsupported operator Foo\nmore detail")
-            log["build"] = dict(path=path, model_type=model_type, config_path=config_path, config_dict=config_dict)
+            log["build"] = {"path": path, "model_type": model_type, "config_path": config_path,
+                            "config_dict": config_dict}
             self.inputs = [_FakeTensor("a", (1, 4)), _FakeTensor("b", (1, 4))]
 
         def get_inputs(self):
@@ -117,7 +118,7 @@ class _Reference(Session):
 
 
 def test_fake_takes_reference_names_when_conversion_lost_them(fake_lite, mindir, tmp_path):
-    spec = lambda n: TensorSpec(n, (1, 4), np.dtype(np.float32))  # noqa: E731
+    spec = lambda n: TensorSpec(n, (1, 4), np.dtype(np.float32))
     reference = _Reference(tmp_path / "m.onnx", [spec("sample"), spec("bias")], [spec("out")])
     session = get_backend("mindspore-lite").load(mindir, reference=reference)
     assert session.input_names == ["sample", "bias"] and session.output_names == ["out"]

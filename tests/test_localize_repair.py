@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -28,8 +29,8 @@ def test_repair_keeps_only_the_hazard_and_verifies_it(tmp_path, hazard_onnx, nor
     np.testing.assert_allclose(kept, reference, atol=5e-3)
 
     files = repair["files"]
-    assert json.loads(open(files["keep_fp32"]).read())["keep_fp32"] == [HAZARD_NODE]
-    snippets = open(files["snippets"]).read()
+    assert json.loads(Path(files["keep_fp32"]).read_text())["keep_fp32"] == [HAZARD_NODE]
+    snippets = Path(files["snippets"]).read_text()
     assert "precision_mode=enforce_fp32" in snippets and f"{HAZARD_NODE}=data_type:float32" in snippets
     assert f"OpName::{HAZARD_NODE}" in snippets
     repaired = onnx.load(files["model"])

@@ -42,7 +42,7 @@ def load_feeds(path: str | Path) -> dict:
             return {name: data[name] for name in data.files}
     except InputError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - numpy/zipfile raise many types for a bad file
         raise InputError(f"cannot read the inputs: {exc}", path=path) from None
 
 

@@ -11,8 +11,9 @@ alone on the candidate fed the reference's inputs: error *introduced* there vers
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from accuracy.compare.tensors import TensorThresholds
 from accuracy.errors import InputError, UsageError
 from accuracy.localize.graph import ModelGraph
 from accuracy.localize.sides import DumpSide, OnnxSide
-from accuracy.localize.stream import DEFAULT_SEGMENT_BYTES, stream_localize
+from accuracy.localize.stream import DEFAULT_SEGMENT_BYTES, DEFAULT_THRESHOLDS, stream_localize
 
 CANDIDATE_BACKENDS = ("onnxruntime-fp16", "onnxruntime")
 
@@ -45,7 +46,7 @@ def localize_model(
     candidate: str | Path = "onnxruntime-fp16",
     *,
     name_map: str | Path | None = None,
-    thresholds: TensorThresholds = TensorThresholds(),
+    thresholds: TensorThresholds = DEFAULT_THRESHOLDS,
     suggest_fp32: bool = False,
     out_dir: str | Path | None = None,
     keep_fp32: Sequence[str] = (),
@@ -105,7 +106,7 @@ def _repair(graph: ModelGraph, feeds, records, thresholds, keep_fp32, out_dir, c
     def severity(record: dict) -> tuple:
         local = record.get("local") or record["metrics"]
         cosine = local["cosine"]
-        return (-(local["nonfinite_obtained"] or 0), cosine if isinstance(cosine, float) and cosine == cosine else -2.0)
+        return (-(local["nonfinite_obtained"] or 0), cosine if isinstance(cosine, float) and not math.isnan(cosine) else -2.0)
 
     diverged = [r for r in records if r["passed"] is False and r["index"] >= 0]  # nodes, not inputs
     ranked = sorted((r for r in diverged if r["status"] == "introduced"), key=severity)
@@ -121,4 +122,4 @@ def _repair(graph: ModelGraph, feeds, records, thresholds, keep_fp32, out_dir, c
     return repair
 
 
-__all__ = ["localize_model", "CANDIDATE_BACKENDS"]
+__all__ = ["CANDIDATE_BACKENDS", "localize_model"]

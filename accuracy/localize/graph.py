@@ -8,9 +8,9 @@ weights are copied through Python.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -60,7 +60,7 @@ class ModelGraph:
             raise InputError("model file not found", path=self.path)
         try:
             self.model = onnx.load(str(self.path), load_external_data=False)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - protobuf/onnx raise many types for a bad file
             raise BackendError(f"onnx cannot read the model: {exc}", path=self.path) from None
         graph = self.model.graph
         self.initializers = {init.name: init for init in graph.initializer}
@@ -111,7 +111,7 @@ class ModelGraph:
                     dims.add().dim_value = int(size)
         try:
             inferred = onnx.shape_inference.infer_shapes(probe, strict_mode=False, data_prop=True).graph
-        except Exception:
+        except Exception:  # noqa: BLE001 - inference only sizes segments; without it they are guessed
             inferred = probe.graph
         elem, nbytes = {}, {}
         for vi in list(inferred.input) + list(inferred.value_info) + list(inferred.output):

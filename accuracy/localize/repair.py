@@ -9,9 +9,9 @@ before saying so. Each trial is one whole-model inference.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -21,6 +21,7 @@ from accuracy.backends.onnxrt_fp16.emulate import emulate_fp16, node_names
 from accuracy.compare.tensors import TensorThresholds, compare_tensors
 
 MAX_TRIALS = 64
+DEFAULT_THRESHOLDS = TensorThresholds()  # cosine >= 0.99, as Ascend's compare tools
 
 
 @dataclass
@@ -89,7 +90,7 @@ def suggest_fp32(
     ranking: Sequence[str],
     *,
     first_try: Sequence[str] = (),
-    thresholds: TensorThresholds = TensorThresholds(),
+    thresholds: TensorThresholds = DEFAULT_THRESHOLDS,
     max_trials: int = MAX_TRIALS,
     criterion: Callable[[Sequence[str]], bool] | None = None,
 ) -> RepairResult:
@@ -100,7 +101,7 @@ def suggest_fp32(
     emulation): with a suite, the whole pipeline's check with this model on the candidate.
     """
     passes = _Criterion(model, feeds, thresholds) if criterion is None else _External(criterion)
-    budget = lambda: passes.trials < max_trials  # noqa: E731
+    budget = lambda: passes.trials < max_trials
     if passes([]):
         return RepairResult([], True, passes.trials, passes.last, "the fp16 model already passes")
     names = node_names(model.graph)

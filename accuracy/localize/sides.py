@@ -7,8 +7,8 @@ tensors a device dumped as ``.npy`` files keyed by tensor name, through an optio
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Collection, Mapping, Sequence
 from urllib.parse import quote
 
 import numpy as np

@@ -6,9 +6,8 @@ intermediate at once; work is one inference per side plus single-node runs for f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 from onnx import TensorProto
@@ -18,6 +17,7 @@ from accuracy.errors import InputError
 from accuracy.localize.graph import ModelGraph, Node
 from accuracy.localize.sides import DumpSide, OnnxSide
 
+DEFAULT_THRESHOLDS = TensorThresholds()  # cosine >= 0.99, as Ascend's compare tools
 DEFAULT_SEGMENT_BYTES = 16 << 20  # bench/bench_localize.py: peak RSS ~1.7x a plain inference at 16 MiB
 
 
@@ -53,7 +53,7 @@ def stream_localize(
     feeds: Mapping[str, np.ndarray],
     candidate: OnnxSide | DumpSide,
     *,
-    thresholds: TensorThresholds = TensorThresholds(),
+    thresholds: TensorThresholds = DEFAULT_THRESHOLDS,
     segment_bytes: int = DEFAULT_SEGMENT_BYTES,
     progress: Callable[[int, int], None] | None = None,
 ) -> LocalizeRun:

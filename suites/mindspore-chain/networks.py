@@ -7,7 +7,6 @@ harmless; in fp16 the sum is ``inf`` and the normalised vector collapses to zero
 
 from __future__ import annotations
 
-import mindspore as ms
 from mindspore import nn, ops
 
 WIDTH_IN, WIDTH, WIDTH_OUT = 16, 32, 8

@@ -12,8 +12,9 @@ mindspore is imported only when a model is loaded; it lives in the ``mindspore``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class MindSporeSession(Session):
         args = [mindspore.Tensor(np.ascontiguousarray(feeds[spec.name])) for spec in self.inputs]
         try:
             result = self.cell(*args)
-        except Exception as exc:  # MindSpore raises RuntimeError/ValueError/TypeError with long reports
+        except Exception as exc:  # noqa: BLE001 - MindSpore raises many types with long reports
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BackendError(f"mindspore failed to run the model: {first}", path=self.model_path) from None
         outputs = [t.asnumpy() for t in (result if isinstance(result, (tuple, list)) else [result])]
@@ -75,7 +76,7 @@ class MindSporeBackend(Backend):
         ms.set_context(mode=ms.GRAPH_MODE, device_target=str(self.options.get("device_target", "CPU")))
         try:
             cell = nn.GraphCell(ms.load(str(model_path)))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any load failure is a bad model file
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BackendError(f"mindspore cannot load the MindIR: {first}", path=model_path) from None
         names = self.options.get("input_names")

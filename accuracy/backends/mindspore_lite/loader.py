@@ -25,8 +25,9 @@ model's are applied with ``Model.resize``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class MindSporeLiteSession(Session):
                 tensor.set_data_from_numpy(np.ascontiguousarray(feeds[spec.name]))
             outputs = self.model.predict(tensors)
             return [out.get_data_to_numpy() for out in outputs]
-        except Exception as exc:  # mindspore_lite raises RuntimeError/ValueError with device reports
+        except Exception as exc:  # noqa: BLE001 - mindspore_lite raises many types with device reports
             raise BackendError(f"mindspore_lite failed to run the model: {_first_line(exc)}",
                                path=self.model_path) from None
 
@@ -113,7 +114,7 @@ class MindSporeLiteBackend(Backend):
         try:
             model.build_from_file(str(model_path), mslite.ModelType.MINDIR, context,
                                   config_path=str(config_path), config_dict=config or None)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any build failure is reported with its first line
             raise BackendError(f"mindspore_lite cannot build the model: {_first_line(exc)}", path=model_path) from None
         inputs = [TensorSpec(t.name, tuple(t.shape), _numpy_dtype(t.dtype)) for t in model.get_inputs()]
         if reference is not None and len(reference.inputs) == len(inputs) and \

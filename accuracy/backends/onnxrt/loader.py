@@ -17,8 +17,9 @@ onnxruntime is imported only when a model is loaded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -102,14 +103,14 @@ class OnnxRuntimeSession(Session):
     def _run(self, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
         try:
             return self.ort_session.run(None, feeds)
-        except Exception as exc:  # ORT raises its own exception types for bad feeds and failed kernels
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types for bad feeds and kernels
             raise BackendError(f"onnxruntime failed to run the model: {exc}", path=self.model_path) from None
 
     def run_outputs(self, output_names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run and fetch only ``output_names`` (feeds are not re-checked: callers own them)."""
         try:
             return list(self.ort_session.run(list(output_names), dict(feeds)))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as in _run
             raise BackendError(f"onnxruntime failed to run the model: {exc}", path=self.model_path) from None
 
 
@@ -145,7 +146,7 @@ def open_session(
     source = model if isinstance(model, bytes) else str(model)
     try:
         inner = ort.InferenceSession(source, sess_options=options, providers=list(providers))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own types for unloadable models
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackendError(f"onnxruntime cannot load the model: {first_line}", path=shown) from None
     return OnnxRuntimeSession(shown, inner)
@@ -165,13 +166,13 @@ class OnnxRuntimeBackend(Backend):
         providers = self.options.get("providers", list(DEFAULT_PROVIDERS))
         if isinstance(providers, str):
             providers = [providers]
-        return dict(
-            providers=list(providers),
-            graph_optimization_level=str(self.options.get("graph_optimization_level", "all")),
-            intra_op_num_threads=int(self.options.get("intra_op_num_threads", 0)),
-            inter_op_num_threads=int(self.options.get("inter_op_num_threads", 0)),
-            session_options_extra=dict(self.options.get("session_options", {})),
-        )
+        return {
+            "providers": list(providers),
+            "graph_optimization_level": str(self.options.get("graph_optimization_level", "all")),
+            "intra_op_num_threads": int(self.options.get("intra_op_num_threads", 0)),
+            "inter_op_num_threads": int(self.options.get("inter_op_num_threads", 0)),
+            "session_options_extra": dict(self.options.get("session_options", {})),
+        }
 
     def _extra_option_names(self) -> set[str]:
         """Options a subclass adds on top of ORT's own."""

@@ -22,7 +22,7 @@ or lower (checked by tests/test_backends_fp16.py).
 
 from __future__ import annotations
 
-from typing import Collection, Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 import onnx
@@ -50,7 +50,7 @@ def float_tensor_names(model: onnx.ModelProto) -> set[str]:
     shape inference; outputs whose type cannot be inferred are left out (never rounded)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # inference is a help, not a requirement
+    except Exception:  # noqa: BLE001 - inference is a help, not a requirement
         inferred = model
     graph = inferred.graph
     floats = {

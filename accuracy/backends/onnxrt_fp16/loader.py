@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Collection
 
 from accuracy.backends.base import Session
 from accuracy.backends.onnxrt.loader import OnnxRuntimeBackend, open_session
@@ -72,7 +72,7 @@ def convert(model_path: Path, *, keep_fp32: Collection[str] = (), use_cache: boo
             return target
     try:
         model = onnx.load(str(model_path))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - protobuf/onnx raise many types for a bad file
         raise BackendError(f"onnx cannot read the model: {exc}", path=model_path) from None
     try:
         emulated = emulate_fp16(model, keep_fp32=keep_fp32)

@@ -32,9 +32,10 @@ A call whose inputs have no recording is an error that says which folder was sea
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
-from typing import Any, Sequence
 
 import numpy as np
 

@@ -135,6 +135,12 @@ def test_isolated_runs_once_per_converter_gear(tmp_path):
     assert all(g["calls"] == 2 and g["verdict"] == "pass" for g in gears)
 
 
+def test_precision_mode_enforce_fp32_in_a_converter_config_keeps_that_model_in_fp32(tmp_path):
+    suite = chain_pipeline(tmp_path, hazard=True, suite_text=SUITE + '[converter.mid]\nprecision_mode = "enforce_fp32"\n')
+    result = bisect(suite)
+    assert result["verdict"] == "pass" and result["culprits"] == []  # the guide's fix, checked before converting
+
+
 def test_fit_to_gear_cuts_and_edge_pads():
     feeds = {"ids": np.array([[5, 6, 7, 2]]), "other": np.ones(3)}
     assert fit_to_gear(feeds, {"ids": (1, 2)})["ids"].tolist() == [[5, 6]]

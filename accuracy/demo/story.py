@@ -114,7 +114,7 @@ def tell_story(result: Mapping[str, Any], *, why: Mapping[str, Any] | None = Non
         f"Reference: {result['reference_backend']} (fp32).  Candidate: {result['candidate_backend']} "
         "(a converter's default fp16 precision, emulated on the CPU).",
         "",
-        f"1. All models in fp16: the image is {result['all_candidate']['verdict'].upper()} "
+        f"1. All models in fp16: the image check says {result['all_candidate']['verdict'].upper()} "
         f"(PSNR {_f(everything.get('psnr'))} dB, SSIM {_f(everything.get('ssim'), 4)}; the suite needs >= 40 dB, >= 0.995).",
         f"   Reference against itself: PSNR {_f(result['noise_floor']['metrics'].get('psnr'))} dB -- "
         "no noise to blame (vae_encoder's RandomNormalLike runs from a seeded private copy).",
@@ -153,7 +153,8 @@ def tell_story(result: Mapping[str, Any], *, why: Mapping[str, Any] | None = Non
         lines += [
             "4. Fix (the guide's): convert only this model with precision_mode=enforce_fp32 "
             "([ascend_context] in its converter .ini);",
-            "   fp32 everywhere costs speed, so keep it where the error enters.",
+            f"   the 'everything in fp16 except {culprits[0]}' run above is that configuration. "
+            "fp32 everywhere costs speed, so keep it where the error enters.",
         ]
     return "\n".join(lines)
 

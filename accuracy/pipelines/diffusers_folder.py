@@ -31,6 +31,9 @@ _CALL_KEYS = {"prompt", "negative_prompt", "image", "strength", "guidance_scale"
 def diffusers_entry(folder: Path) -> Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, np.ndarray]]:
     """A ``run(models, inputs)`` entry for the folder; tokenizer and scheduler are loaded once."""
     try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()  # e.g. "CLIPImageProcessor requires torchvision": noise here
         import diffusers
         from transformers import CLIPTokenizer
     except ImportError as exc:

@@ -142,3 +142,26 @@ def test_converted_model_is_cached_valid_and_keeps_names(hazard_onnx, normalizer
 def test_unnamed_nodes_get_op_type_and_index():
     names = node_names(normalizer_chain(scale=1.0).graph)
     assert names == ["embed", "Relu_1", "amplify", "sum_sq", "norm", "unit", "proj", "Tanh_7"]
+
+
+def test_weights_and_constants_saturate_but_computed_tensors_overflow(tmp_path):
+    """Converters clip weights/constants to fp16's range offline (an attention mask's float32 minimum
+    stays a large finite negative); a value computed at run time past 65504 is inf."""
+    lowest = np.finfo(np.float32).min
+    model = _model(
+        [helper.make_node("Constant", [], ["mask"], name="mask",
+                          value=numpy_helper.from_array(np.array([0.0, lowest], np.float32))),
+         helper.make_node("Add", ["x", "mask"], ["masked"], name="apply_mask"),
+         helper.make_node("Softmax", ["masked"], ["p"], name="softmax", axis=-1),
+         helper.make_node("Mul", ["x", "big"], ["y"], name="grow")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [2]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        [numpy_helper.from_array(np.array([1e6, 1.0], np.float32), "big")],
+    )
+    path = _save(model, tmp_path / "mask.onnx")
+    p, y = get_backend("onnxruntime-fp16").load(path).run({"x": np.array([1.0, 2.0], np.float32)})
+    np.testing.assert_allclose(p, [1.0, 0.0])  # finite mask: softmax works as in fp32
+    assert y[0] == 65504.0 and y[1] == 2.0  # the weight 1e6 saturated to 65504, times 1 ...
+    grown = get_backend("onnxruntime-fp16").load(path).run({"x": np.array([2.0, 2.0], np.float32)})[1]
+    assert np.isposinf(grown[0])  # ... but 2 * 65504, computed, overflows

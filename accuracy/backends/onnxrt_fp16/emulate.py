@@ -10,7 +10,9 @@ What this does instead, in a private copy of the fp32 graph:
   ``Cast(to=float16) -> Cast(to=float32)`` pair, so the tensor holds exactly the fp16 value a device
   would store (``inf`` past 65504, lost low bits, flushed tiny values) while the op itself still
   accumulates in fp32, as NPU matrix units do;
-* float32 initializers rounded to fp16 values (stored as fp32);
+* float32 initializers and ``Constant`` values rounded to fp16 values (stored as fp32), saturated
+  to +-65504 as converters do offline (an attention mask's float32 minimum stays finite; a
+  *computed* tensor past 65504 becomes ``inf``);
 * graph inputs and outputs stay float32 with their names; every intermediate tensor keeps its name
   (the rounded value carries the original name, the raw op output is renamed ``<name>__fp32``).
 
@@ -31,7 +33,7 @@ from onnx.external_data_helper import uses_external_data
 
 RAW_SUFFIX = "__fp32"
 HALF_SUFFIX = "__fp16"
-EMULATION_VERSION = 1  # bump when the rewrite changes: it is part of the cache key
+EMULATION_VERSION = 2  # bump when the rewrite changes: it is part of the cache key
 
 
 def node_names(graph: onnx.GraphProto) -> list[str]:
@@ -69,10 +71,41 @@ def _cast_pair(name: str, source: str, target: str) -> list[onnx.NodeProto]:
     ]
 
 
-def round_to_fp16(array: np.ndarray) -> np.ndarray:
-    """The float32 array holding the fp16 value of each element (inf past 65504)."""
+FP16_MAX = 65504.0
+_CLIP_MIN, _CLIP_MAX = "__fp16_lowest", "__fp16_max"
+
+
+def round_to_fp16(array: np.ndarray, *, saturate: bool = False) -> np.ndarray:
+    """The float32 array holding the fp16 value of each element: ``inf`` past 65504, or with
+    ``saturate`` clipped to +-65504 first (what converters do to weights and constants offline,
+    e.g. an attention mask's float32 minimum; computed tensors overflow instead)."""
+    array = np.asarray(array, dtype=np.float32)
+    if saturate:
+        array = np.clip(array, -FP16_MAX, FP16_MAX)
     with np.errstate(over="ignore"):
-        return np.asarray(array, dtype=np.float32).astype(np.float16).astype(np.float32)
+        return array.astype(np.float16).astype(np.float32)
+
+
+def _saturated_pair(name: str) -> list[onnx.NodeProto]:
+    """Clip to the fp16 range, then the rounding pair: an initializer whose data is not loaded."""
+    clipped = name + "__clipped"
+    return [helper.make_node("Clip", [name, _CLIP_MIN, _CLIP_MAX], [clipped], name=f"{name}__clip"),
+            *_cast_pair(name, clipped, name + "__rounded")]
+
+
+def _round_constant(node: onnx.NodeProto) -> None:
+    """A float32 ``Constant``'s value, rounded to fp16 with saturation (it is a weight, not a result)."""
+    for attr in node.attribute:
+        if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
+            attr.t.CopyFrom(numpy_helper.from_array(round_to_fp16(numpy_helper.to_array(attr.t), saturate=True),
+                                                    attr.t.name))
+        elif attr.name in ("value_float", "value_floats"):
+            if attr.name == "value_float":
+                attr.f = float(round_to_fp16(np.array(attr.f), saturate=True))
+            else:
+                values = round_to_fp16(np.array(attr.floats), saturate=True)
+                del attr.floats[:]
+                attr.floats.extend(float(v) for v in values)
 
 
 def emulate_fp16(
@@ -119,15 +152,20 @@ def emulate_fp16(
                 new_nodes += _cast_pair(name, name, name + "__rounded")
                 entry_renames[name] = name + "__rounded"
 
+    clip_bounds_needed = False
     for init in graph.initializer:
         if init.name not in floats or all(c in kept for c in consumers.get(init.name, [])):
             continue
         if round_initializers and not uses_external_data(init):
-            rounded = numpy_helper.from_array(round_to_fp16(numpy_helper.to_array(init)), init.name)
+            rounded = numpy_helper.from_array(round_to_fp16(numpy_helper.to_array(init), saturate=True), init.name)
             init.CopyFrom(rounded)
         else:
-            new_nodes += _cast_pair(init.name, init.name, init.name + "__rounded")
+            new_nodes += _saturated_pair(init.name)
             entry_renames[init.name] = init.name + "__rounded"
+            clip_bounds_needed = True
+    if clip_bounds_needed:
+        graph.initializer.extend([numpy_helper.from_array(np.array(-FP16_MAX, np.float32), _CLIP_MIN),
+                                  numpy_helper.from_array(np.array(FP16_MAX, np.float32), _CLIP_MAX)])
 
     for name, node in zip(names, graph.node):
         for i, tensor in enumerate(node.input):
@@ -136,6 +174,8 @@ def emulate_fp16(
         new_nodes.append(node)
         if name in kept or node.op_type == "Cast" and _casts_to_non_float(node):
             continue
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            _round_constant(node)
         for i, tensor in enumerate(node.output):
             if tensor and tensor in floats:
                 node.output[i] = tensor + RAW_SUFFIX

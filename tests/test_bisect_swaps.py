@@ -141,6 +141,14 @@ def test_precision_mode_enforce_fp32_in_a_converter_config_keeps_that_model_in_f
     assert result["verdict"] == "pass" and result["culprits"] == []  # the guide's fix, checked before converting
 
 
+def test_models_not_listed_in_candidate_models_stay_on_the_reference(tmp_path):
+    text = SUITE.replace('backend = "onnxruntime-fp16"\n', 'backend = "onnxruntime-fp16"\n[candidate.models]\n'
+                         'head = "models/head.onnx"\n')
+    result = bisect(chain_pipeline(tmp_path, hazard=True, suite_text=text))
+    assert list(result["models"]) == ["head"] and result["unchanged"] == ["encode", "mid"]
+    assert result["verdict"] == "pass"  # the hazardous mid has no candidate here
+
+
 def test_fit_to_gear_cuts_and_edge_pads():
     feeds = {"ids": np.array([[5, 6, 7, 2]]), "other": np.ones(3)}
     assert fit_to_gear(feeds, {"ids": (1, 2)})["ids"].tolist() == [[5, 6]]

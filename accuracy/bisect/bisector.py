@@ -59,7 +59,7 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
     runner = runner or PipelineRunner(spec)
     criteria = Criteria.from_spec(spec.compare)
     store = ArrayStore(budget_bytes)
-    models = runner.models
+    models = runner.candidate_models  # the others have no candidate: they stay on the reference
     try:
         first, second = Recording(store), Recording(store)
         clock = time.perf_counter()
@@ -132,6 +132,7 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
             "reference_backend": spec.reference.name,
             "candidate_backend": spec.candidate.name,
             "models": report_models,
+            "unchanged": [m for m in runner.models if m not in models],
             "all_candidate": summary(everything),
             "noise_floor": {**summary(noise), "calls": call_noise(first, second)},
             "pipeline_runs": 2 + runs.count,

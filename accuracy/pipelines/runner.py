@@ -46,6 +46,13 @@ class PipelineRunner:
             self.entry_name = spec.entry or "?"
             self._entry = load_entry(spec.entry, base=spec.folder, suite_path=spec.path)
 
+    @property
+    def candidate_models(self) -> list[str]:
+        """Models that have a candidate: all of them, unless ``[candidate.models]`` lists some (DESIGN:
+        a model not listed there has no candidate and stays on the reference)."""
+        listed = self.spec.candidate.models
+        return [m for m in self.models if not listed or m in listed]
+
     # -- sessions -------------------------------------------------------------------------------
     def candidate_backend_name(self, model: str) -> str:
         """The candidate backend for ``model``: fp16 emulation steps aside where its converter config
@@ -63,6 +70,8 @@ class PipelineRunner:
         return path
 
     def session(self, model: str, side: str) -> Session:
+        if side == CANDIDATE and model not in self.candidate_models:
+            side = REFERENCE
         key = (model, side)
         if key not in self._sessions:
             if side == REFERENCE:
@@ -80,6 +89,8 @@ class PipelineRunner:
 
     def fresh_session(self, model: str, side: str) -> Session:
         """Drop and reopen a session (random graphs restart their seeded stream)."""
+        if side == CANDIDATE and model not in self.candidate_models:
+            side = REFERENCE
         old = self._sessions.pop((model, side), None)
         if old is not None:
             old.close()

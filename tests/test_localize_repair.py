@@ -92,3 +92,12 @@ def test_a_pipeline_criterion_judges_the_keep_list(hazard_onnx, normalizer_input
                             repair_criterion=pipeline_check)["repair"]
     assert sorted(repair["keep_fp32"]) == sorted([HAZARD_NODE, "norm"]) and repair["passed"]
     assert repair["criterion"].startswith("caller") and repair["trials"] == len(seen)
+
+
+def test_repair_of_a_model_past_protobufs_limit_explains_itself(hazard_onnx, normalizer_inputs, monkeypatch):
+    import accuracy.localize as localize_package
+
+    monkeypatch.setattr(localize_package, "_REPAIR_LIMIT", 1000)  # the hazard chain's 32 KiB of weights
+    result = localize_model(hazard_onnx, normalizer_inputs, suggest_fp32=True)
+    assert result["first_divergent"]["node"] == HAZARD_NODE  # localisation itself streams: unaffected
+    assert result["repair"]["passed"] is False and "under 2 GB" in result["repair"]["note"]

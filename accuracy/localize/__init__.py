@@ -24,6 +24,7 @@ from accuracy.localize.sides import DumpSide, OnnxSide
 from accuracy.localize.stream import DEFAULT_SEGMENT_BYTES, DEFAULT_THRESHOLDS, stream_localize
 
 CANDIDATE_BACKENDS = ("onnxruntime-fp16", "onnxruntime")
+_REPAIR_LIMIT = 2**31 - (64 << 20)  # protobuf's 2 GB, less room for the graph itself
 
 
 def _candidate_side(candidate: str | Path, graph: ModelGraph, name_map: str | Path | None,
@@ -111,6 +112,12 @@ def _repair(graph: ModelGraph, feeds, records, thresholds, keep_fp32, out_dir, c
     diverged = [r for r in records if r["passed"] is False and r["index"] >= 0]  # nodes, not inputs
     ranked = sorted((r for r in diverged if r["status"] == "introduced"), key=severity)
     ranking = list(dict.fromkeys([*keep_fp32, *(r["node"] for r in ranked), *(r["node"] for r in diverged)]))
+    weight_bytes = sum(graph.initializer_bytes(name) for name in graph.initializers)
+    if weight_bytes > _REPAIR_LIMIT:
+        return {"keep_fp32": [], "passed": False, "trials": 0, "outputs": {}, "criterion": "none",
+                "note": f"the repair search rebuilds the whole model in memory and is limited to models under 2 GB "
+                        f"(this one has {weight_bytes / 2**30:.2f} GiB of weights); try the 'introduced' nodes with "
+                        "the onnxruntime-fp16 backend's keep_fp32 option"}
     model = onnx.load(str(graph.path))
     first_try = list(dict.fromkeys([*keep_fp32, *(r["node"] for r in ranked)]))
     found = suggest_fp32(model, feeds, ranking, first_try=first_try, thresholds=thresholds, criterion=criterion)

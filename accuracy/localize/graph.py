@@ -143,7 +143,7 @@ class ModelGraph:
         for node in self.nodes:
             cost = sum(self.nbytes.get(t, fallback) for t in node.outputs if t)
             # the weights a segment carries count too: a segment model must stay under protobuf's 2 GB
-            cost += sum(self._initializer_bytes(t) for t in node.inputs if t in self.initializers)
+            cost += sum(self.initializer_bytes(t) for t in node.inputs if t in self.initializers)
             if chunks[-1] and size + cost > budget_bytes:
                 chunks.append([])
                 size = 0
@@ -156,7 +156,8 @@ class ModelGraph:
         """Where the model's external-data files are found (its own folder)."""
         return self.path.parent
 
-    def _initializer_bytes(self, name: str) -> int:
+    def initializer_bytes(self, name: str) -> int:
+        """Size of an initializer's data, from its dims (the data itself is not loaded)."""
         init = self.initializers[name]
         return int(np.prod(init.dims, dtype=np.int64)) * _ELEM_BYTES.get(init.data_type, 4)
 

@@ -45,6 +45,8 @@ def test_bad_options_name_the_key(hazard_onnx):
         get_backend("onnxruntime", graph_optimization_level="max").load(hazard_onnx)
     with pytest.raises(ConfigError, match="frobnicate"):
         get_backend("onnxruntime", frobnicate=1).load(hazard_onnx)
+    with pytest.raises(ConfigError, match="TensorrtExecutionProvider not available.*CPUExecutionProvider"):
+        get_backend("onnxruntime", providers=["TensorrtExecutionProvider", "CPUExecutionProvider"]).load(hazard_onnx)
     with pytest.raises(ConfigError, match="no_such_attribute"):
         get_backend("onnxruntime", session_options={"no_such_attribute": 1}).load(hazard_onnx)
 

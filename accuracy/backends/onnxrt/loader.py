@@ -142,6 +142,10 @@ def open_session(
     if external_data_folder is not None:
         options.add_session_config_entry("session.model_external_initializers_file_folder_path",
                                          str(external_data_folder))
+    unavailable = [p for p in providers if p not in ort.get_available_providers()]
+    if unavailable:
+        raise ConfigError(f"execution provider(s) {', '.join(unavailable)} not available in this onnxruntime; "
+                          f"available: {', '.join(ort.get_available_providers())}", where="providers")
     shown = Path(model_path if model_path is not None else (model if not isinstance(model, bytes) else "<memory>"))
     source = model if isinstance(model, bytes) else str(model)
     try:

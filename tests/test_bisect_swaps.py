@@ -149,6 +149,14 @@ def test_models_not_listed_in_candidate_models_stay_on_the_reference(tmp_path):
     assert result["verdict"] == "pass"  # the hazardous mid has no candidate here
 
 
+def test_pipeline_code_that_raises_is_one_line_naming_the_file_and_line(tmp_path, capsys):
+    broken = NOISY_ENTRY.replace("    h = h + np.random", "    h = inputs['nope']\n    h = h + np.random")
+    suite = _variant(tmp_path, entry=broken)
+    assert main(["bisect", str(suite), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "raised KeyError: 'nope'" in err and "pipeline.py:5" in err
+
+
 def test_fit_to_gear_cuts_and_edge_pads():
     feeds = {"ids": np.array([[5, 6, 7, 2]]), "other": np.ones(3)}
     assert fit_to_gear(feeds, {"ids": (1, 2)})["ids"].tolist() == [[5, 6]]

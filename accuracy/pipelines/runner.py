@@ -15,7 +15,7 @@ import numpy as np
 
 from accuracy.backends import Session, get_backend
 from accuracy.config.pipeline import PipelineSpec
-from accuracy.errors import BackendError
+from accuracy.errors import AccuracyError, BackendError, InputError
 from accuracy.pipelines.cache import cache_dir
 from accuracy.pipelines.determinism import RandomNode, random_nodes, seeded_copy
 from accuracy.pipelines.entry import check_outputs, load_entry
@@ -116,7 +116,13 @@ class PipelineRunner:
             fresh = fresh_random and model in self.random
             session = self.fresh_session(model, side) if fresh else self.session(model, side)
             proxies[model] = ModelProxy(model, session, reference=self.session(model, REFERENCE), hook=hook)
-        outputs = self._entry(proxies, dict(self.spec.inputs if inputs is None else inputs))
+        try:
+            outputs = self._entry(proxies, dict(self.spec.inputs if inputs is None else inputs))
+        except AccuracyError:
+            raise
+        except Exception as exc:  # the user's pipeline code failed: say where, without a traceback
+            raise InputError(f"the pipeline {self.entry_name!r} raised {type(exc).__name__}: {exc}{_where(exc)}",
+                             path=self.spec.path) from None
         return check_outputs(outputs, entry=self.entry_name)
 
     def record(self, recording: Recording, sides: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
@@ -136,6 +142,16 @@ def recording_hook(recording: Recording) -> CallHook:
         return outputs
 
     return hook
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at file:line)`` of the innermost frame outside this package and the libraries, if any."""
+    import traceback
+
+    ours = str(Path(__file__).resolve().parents[1])
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if "site-packages" not in f.filename and not str(Path(f.filename).resolve()).startswith(ours)]
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def _check_output_count(model: str, reference: Session, candidate: Session) -> None:

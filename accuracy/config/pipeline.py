@@ -117,7 +117,9 @@ def _model_files(table: TableReader, base: Path) -> dict[str, Path]:
 
 
 def _backend(table: TableReader, base: Path, *, allow_models: bool) -> BackendSpec:
-    name = table.string("backend")
+    from accuracy.backends import names
+
+    name = table.string("backend", choices=names())
     models: dict[str, Path] = {}
     if allow_models and "models" in table.data:
         models = _model_files(table.table("models"), base)

@@ -57,12 +57,19 @@ def run(args: argparse.Namespace) -> int:
         args.model, feeds, args.candidate, name_map=args.name_map,
         thresholds=TensorThresholds(cosine_min=args.cosine_min, max_abs=args.max_abs),
         suggest_fp32=args.suggest_fp32, out_dir=args.out, keep_fp32=keep, segment_bytes=args.segment_mb << 20,
+        progress=_progress,
     )
     _print(result)
     emit_json(args, result)
     if args.out:
         write_json_atomic(Path(args.out) / "localize.json", result)
     return exit_code_for(result["verdict"])
+
+
+def _progress(done: int, total: int) -> None:
+    """Progress on stderr for models streamed in many segments (stdout stays the report)."""
+    if total >= 8 and (done == total or done % max(1, total // 10) == 0):
+        warn(f"[localize] segment {done}/{total}")
 
 
 def _print(result: dict) -> None:

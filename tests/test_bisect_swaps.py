@@ -157,6 +157,35 @@ def test_pipeline_code_that_raises_is_one_line_naming_the_file_and_line(tmp_path
     assert len(err.splitlines()) == 1 and "raised KeyError: 'nope'" in err and "pipeline.py:5" in err
 
 
+def _scale_model(path: Path, factor: float) -> str:
+    scale = numpy_helper.from_array(np.array(factor, np.float32), "k")
+    onnx.save(_graph([helper.make_node("Mul", ["h", "k"], ["out"])],
+                     [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", WIDTH])], [scale]), str(path))
+    return path.name
+
+
+def test_no_single_swap_fails_but_a_pair_does(tmp_path):
+    """a and b each move the output by 1 % (rel_l2), within the suite's 1.5 %; together by 2 %."""
+    (tmp_path / "inputs").mkdir()
+    np.save(tmp_path / "inputs" / "x.npy", np.linspace(-1, 1, 2 * WIDTH, dtype=np.float32).reshape(2, WIDTH))
+    for name, factor in (("a", 1.0), ("b", 1.0), ("c", 1.0), ("a_cand", 1.02), ("b_cand", 1.02)):
+        _scale_model(tmp_path / f"{name}.onnx", factor)
+    (tmp_path / "pipeline.py").write_text(
+        "def run(models, inputs):\n"
+        "    x = models['c'](h=inputs['x'])[0]\n"
+        "    return {'y': models['a'](h=x)[0] + models['b'](h=x)[0]}\n")
+    (tmp_path / "suite.toml").write_text(
+        '[pipeline]\nentry = "pipeline.py:run"\n[pipeline.models]\na = "a.onnx"\nb = "b.onnx"\nc = "c.onnx"\n'
+        '[pipeline.inputs]\nx = "inputs/x.npy"\n[reference]\nbackend = "onnxruntime"\n'
+        '[candidate]\nbackend = "onnxruntime"\n[candidate.models]\na = "a_cand.onnx"\nb = "b_cand.onnx"\n'
+        'c = "c.onnx"\n[compare]\nrel_l2_max = 0.015\n')
+    result = bisect(tmp_path / "suite.toml")
+    assert result["verdict"] == "fail" and result["culprits"] == []
+    assert result["smallest_failing"] == ["a", "b"]
+    assert all(result["models"][m]["swap_in"]["passed"] for m in "abc")
+    assert not result["models"]["c"]["leave_out"]["passed"]  # a and b both still on the candidate
+
+
 def test_fit_to_gear_cuts_and_edge_pads():
     feeds = {"ids": np.array([[5, 6, 7, 2]]), "other": np.ones(3)}
     assert fit_to_gear(feeds, {"ids": (1, 2)})["ids"].tolist() == [[5, 6]]

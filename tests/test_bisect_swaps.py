@@ -246,3 +246,27 @@ def test_seeded_private_copy_is_reproducible_across_processes(tmp_path):
     seeded = seeded_copy(original, tmp_path / "private")
     assert random_nodes(seeded)[0].seeded and not random_nodes(original)[0].seeded
     assert _in_new_process(seeded) == _in_new_process(seeded)
+
+
+def test_seeded_copy_of_a_model_with_external_data(tmp_path):
+    from accuracy.pipelines.determinism import seeded_copy
+
+    weight = numpy_helper.from_array(np.ones((64, 64), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["m"]),
+                               helper.make_node("RandomNormalLike", ["m"], ["noise"]),
+                               helper.make_node("Add", ["m", "noise"], ["y"])], "ext",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [weight])
+    source = tmp_path / "src" / "model.onnx"
+    source.parent.mkdir()
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(source),
+              save_as_external_data=True, location="weights.bin", size_threshold=0)
+    copy = seeded_copy(source, tmp_path / "private")
+    assert (tmp_path / "private" / f"{copy.name}.data").exists()
+    assert _in_new_process_named(copy, 64) == _in_new_process_named(copy, 64)
+
+
+def _in_new_process_named(model: Path, width: int) -> float:
+    script = RANDOM_SCRIPT.replace("(1, 8)", f"(1, {width})")
+    out = subprocess.run([sys.executable, "-c", script, str(model)], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())

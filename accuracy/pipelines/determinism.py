@@ -52,6 +52,8 @@ def seeded_copy(model_path: Path, folder: Path, *, seed: float = PRIVATE_SEED) -
     target = folder / f"{model_path.stem}-seeded-{digest}.onnx"
     if target.exists():
         return target
+    external = any(init.data_location == onnx.TensorProto.EXTERNAL
+                   for init in onnx.load(str(model_path), load_external_data=False).graph.initializer)
     model = onnx.load(str(model_path))
     for index, node in enumerate(_all_nodes(model.graph)):
         if node.op_type in RANDOM_OPS:
@@ -60,7 +62,11 @@ def seeded_copy(model_path: Path, folder: Path, *, seed: float = PRIVATE_SEED) -
             node.attribute.extend(kept + [onnx.helper.make_attribute("seed", float(seed + index))])
     folder.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".tmp")
-    onnx.save(model, str(temporary))
+    if external:  # weights over 2 GB stay outside the protobuf, beside the private copy
+        onnx.save(model, str(temporary), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=f"{target.name}.data")
+    else:
+        onnx.save(model, str(temporary))
     temporary.replace(target)
     return target
 

@@ -53,6 +53,7 @@ def test_compare_defaults_to_cosine_only_when_no_bound_is_named(tmp_path):
     (('x = "inputs/x.npy"', 'x = "inputs/missing.npy"'), "pipeline.inputs.x", "file not found"),
     (('backend = "onnxruntime-fp16"', 'backend = "tensorrt"'), "candidate.backend", "must be one of"),
     (('[compare]', '[converter]\nnope = "a.ini"\n[compare]'), "converter.nope", "no model called"),
+    (('[compare]', '[compre]'), "compre", "unknown section [compre]"),
 ])
 def test_mistakes_name_file_and_key(tmp_path, change, where, words):
     with pytest.raises(ConfigError) as caught:

@@ -28,6 +28,7 @@ from accuracy.config.suite import Suite, TableReader
 from accuracy.errors import ConfigError
 
 DIFFUSERS_MODELS = ("text_encoder", "unet", "vae_encoder", "vae_decoder", "safety_checker")
+SECTIONS = ("suite", "pipeline", "reference", "candidate", "compare", "converter")
 COMPARE_KEYS = ("cosine_min", "max_abs", "rel_l2_max", "max_rel", "ssim_min", "psnr_min", "data_range", "outputs")
 
 
@@ -106,7 +107,10 @@ def load_pipeline_spec(suite: Suite) -> PipelineSpec:
                               path=suite.path, where=f"candidate.models.{name}")
     compare = _compare(suite.table("compare", required=False))
     converter = _converter(suite.table("converter", required=False), base, models)
-    suite.table("suite", required=False)
+    for section in suite.data:
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section [{section}] in a pipeline suite; expected: "
+                              f"{', '.join(f'[{name}]' for name in SECTIONS)}", path=suite.path, where=section)
     return PipelineSpec(name=suite.name, path=suite.path, entry=entry, diffusers=diffusers, models=models,
                         inputs=inputs, reference=reference, candidate=candidate, compare=compare,
                         converter=converter)

@@ -79,10 +79,11 @@ def read_predictions(folder: Path, dataset: str) -> tuple[dict[str, object], boo
     if checkpoint.exists():
         entries: dict[str, object] = {}
         for number, line in enumerate(checkpoint.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
+            if line.strip():  # {"idx": 3, "origin_prompt": ..., "prediction": ...}
                 try:
-                    entries.update({str(k): v for k, v in json.loads(line).items()})
-                except (ValueError, AttributeError):
+                    item = json.loads(line)
+                    entries[str(item.pop("idx"))] = item
+                except (ValueError, AttributeError, KeyError):
                     raise InputError("malformed checkpoint line", path=checkpoint, where=f"line {number}") from None
         return entries, False
     return {}, False

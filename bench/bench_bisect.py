@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 
 def main() -> int:
@@ -66,6 +65,7 @@ def main() -> int:
         runner = PipelineRunner(spec)
         wall, cpu = time.perf_counter(), time.process_time()
         result = bisect_pipeline(spec, runner=runner)
+        runner.close()
         return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
                 "isolated": result["timings"]["isolated"], "load": result["timings"]["candidate_load"], "converted": conversions[0], "result": result}
 

@@ -10,11 +10,12 @@ phase's candidate outputs feed a ``CallCache`` that later runs replay from.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from accuracy.bisect.strategy import Combination, SwapSearch
-from accuracy.bisect.swaps import (beyond_noise, cached_run, call_noise, fill_cache, isolated, summary)
+from accuracy.bisect.swaps import beyond_noise, cached_run, call_noise, fill_cache, isolated, summary
 from accuracy.compare.criteria import Criteria, Judgement, judge_outputs
 from accuracy.config.pipeline import PipelineSpec
 from accuracy.pipelines.recording import DEFAULT_BUDGET, ArrayStore, CallCache, Recording
@@ -56,6 +57,7 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
+    owned = runner is None  # a runner passed in stays open for the caller
     runner = runner or PipelineRunner(spec)
     criteria = Criteria.from_spec(spec.compare)
     store = ArrayStore(budget_bytes)
@@ -86,9 +88,7 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
                      f"{len(first.of(model))} recorded calls")
             report_models[model] = {"isolated": isolated(runner, first, model, criteria=criteria, cache=cache)}
             if model in runner.random:
-                report_models[model]["random_ops"] = [
-                    {"node": n.name, "op_type": n.op_type, "seed_in_file": n.seeded, "seeded_here": True}
-                    for n in runner.random[model]]
+                report_models[model]["random_ops"] = _random_ops(runner, model)
         timings["isolated"] = time.perf_counter() - clock
 
         runs = _Runs(runner, cache, reference, criteria)
@@ -100,27 +100,14 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
             report_models[model]["swap_in"] = summary(runs.judge((model,)))
         single_culprits = [m for m in models if beyond_noise(runs.judge((m,)), noise)]
         for position, model in enumerate(models, 1):
-            others = tuple(m for m in models if m != model)
-            if not others:
-                report_models[model]["leave_out"] = summary(judge_outputs(reference, reference, criteria=criteria))
-            elif single_culprits and model not in single_culprits and not full:
-                report_models[model]["leave_out"] = {
-                    "verdict": "skipped", "passed": None,
-                    "reason": f"{', '.join(single_culprits)} stays on the candidate and fails alone (--full runs it)"}
-            else:
-                progress(f"leave out {position}/{len(models)}: all but {model} on the candidate")
-                report_models[model]["leave_out"] = summary(runs.judge(others))
-
-        def passes(combo: Combination) -> bool:
-            judgement = runs.judge(combo)
-            return not beyond_noise(judgement, noise)
-
+            report_models[model]["leave_out"] = _leave_out(runs, model, single_culprits, full=full, progress=progress,
+                                                           label=f"{position}/{len(models)}")
         search = SwapSearch(models, all_fails=not everything.passed)
         while not search.stop():
             combo = search.current
             if len(combo) > 1 and tuple(combo) not in runs.judged:
                 progress(f"combination: {', '.join(combo)} on the candidate")
-            search.step(passes(combo))
+            search.step(not beyond_noise(runs.judge(combo), noise))
         timings["swaps"] = time.perf_counter() - clock
         timings["total"] = time.perf_counter() - started
         smallest = search.smallest_failing if not everything.passed else None
@@ -141,4 +128,24 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
         }
     finally:
         store.close()
-        runner.close()
+        if owned:
+            runner.close()
+
+
+def _leave_out(runs: _Runs, model: str, culprits: list[str], *, full: bool, progress: Progress,
+               label: str) -> dict[str, Any]:
+    """All models but ``model`` on the candidate -- skipped when a culprit that fails alone would stay."""
+    models = runs.runner.candidate_models
+    others = tuple(m for m in models if m != model)
+    if not others:  # a one-model pipeline: leaving it out is the reference itself
+        return summary(judge_outputs(runs.reference, runs.reference, criteria=runs.criteria))
+    if culprits and model not in culprits and not full:
+        return {"verdict": "skipped", "passed": None,
+                "reason": f"{', '.join(culprits)} stays on the candidate and fails alone (--full runs it)"}
+    progress(f"leave out {label}: all but {model} on the candidate")
+    return summary(runs.judge(others))
+
+
+def _random_ops(runner: PipelineRunner, model: str) -> list[dict[str, Any]]:
+    return [{"node": n.name, "op_type": n.op_type, "seed_in_file": n.seeded, "seeded_here": True}
+            for n in runner.random[model]]

@@ -11,9 +11,9 @@ so it is tested with a fake one. Its order is the guide's method:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Callable, Sequence
 
 Combination = tuple[str, ...]
 

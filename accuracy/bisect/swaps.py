@@ -10,12 +10,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
-from accuracy.compare.criteria import Criteria, Judgement, judge_outputs
+from accuracy.compare.criteria import Criteria, Judgement
 from accuracy.compare.tensors import TensorThresholds, compare_tensors
 from accuracy.config.converter import ConverterConfig, Shape
 from accuracy.errors import BackendError

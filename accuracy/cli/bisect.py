@@ -7,7 +7,8 @@ goes to stderr, a table for people to stdout.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from accuracy.cli.common import emit_json, exit_code_for, say, warn
 from accuracy.errors import ConfigError, UsageError

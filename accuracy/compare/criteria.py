@@ -8,8 +8,9 @@ Tensor bounds (``cosine_min``, ``max_abs``, ``rel_l2_max``, ``max_rel``) go thro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class Criteria:
     outputs: tuple[str, ...] = ()
 
     @classmethod
-    def from_spec(cls, spec: Any) -> "Criteria":
+    def from_spec(cls, spec: Any) -> Criteria:
         """From a ``CompareSpec`` (or anything with the same attributes)."""
         return cls(**{name: getattr(spec, name) for name in cls.__dataclass_fields__})
 

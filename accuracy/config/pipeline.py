@@ -185,5 +185,5 @@ def _load_input(table: TableReader, name: str, path: Path) -> Any:
 
         with Image.open(path) as image:
             return image.convert("RGB")
-    except Exception as exc:  # numpy/PIL raise many types for unreadable files
+    except Exception as exc:  # noqa: BLE001 -- numpy/PIL raise many types for unreadable files
         raise table.error(name, f"cannot read {path}: {exc}") from None

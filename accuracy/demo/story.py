@@ -7,8 +7,9 @@ when available), and the guide's fix (that one model in fp32).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from accuracy.demo import tiny_sd
 
@@ -87,8 +88,9 @@ def run_demo(*, progress: Say, rebuild: bool = False, localize: bool = True,
 def _localize(folder: Path, model: str, progress: Say) -> dict[str, Any] | None:
     """Where inside the culprit the error enters (``accuracy.localize``), on the demo prompt's tokens."""
     try:
-        from accuracy.localize import localize_model
         from transformers import CLIPTokenizer
+
+        from accuracy.localize import localize_model
     except ImportError:
         return None
     if model != "text_encoder":
@@ -99,64 +101,80 @@ def _localize(folder: Path, model: str, progress: Say) -> dict[str, Any] | None:
                     truncation=True, return_tensors="np").input_ids.astype("int32")
     try:
         return localize_model(folder / model / "model.onnx", {"input_ids": ids}, "onnxruntime-fp16")
-    except Exception as exc:  # the story stands without it; say why it is missing
+    except Exception as exc:  # noqa: BLE001 -- the story stands without it; say why it is missing
         progress(f"localize skipped: {exc}")
         return None
 
 
 def tell_story(result: Mapping[str, Any], *, why: Mapping[str, Any] | None = None, folder: Path | None = None) -> str:
     """The demo's text for people: which model, how far, why, and what fixes it."""
-    models = result["models"]
+    lines = _setting(result)
+    culprits = result["culprits"]
+    lines += _which_and_how_far(result, culprits[0]) if culprits else [
+        "2. No single model fails on its own"
+        + (f"; smallest failing combination: {', '.join(result['smallest_failing'])}."
+           if result.get("smallest_failing") else ".")]
+    if "text_encoder" in culprits:
+        lines += _why() + _localize_lines(why) + _fix(culprits[0])
+    return "\n".join(lines)
+
+
+def _setting(result: Mapping[str, Any]) -> list[str]:
     everything = result["all_candidate"]["metrics"]
-    lines = [
+    noise = result["noise_floor"]["metrics"]
+    return [
         "The guide's method on a tiny Stable Diffusion v1.5-architecture img2img pipeline",
         "(text_encoder, unet, vae_encoder, vae_decoder; ONNX, built offline with seeded weights).",
-        f"Reference: {result['reference_backend']} (fp32).  Candidate: {result['candidate_backend']} "
-        "(a converter's default fp16 precision, emulated on the CPU).",
+        (f"Reference: {result['reference_backend']} (fp32).  Candidate: {result['candidate_backend']} "
+         "(a converter's default fp16 precision, emulated on the CPU)."),
         "",
-        f"1. All models in fp16: the image check says {result['all_candidate']['verdict'].upper()} "
-        f"(PSNR {_f(everything.get('psnr'))} dB, SSIM {_f(everything.get('ssim'), 4)}; the suite needs >= 40 dB, >= 0.995).",
-        f"   Reference against itself: PSNR {_f(result['noise_floor']['metrics'].get('psnr'))} dB -- "
-        "no noise to blame (vae_encoder's RandomNormalLike runs from a seeded private copy).",
+        (f"1. All models in fp16: the image check says {result['all_candidate']['verdict'].upper()} "
+         f"(PSNR {_f(everything.get('psnr'))} dB, SSIM {_f(everything.get('ssim'), 4)}; "
+         "the suite needs >= 40 dB, >= 0.995)."),
+        (f"   Reference against itself: PSNR {_f(noise.get('psnr'))} dB -- no noise to blame "
+         "(vae_encoder's RandomNormalLike runs from a seeded private copy)."),
     ]
-    culprits = result["culprits"]
-    if culprits:
-        name = culprits[0]
-        view = models[name]
-        others = [m for m in models if m != name]
-        lines += [
-            f"2. One model at a time in fp16 (the rest fp32): only {name} fails "
-            f"(PSNR {_f(view['swap_in']['metrics'].get('psnr'))} dB); "
-            + ", ".join(f"{m} {_f(models[m]['swap_in']['metrics'].get('psnr'))} dB" for m in others) + ".",
-            f"   CULPRIT: {name}.  Its own output, fed the recorded fp32 inputs, has cosine "
-            f"{_f(view['isolated']['cosine'], 4)} against fp32 (the others: "
-            + ", ".join(f"{_f(models[m]['isolated']['cosine'], 6)}" for m in others) + ").",
-            f"   Everything in fp16 except {name}: PSNR {_f(view['leave_out']['metrics'].get('psnr'))} dB, "
-            f"{view['leave_out']['verdict']}.",
-        ]
-        for gear in view["isolated"].get("gears", []):
-            lines.append(f"   gear {gear['gear']} (configs/text_encoder.ini): {gear['verdict']}, cosine {_f(gear['cosine'], 4)}")
-    else:
-        lines.append("2. No single model fails on its own"
-                     + (f"; smallest failing combination: {', '.join(result['smallest_failing'])}."
-                        if result.get("smallest_failing") else "."))
-    lines += [
+
+
+def _which_and_how_far(result: Mapping[str, Any], name: str) -> list[str]:
+    models = result["models"]
+    view = models[name]
+    others = [m for m in models if m != name]
+    lines = [
+        (f"2. One model at a time in fp16 (the rest fp32): only {name} fails "
+         f"(PSNR {_f(view['swap_in']['metrics'].get('psnr'))} dB); "
+         + ", ".join(f"{m} {_f(models[m]['swap_in']['metrics'].get('psnr'))} dB" for m in others) + "."),
+        (f"   CULPRIT: {name}.  Its own output, fed the recorded fp32 inputs, has cosine "
+         f"{_f(view['isolated']['cosine'], 4)} against fp32 (the others: "
+         + ", ".join(_f(models[m]["isolated"]["cosine"], 6) for m in others) + ")."),
+        (f"   Everything in fp16 except {name}: PSNR {_f(view['leave_out']['metrics'].get('psnr'))} dB, "
+         f"{view['leave_out']['verdict']}."),
+    ]
+    for gear in view["isolated"].get("gears", []):
+        lines.append(f"   gear {gear['gear']} (its converter config): {gear['verdict']}, cosine {_f(gear['cosine'], 4)}")
+    return lines
+
+
+def _why() -> list[str]:
+    value = tiny_sd.OUTLIER_VALUE
+    return [
         "",
         "3. Why: this demo pipeline was built with ONE PLANTED large-activation channel in the text encoder's",
-        f"   MLP (layer {tiny_sd.OUTLIER_LAYER}, unit {tiny_sd.OUTLIER_UNIT} writes ~{tiny_sd.OUTLIER_VALUE:.0f} "
-        f"into residual channel {tiny_sd.OUTLIER_CHANNEL}), as outlier channels do in real CLIP and LLMs.",
-        "   fp32 carries it; in fp16 the next LayerNorm squares it (600^2 = 360000 > 65504, fp16's maximum),",
+        (f"   MLP (layer {tiny_sd.OUTLIER_LAYER}, unit {tiny_sd.OUTLIER_UNIT} writes ~{value:.0f} "
+         f"into residual channel {tiny_sd.OUTLIER_CHANNEL}), as outlier channels do in real CLIP and LLMs."),
+        (f"   fp32 carries it; in fp16 the next LayerNorm squares it ({value:.0f}^2 = {value * value:.0f} > 65504, "
+         "fp16's maximum),"),
         "   the variance overflows to inf and the normalised hidden states collapse.",
     ]
-    lines += _localize_lines(why)
-    if culprits:
-        lines += [
-            "4. Fix (the guide's): convert only this model with precision_mode=enforce_fp32 "
-            "([ascend_context] in its converter .ini);",
-            f"   the 'everything in fp16 except {culprits[0]}' run above is that configuration. "
-            "fp32 everywhere costs speed, so keep it where the error enters.",
-        ]
-    return "\n".join(lines)
+
+
+def _fix(name: str) -> list[str]:
+    return [
+        ("4. Fix (the guide's): convert only this model with precision_mode=enforce_fp32 "
+         "([ascend_context] in its converter .ini);"),
+        (f"   the 'everything in fp16 except {name}' run above is that configuration. "
+         "fp32 everywhere costs speed, so keep it where the error enters."),
+    ]
 
 
 def _localize_lines(why: Mapping[str, Any] | None) -> list[str]:

@@ -22,9 +22,9 @@ import contextlib
 import io
 import json
 import os
-import warnings
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +55,8 @@ def build_tiny_sd(*, outlier: bool = True, force: bool = False, progress=None, r
     if (target / "model_index.json").exists() and not force:
         return target
     try:
-        import torch  # noqa: F401
         import diffusers  # noqa: F401
+        import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError(exc.name or "diffusers", "diffusers", "building the tiny Stable Diffusion pipeline") from None
@@ -132,8 +132,6 @@ def _wrap(owner, function):
 
 
 def _export(module, args, path: Path, input_names, output_names, dynamic_axes) -> None:
-    import torch
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -171,9 +169,8 @@ def _text_encoder(*, outlier: bool):
 
 
 def _unet():
-    from diffusers import UNet2DConditionModel
-
     import torch
+    from diffusers import UNet2DConditionModel
 
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -65,12 +66,12 @@ def diffusers_entry(folder: Path) -> Callable[[Mapping[str, Any], Mapping[str, A
         if "prompt" not in inputs:
             raise InputError("a diffusers pipeline needs a 'prompt' input")
         safety = models.get("safety_checker") if feature_extractor is not None else None
-        components = dict(
-            vae_encoder=models.get("vae_encoder"), vae_decoder=models["vae_decoder"],
-            text_encoder=models["text_encoder"], tokenizer=tokenizer, unet=models["unet"],
-            scheduler=scheduler_class.from_config(scheduler_config), safety_checker=safety,
-            feature_extractor=feature_extractor, requires_safety_checker=False,
-        )
+        components = {
+            "vae_encoder": models.get("vae_encoder"), "vae_decoder": models["vae_decoder"],
+            "text_encoder": models["text_encoder"], "tokenizer": tokenizer, "unet": models["unet"],
+            "scheduler": scheduler_class.from_config(scheduler_config), "safety_checker": safety,
+            "feature_extractor": feature_extractor, "requires_safety_checker": False,
+        }
         if pipeline_class.__name__ == TEXT2IMG:
             components.pop("vae_encoder")
         pipe = pipeline_class(**components)

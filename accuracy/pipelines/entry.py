@@ -11,8 +11,9 @@ import importlib
 import importlib.util
 import sys
 import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ def load_entry(spec: str, *, base: Path, suite_path: Path | None = None) -> Entr
     else:
         try:
             module = importlib.import_module(target)
-        except Exception as exc:  # the user's module may raise anything at import time
+        except Exception as exc:  # noqa: BLE001 -- the user's module may raise anything at import time
             raise ConfigError(f"cannot import {target!r}: {type(exc).__name__}: {exc}", path=suite_path,
                               where=WHERE) from None
     function = getattr(module, attr, None)
@@ -55,7 +56,7 @@ def _import_file(path: Path, suite_path: Path | None):
     sys.path.insert(0, str(path.parent))  # the entry may import its neighbours
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- the user's code may raise anything
         where = _user_frame(exc, path)
         raise ConfigError(f"importing {path.name} failed{where}: {type(exc).__name__}: {exc}",
                           path=suite_path, where=WHERE) from None
@@ -78,6 +79,6 @@ def check_outputs(outputs: Any, *, entry: str) -> dict[str, np.ndarray]:
     for name, value in outputs.items():
         try:
             checked[str(name)] = np.asarray(value)
-        except Exception:
+        except Exception:  # noqa: BLE001 -- the user's code may raise anything
             raise InputError(f"output {name!r} of {entry!r} is not an array") from None
     return checked

@@ -9,8 +9,8 @@ pipeline knowing.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -94,5 +94,5 @@ class ModelProxy:
     # diffusers' pipelines call .to() / read .model_save_dir on their components in places
     model_save_dir = None
 
-    def to(self, *args, **kwargs) -> "ModelProxy":
+    def to(self, *args, **kwargs) -> ModelProxy:
         return self

@@ -8,8 +8,9 @@ a seeded private copy, on a fresh session each run (see ``determinism``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -120,7 +121,7 @@ class PipelineRunner:
             outputs = self._entry(proxies, dict(self.spec.inputs if inputs is None else inputs))
         except AccuracyError:
             raise
-        except Exception as exc:  # the user's pipeline code failed: say where, without a traceback
+        except Exception as exc:  # noqa: BLE001 -- the user's pipeline code failed: say where, without a traceback
             raise InputError(f"the pipeline {self.entry_name!r} raised {type(exc).__name__}: {exc}{_where(exc)}",
                              path=self.spec.path) from None
         return check_outputs(outputs, entry=self.entry_name)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.tiny_lm import Proxy, prompt_of
+from tests.fixtures.llm_servers import Proxy
+from tests.fixtures.tiny_lm import prompt_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.llm]
 

@@ -37,6 +37,8 @@ APIS = ("openai", "vllm")
 RUNNER_TYPES = ("local", "slurm", "dlc")
 CUSTOM_DATA_TYPES = ("mcq", "qa", "circular-mcq")
 INFER_METHODS = ("gen", "ppl")
+LLM_KEYS = ("api", "base_url", "base_urls", "model", "abbr", "key", "key_env", "tokenizer", "python",
+            "work_dir", "generation", "datasets", "runner")
 # Keys of [llm.runner] we pass to OpenCompass's runner / partitioner, with their types.
 RUNNER_KEYS: dict[str, type | tuple[type, ...]] = {
     "type": str,
@@ -117,6 +119,7 @@ class LLMSuite:
 def read_llm_suite(suite: Suite, *, work_dir: str | Path | None = None) -> LLMSuite:
     """Validate the ``[llm]`` section; errors name the suite file and the dotted key."""
     llm = suite.table("llm")
+    llm.reject_unknown(LLM_KEYS)  # first: a typo reads "unknown key", not "missing required key"
     api = llm.string("api", "openai", choices=APIS)
     base_urls = _base_urls(llm)
     model = llm.string("model")
@@ -131,10 +134,6 @@ def read_llm_suite(suite: Suite, *, work_dir: str | Path | None = None) -> LLMSu
     generation = _generation(llm.table("generation"))
     configs, customs = _datasets(llm.table("datasets", required=True), suite)
     runner = _runner(llm.table("runner"))
-    llm.reject_unknown(
-        ["api", "base_url", "base_urls", "model", "abbr", "key", "key_env", "tokenizer", "python",
-         "work_dir", "generation", "datasets", "runner"]
-    )
     return LLMSuite(
         suite=suite, api=api, base_urls=base_urls, model=model, abbr=abbr, key=key,
         tokenizer=tokenizer, python=python,

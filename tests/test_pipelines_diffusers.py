@@ -53,3 +53,26 @@ def test_gate_runner_fails_the_planted_pipeline(tiny_sd):
     result = run_suite(load_suite(write_demo_suite(tiny_sd)))
     assert result.verdict == "fail" and result.checks[0].name == "image"
     assert "psnr" in result.checks[0].message and "accuracy bisect" in result.checks[0].message
+
+
+def test_text_to_image_folder_runs_through_the_text2img_pipeline(tiny_sd, tmp_path):
+    import json
+
+    folder = tmp_path / "txt2img"
+    folder.mkdir()
+    for part in ("text_encoder", "unet", "vae_decoder", "tokenizer", "scheduler"):
+        (folder / part).symlink_to(tiny_sd / part)
+    index = json.loads((tiny_sd / "model_index.json").read_text())
+    index["_class_name"] = "OnnxStableDiffusionPipeline"
+    index.pop("vae_encoder")
+    (folder / "model_index.json").write_text(json.dumps(index))
+    suite = tmp_path / "suite.toml"
+    suite.write_text('[pipeline]\ndiffusers = "txt2img"\n[pipeline.inputs]\nprompt = "a hill"\nheight = 64\n'
+                     'width = 64\nnum_inference_steps = 2\n[reference]\nbackend = "onnxruntime"\n'
+                     '[candidate]\nbackend = "onnxruntime"\n')
+    runner = PipelineRunner(load_pipeline_spec(load_suite(suite)))
+    first, second = runner.run(), runner.run({"unet": CANDIDATE})
+    assert runner.models == ["text_encoder", "unet", "vae_decoder"] and not runner.random
+    assert first["image"].ndim == 4 and first["image"].shape[-1] == 3
+    np.testing.assert_array_equal(first["image"], second["image"])  # same backend, seeded latents
+    runner.close()

@@ -72,8 +72,6 @@ def diffusers_entry(folder: Path) -> Callable[[Mapping[str, Any], Mapping[str, A
             "scheduler": scheduler_class.from_config(scheduler_config), "safety_checker": safety,
             "feature_extractor": feature_extractor, "requires_safety_checker": False,
         }
-        if pipeline_class.__name__ == TEXT2IMG:
-            components.pop("vae_encoder")
         pipe = pipeline_class(**components)
         pipe.set_progress_bar_config(disable=True)
         kwargs = {key: value for key, value in inputs.items() if key in _CALL_KEYS}

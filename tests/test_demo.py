@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+pytest.importorskip("diffusers", reason="the tiny SD pipeline needs the diffusers extra")
+
 from accuracy.bisect.bisector import bisect_pipeline
 from accuracy.config import load_suite
 from accuracy.config.pipeline import load_pipeline_spec

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest.importorskip("diffusers", reason="the tiny SD pipeline needs the diffusers extra")
+
 from accuracy.config import load_suite
 from accuracy.config.pipeline import load_pipeline_spec
 from accuracy.demo.story import write_demo_suite

@@ -83,7 +83,7 @@ def test_vllm_generate_slurm_and_split_pass_through(tmp_path, load_config):
 
 
 def test_dataset_config_names_load_every_dataset_list(tmp_path, load_config):
-    llm = make_suite(tmp_path, 'base_url = "http://127.0.0.1:1/v1"\nmodel = "m"\n[llm.datasets]\nconfigs = ["gsm8k_gen"]\n')
+    llm = make_suite(tmp_path, 'base_url = "http://127.0.0.1:1/v1"\nmodel = "m"\ntokenizer = "."\n[llm.datasets]\nconfigs = ["gsm8k_gen"]\n')
     files = find_dataset_configs(opencompass_root(sys.executable), ["gsm8k_gen"])
     config = load_config(llm, files)
     assert [d["abbr"] for d in config["datasets"]] == ["gsm8k"]

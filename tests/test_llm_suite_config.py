@@ -23,7 +23,7 @@ def write_suite(folder: Path, llm: str, *, rows: list[dict] | None = None) -> Pa
     return path
 
 
-BASE = 'base_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n[llm.datasets]\ncustom = ["data/add.jsonl"]\n'
+BASE = 'base_url = "http://127.0.0.1:9/v1"\nmodel = "m"\ntokenizer = "."\n[llm.datasets]\ncustom = ["data/add.jsonl"]\n'
 
 
 def test_a_minimal_suite_gets_real_defaults(tmp_path):
@@ -75,6 +75,14 @@ def test_bad_suites_name_the_file_and_key(tmp_path, llm, where, words):
         read_llm_suite(load_suite(suite))
     message = str(caught.value)
     assert message.startswith(str(suite.resolve())) and f"[{where}]" in message and words in message
+
+
+def test_an_openai_endpoint_needs_a_local_tokenizer(tmp_path):
+    suite = write_suite(tmp_path, BASE.replace('tokenizer = "."\n', ""))
+    with pytest.raises(ConfigError, match=r"\[llm.tokenizer\]: give the local tokenizer folder"):
+        read_llm_suite(load_suite(suite))
+    served_from_a_folder = write_suite(tmp_path, BASE.replace('tokenizer = "."\n', "").replace('"m"', f'"{tmp_path}"'))
+    assert read_llm_suite(load_suite(served_from_a_folder)).tokenizer == tmp_path.resolve()
 
 
 def test_a_custom_dataset_missing_a_column_names_the_line(tmp_path):

@@ -128,6 +128,12 @@ def read_llm_suite(suite: Suite, *, work_dir: str | Path | None = None) -> LLMSu
         raise llm.error("abbr", "must be a non-empty name without '/'")
     key = _key(llm)
     tokenizer = llm.path_to("tokenizer", suite.folder, None)
+    if api == "openai" and tokenizer is None:
+        # OpenCompass counts prompt tokens with it; without a local folder it would try the hub.
+        if not Path(model).expanduser().is_dir():
+            raise llm.error("tokenizer", "give the local tokenizer folder of the served model "
+                                         "(OpenCompass counts tokens with it; nothing is fetched)")
+        tokenizer = Path(model).expanduser().resolve()
     python = llm.string("python", sys.executable)
     default_work = suite.folder / ".accuracy-work" / suite.name
     configured_work = llm.path_to("work_dir", suite.folder, str(default_work), must_exist=False)

@@ -1,0 +1,95 @@
+"""The OpenCompass model classes our configs use, against scripted servers on 127.0.0.1:
+vLLM's /generate API, retries with backoff, and failed requests recorded as marked predictions."""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+import pytest
+
+from accuracy.llm.opencompass import predictions
+from tests.fixtures.llm_servers import Stub
+
+pytest.importorskip("opencompass")
+
+
+@pytest.fixture(scope="module")
+def oc_models():
+    return importlib.import_module("accuracy.llm.opencompass.oc_models")
+
+
+@pytest.fixture
+def stub():
+    servers = []
+
+    def make(routes):
+        servers.append(Stub(routes))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    """A local tokenizer (OpenAISDK counts prompt tokens; without one it would try the hub)."""
+    from tests.fixtures.tiny_lm import build_tokenizer
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    build_tokenizer(folder)
+    return str(folder)
+
+
+def completion(text):
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": "tiny",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
+
+
+def test_failed_prefix_is_shared_with_the_reader(oc_models):
+    assert oc_models.FAILED_PREFIX == predictions.FAILED_PREFIX
+    assert predictions.classify(oc_models.failed_prediction("HTTP 500")) == "failed"
+
+
+def test_vllm_generate_strips_the_echoed_prompt_and_retries_5xx(stub, oc_models):
+    echo = lambda body: {"text": [body["prompt"] + " B"]}  # noqa: E731 - vLLM returns prompt + completion
+    server = stub({("POST", "/generate"): [(503, {}), (200, echo)]})
+    model = oc_models.VLLMGenerateAPI(url=f"{server.url}/generate", retry=2, query_per_second=100, temperature=0.0)
+    start = time.monotonic()
+    assert model.generate(["Question: 1+1=?"], max_out_len=4) == [" B"]
+    assert time.monotonic() - start >= 0.3  # one backoff (0.5 s +/- 25 %)
+    (_, _, first), (_, _, second) = server.requests
+    assert first == second == {"prompt": "Question: 1+1=?", "max_tokens": 4, "temperature": 0.0, "n": 1}
+
+
+def test_vllm_generate_marks_a_request_that_keeps_failing(stub, oc_models):
+    server = stub({("POST", "/generate"): [(500, {})]})
+    model = oc_models.VLLMGenerateAPI(url=f"{server.url}/generate", retry=1, query_per_second=100)
+    (answer,) = model.generate(["q"], max_out_len=4)
+    assert predictions.classify(answer) == "failed" and "HTTP 500" in answer
+    assert len(server.requests) == 2  # the first try and one retry
+
+
+def test_vllm_generate_does_not_retry_a_bad_request(stub, oc_models):
+    server = stub({("POST", "/generate"): [(400, {"error": "too long"})]})
+    model = oc_models.VLLMGenerateAPI(url=f"{server.url}/generate", retry=3, query_per_second=100)
+    assert predictions.classify(model.generate(["q"], max_out_len=4)[0]) == "failed"
+    assert len(server.requests) == 1
+
+
+def test_openai_sdk_retries_5xx_then_answers(stub, oc_models, tokenizer_dir):
+    server = stub({("POST", "/v1/chat/completions"): [(500, {}), (502, {}), (200, completion("C"))]})
+    model = oc_models.AccuracyOpenAISDK(path="tiny", openai_api_base=f"{server.url}/v1", key="k", retry=2,
+                                        query_per_second=100, temperature=0.0, tokenizer_path=tokenizer_dir)
+    assert model.generate(["Question: 1+2=?"], max_out_len=4) == ["C"]
+    assert len(server.requests) == 3
+
+
+def test_openai_sdk_marks_a_request_that_keeps_failing(stub, oc_models, tokenizer_dir):
+    server = stub({("POST", "/v1/chat/completions"): [(503, {})]})
+    model = oc_models.AccuracyOpenAISDK(path="tiny", openai_api_base=f"{server.url}/v1", key="k", retry=1,
+                                        query_per_second=100, temperature=0.0, tokenizer_path=tokenizer_dir)
+    (answer,) = model.generate(["q"], max_out_len=4)
+    assert predictions.classify(answer) == "failed"
+    assert len(server.requests) == 2

@@ -186,6 +186,15 @@ def test_no_single_swap_fails_but_a_pair_does(tmp_path):
     assert not result["models"]["c"]["leave_out"]["passed"]  # a and b both still on the candidate
 
 
+def test_a_gear_the_reference_cannot_run_is_skipped_not_blamed(tmp_path):
+    extra = '[converter.mid]\ninput_shape = "h:2,-1"\ndynamic_dims = "16;5"\n'  # width 5 does not fit the weights
+    result = bisect(_variant(tmp_path, extra=extra))
+    gears = result["models"]["mid"]["isolated"]["gears"]
+    assert [g["verdict"] for g in gears] == ["pass", "skipped"]
+    assert "cannot run this gear" in gears[1]["reason"]
+    assert result["models"]["mid"]["isolated"]["verdict"] == "pass" and result["culprits"] == []
+
+
 def test_fit_to_gear_cuts_and_edge_pads():
     feeds = {"ids": np.array([[5, 6, 7, 2]]), "other": np.ones(3)}
     assert fit_to_gear(feeds, {"ids": (1, 2)})["ids"].tolist() == [[5, 6]]

@@ -73,10 +73,11 @@ def isolated(runner: PipelineRunner, recording: Recording, model: str, *, criter
     session = runner.fresh_session(model, CANDIDATE) if random else runner.session(model, CANDIDATE)
     proxy = ModelProxy(model, session, reference=runner.session(model, REFERENCE))
     stats = CallStats()
+    seen: dict[int, list[np.ndarray]] = {}
     for call in recording.of(model):
         feeds = recording.feeds(call)
         expected = recording.outputs(call)
-        obtained = proxy.run(feeds)
+        obtained = seen[call.index] = proxy.run(feeds)
         check_outputs_match(model, expected, obtained, session.model_path)
         stats.calls += 1
         for position, (ref, got) in enumerate(zip(expected, obtained)):
@@ -87,36 +88,46 @@ def isolated(runner: PipelineRunner, recording: Recording, model: str, *, criter
     result = stats.to_dict()
     gears = runner.spec.converter.get(model)
     if gears and gears.gears:
-        result["gears"] = isolated_gears(runner, recording, model, gears, thresholds=thresholds)
-        if any(g["verdict"] != "pass" for g in result["gears"]) and result["verdict"] == "pass":
-            result["verdict"] = next(g["verdict"] for g in result["gears"] if g["verdict"] != "pass")
+        result["gears"] = isolated_gears(runner, recording, model, gears, thresholds=thresholds,
+                                         known=None if random else seen)
+        failed = [g["verdict"] for g in result["gears"] if g["verdict"] in ("fail", "non-finite")]
+        if failed and result["verdict"] == "pass":
+            result["verdict"] = failed[0]
     return result
 
 
 def isolated_gears(runner: PipelineRunner, recording: Recording, model: str, config: ConverterConfig, *,
-                   thresholds: TensorThresholds) -> list[dict[str, Any]]:
+                   thresholds: TensorThresholds, known: Mapping[int, list[np.ndarray]] | None = None,
+                   ) -> list[dict[str, Any]]:
     """The isolated comparison once per gear: each recorded input sliced or edge-padded to the gear's
-    shape, run on the reference and on the candidate (the reference has no recording at that shape)."""
+    shape, run on the reference and on the candidate (the reference has no recording at that shape).
+    A gear that is the recorded shape reuses the recording and ``known`` candidate outputs by call index.
+    A gear the reference model cannot run is reported ``skipped`` with the reason, not blamed."""
     results = []
     reference, candidate = runner.session(model, REFERENCE), runner.session(model, CANDIDATE)
     ref_proxy = ModelProxy(model, reference)
     cand_proxy = ModelProxy(model, candidate, reference=reference)
     for gear in config.gears:
-        stats = CallStats()
+        stats, skipped = CallStats(), None
         for call in recording.of(model):
             feeds = fit_to_gear(recording.feeds(call), gear)
-            try:
-                expected = ref_proxy.run(feeds)
-            except BackendError as exc:
-                stats.failures.append(f"the reference cannot run this gear: {exc.message}")
-                break
-            obtained = cand_proxy.run(feeds)
-            check_outputs_match(model, expected, obtained, candidate.model_path)
+            if known is not None and call.index in known and feeds_digest(feeds) == call.digest:
+                expected, obtained = recording.outputs(call), known[call.index]
+            else:
+                try:
+                    expected = ref_proxy.run(feeds)
+                except BackendError as exc:
+                    skipped = f"the reference model cannot run this gear: {exc.message}"
+                    break
+                obtained = cand_proxy.run(feeds)
+                check_outputs_match(model, expected, obtained, candidate.model_path)
             stats.calls += 1
             for position, (ref, got) in enumerate(zip(expected, obtained)):
                 stats.add(f"call {call.index} output {position}", ref, got, thresholds)
-        results.append({"gear": config.describe_gear(gear), "precision_mode": config.precision_mode,
-                        **stats.to_dict()})
+        record = {"gear": config.describe_gear(gear), "precision_mode": config.precision_mode, **stats.to_dict()}
+        if skipped:
+            record.update(verdict="skipped", reason=skipped)
+        results.append(record)
     return results
 
 

@@ -279,3 +279,8 @@ def _in_new_process_named(model: Path, width: int) -> float:
     script = RANDOM_SCRIPT.replace("(1, 8)", f"(1, {width})")
     out = subprocess.run([sys.executable, "-c", script, str(model)], capture_output=True, text=True, check=True)
     return float(out.stdout.strip())
+
+
+def test_zero_memory_budget_spills_every_call_and_finds_the_same(hazard_chain):
+    result = bisect_pipeline(load_pipeline_spec(load_suite(hazard_chain)), budget_bytes=0)
+    assert result["culprits"] == ["mid"] and result["cache"]["spilled_calls"] > 0

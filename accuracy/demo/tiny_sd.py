@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from accuracy.errors import MissingDependencyError
-from accuracy.pipelines.cache import cache_dir
+from accuracy.cache import cache_dir
 
 BUILDER_VERSION = 1
 SEED = 0

@@ -24,17 +24,12 @@ from pathlib import Path
 from accuracy.backends.base import Session
 from accuracy.backends.onnxrt.loader import OnnxRuntimeBackend, open_session
 from accuracy.backends.onnxrt_fp16.emulate import EMULATION_VERSION, emulate_fp16
+from accuracy.cache import cache_dir
 from accuracy.errors import BackendError, ConfigError
 from accuracy.io import write_bytes_atomic
 
 _SAFE_LEVELS = ("disable", "basic")
 _TWO_GB = 2**31 - 1
-
-
-def cache_dir() -> Path:
-    """The user's cache folder for this tool: ``$ACCURACY_CACHE_DIR`` or ``~/.cache/accuracy``."""
-    root = os.environ.get("ACCURACY_CACHE_DIR")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "accuracy"
 
 
 def _external_files(model_path: Path) -> list[Path]:

@@ -216,6 +216,9 @@ def _run_passed(run: Mapping[str, Any]) -> bool | None:
 def _run_cell(run: Any) -> str:
     if not isinstance(run, Mapping):
         return '<td class="muted">—</td>'
+    if run.get("verdict") == "skipped":
+        reason = _e(run.get("reason", ""))
+        return f'<td class="muted" title="{reason}">skipped<br><small>{reason}</small></td>'
     metrics = run.get("metrics") if isinstance(run.get("metrics"), Mapping) else run
     lines = [f"{_e(m)} {_e(_number(metrics[m], 5))}" for m in _lead_metrics(metrics)]
     if run.get("verdict") not in (None, "pass", "fail"):

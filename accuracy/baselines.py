@@ -10,26 +10,14 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from accuracy.errors import InputError
 from accuracy.io import OverwriteRefused, read_json, write_json_atomic
+from accuracy.provenance import SCORE_TOOLS, tool_versions
 from accuracy.scores.model import SCHEMA_VERSION, ScoreTable
 from accuracy.scores.readers import table_from_dict
-
-_TOOLS = ("accuracy", "opencompass", "onnxruntime", "mindspore", "transformers", "diffusers", "vllm")
-
-
-def tool_versions() -> dict[str, str]:
-    versions = {}
-    for name in _TOOLS:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def provenance_for(table: ScoreTable, *, label: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -39,7 +27,7 @@ def provenance_for(table: ScoreTable, *, label: str | None = None, extra: dict[s
     provenance["label"] = label or provenance.get("label") or f"{platform.node()} ({platform.machine()})"
     provenance["recorded_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     provenance["source"] = table.source
-    provenance.setdefault("tool_versions", tool_versions())
+    provenance.setdefault("tool_versions", tool_versions(SCORE_TOOLS))
     provenance["prompt_versions"] = {s.dataset: s.version for s in table.scores if s.version}
     provenance.setdefault("generation", {})
     if extra:
@@ -108,7 +96,7 @@ def record_baseline(
         source=table.source,
         provenance=provenance_for(table, label=label),
     )
-    write_json_atomic(path, record.to_dict(), overwrite=True if force else False)
+    write_json_atomic(path, record.to_dict(), overwrite=force)
     if old is None:
         return []
     return diff_tables(old, record)

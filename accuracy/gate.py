@@ -7,8 +7,8 @@ Each kind has a module with ``run_suite(suite, *, update_baselines=False) -> Sui
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from accuracy.config import Suite, discover_suites, load_suite
 from accuracy.errors import AccuracyError

@@ -33,11 +33,10 @@ from accuracy.compare.tensors import TensorThresholds, compare_tensors
 from accuracy.errors import InputError
 from accuracy.imageio import encode_png, read_array, read_image, to_pixels, write_png
 from accuracy.io import read_json, write_bytes_atomic, write_json_atomic
+from accuracy.provenance import IMAGE_TOOLS, tool_versions
 from accuracy.results import CheckResult
 
 PROVENANCE_KEYS = ("prompt", "seed", "steps", "strength", "guidance", "size", "scheduler", "backend")
-TOOLS = ("accuracy", "numpy", "pillow", "scikit-image", "onnx", "onnxruntime", "diffusers",
-         "transformers", "torch", "mindspore", "mindspore-lite")
 RECORD_HINT = "record it with `accuracy baseline record SUITE` or `pytest --accuracy-update-baselines`"
 DEFAULT_IMAGE_THRESHOLDS = ImageThresholds()
 DEFAULT_LATENT_THRESHOLDS = TensorThresholds()
@@ -105,20 +104,6 @@ def golden_paths(folder: str | Path, case: str) -> GoldenPaths:
         raise InputError(f"case name {case!r} must be letters, digits, '.', '_' or '-' (it names files)",
                          path=folder)
     return GoldenPaths(Path(folder), case)
-
-
-def tool_versions() -> dict[str, str]:
-    """Installed versions of the tools that shape a golden output (without importing them)."""
-    import platform
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for name in TOOLS:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def _sha256(data: bytes) -> str:
@@ -229,7 +214,7 @@ def record_golden(
         "latents": None if latents is None else paths.latents.name,
         "latents_sha256": None if latents_bytes is None else _sha256(latents_bytes),
         "provenance": {**{key: None for key in PROVENANCE_KEYS}, "size": size, **dict(provenance)},
-        "tool_versions": tool_versions(),
+        "tool_versions": tool_versions(IMAGE_TOOLS),
         "recorded_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     write_bytes_atomic(paths.image, png)

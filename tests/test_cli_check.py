@@ -75,6 +75,7 @@ def test_bad_input_is_one_line_and_exit_2_without_traceback(tmp_path, content):
         [sys.executable, "-m", "accuracy", "check", "--baseline", str(gpu), "--candidate", str(bad)],
         capture_output=True,
         text=True,
+        check=False,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

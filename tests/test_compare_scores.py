@@ -11,7 +11,10 @@ def table(*scores: Score, model: str = "m") -> ScoreTable:
     return ScoreTable(model=model, scores=list(scores), source="mem")
 
 
-def one(baseline: float | None, candidate: float | None, policy: ScorePolicy = ScorePolicy(), **kwargs):
+DEFAULT = ScorePolicy()
+
+
+def one(baseline: float | None, candidate: float | None, policy: ScorePolicy = DEFAULT, **kwargs):
     result = compare_scores(
         table(Score("mmlu", "accuracy", baseline, **kwargs)),
         table(Score("mmlu", "accuracy", candidate, **kwargs)),

@@ -1,7 +1,6 @@
 """``accuracy gate`` on score suites: exit codes, JSON, JUnit, and agreement with ``pytest suites/``."""
 
 import json
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -89,7 +88,7 @@ def test_pytest_and_gate_agree_on_the_same_suites(tmp_path, pytester):
 
 def test_only_the_update_flag_writes_baselines_in_pytest(pytester):
     suites = pytester.path / "suites"
-    suite = make_suite(suites / "a", "s", "45.00")
+    make_suite(suites / "a", "s", "45.00")
     baseline = suites / "a" / "s.json"
     before = baseline.read_bytes()
     pytester.runpytest("suites").assert_outcomes(passed=1, failed=1)

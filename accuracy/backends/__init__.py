@@ -7,7 +7,8 @@ Names: ``onnxruntime``, ``onnxruntime-fp16``, ``recorded``, ``mindspore``, ``min
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from accuracy.backends.base import Backend, Session, TensorSpec
 from accuracy.errors import ConfigError

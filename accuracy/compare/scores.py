@@ -10,8 +10,9 @@ significant.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from accuracy.compare.significance import paired_flips, score_scale, standard_error
 from accuracy.errors import InputError

@@ -6,8 +6,8 @@ Pure functions over per-sample correctness flags (sample id -> correct).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 
 def standard_error(flags: Mapping[str, bool], *, scale: float = 100.0) -> float:

@@ -142,7 +142,7 @@ def compare_tensors(
         cosine = 0.0
     else:
         cosine = float(np.clip(np.dot(a, b) / (norm_a * norm_b), -1.0, 1.0))
-    metrics = dict(cosine=cosine, max_abs=max_abs, mean_abs=mean_abs, rmse=rmse, max_rel=max_rel, rel_l2=rel_l2)
+    metrics = {"cosine": cosine, "max_abs": max_abs, "mean_abs": mean_abs, "rmse": rmse, "max_rel": max_rel, "rel_l2": rel_l2}
     failures = []
     if nonfinite_b > nonfinite_a:
         failures.append(f"{nonfinite_b} non-finite values (expected {nonfinite_a})")

@@ -1,5 +1,5 @@
 """Suite files: TOML parsed and validated with errors that name the file and the key."""
 
-from accuracy.config.suite import Suite, TableReader, load_suite, discover_suites
+from accuracy.config.suite import Suite, TableReader, discover_suites, load_suite
 
-__all__ = ["Suite", "TableReader", "load_suite", "discover_suites"]
+__all__ = ["Suite", "TableReader", "discover_suites", "load_suite"]

@@ -8,9 +8,10 @@ baseline). Each kind's own module reads its sections with a ``TableReader``.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,7 +42,7 @@ class Suite:
         candidate = Path(relative).expanduser()
         return candidate if candidate.is_absolute() else (self.folder / candidate)
 
-    def table(self, key: str, *, required: bool = True) -> "TableReader":
+    def table(self, key: str, *, required: bool = True) -> TableReader:
         value = self.data.get(key, _MISSING)
         if value is _MISSING:
             if required:
@@ -92,7 +93,7 @@ class TableReader:
             raise self.error(name, f"must be one of {', '.join(sorted(choices))}, got {value!r}")
         return value
 
-    def table(self, name: str, *, required: bool = False) -> "TableReader":
+    def table(self, name: str, *, required: bool = False) -> TableReader:
         value = self.get(name, dict, _MISSING if required else {})
         return TableReader(self.path, self.key(name), value)
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from accuracy.backends import Session, get_backend
+from accuracy.cache import cache_dir
 from accuracy.config.pipeline import PipelineSpec
 from accuracy.errors import AccuracyError, BackendError, InputError
-from accuracy.cache import cache_dir
 from accuracy.pipelines.determinism import RandomNode, random_nodes, seeded_copy
 from accuracy.pipelines.entry import check_outputs, load_entry
 from accuracy.pipelines.proxy import CallHook, ModelProxy

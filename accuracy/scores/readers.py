@@ -122,7 +122,7 @@ def newest_run(work_dir: Path) -> Path:
 def read_workdir(work_dir: str | Path, *, model: str | None = None) -> ScoreTable:
     """Read the newest summary of an OpenCompass work dir, with per-sample flags where dumped."""
     run_dir = newest_run(Path(work_dir))
-    csv_path = sorted((run_dir / "summary").glob("summary_*.csv"))[-1]
+    csv_path = max((run_dir / "summary").glob("summary_*.csv"))
     table = read_summary_csv(csv_path, model=model)
     results_dir = run_dir / "results" / table.model
     for score in table.scores:

@@ -10,9 +10,9 @@ per dataset (``Score.invalid``) so the score layer fails them instead of scoring
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from accuracy.config.suite import Suite
 from accuracy.errors import ConfigError
@@ -20,7 +20,13 @@ from accuracy.io import write_json_atomic
 from accuracy.llm.endpoint import check_endpoint
 from accuracy.llm.opencompass.config import write_config
 from accuracy.llm.opencompass.predictions import PredictionReport, check_predictions
-from accuracy.llm.opencompass.runner import RunOutcome, find_dataset_configs, opencompass_root, run_opencompass
+from accuracy.llm.opencompass.sandboxed import rescore_deferred
+from accuracy.llm.opencompass.runner import (
+    RunOutcome,
+    find_dataset_configs,
+    opencompass_root,
+    run_opencompass,
+)
 from accuracy.llm.suite_config import LLMSuite, read_llm_suite
 from accuracy.results import SuiteResult
 from accuracy.scores.model import ScoreTable
@@ -94,8 +100,10 @@ def dataset_totals(llm: LLMSuite) -> dict[str, int | None]:
 
 
 def score_run(llm: LLMSuite, outcome: RunOutcome) -> tuple[ScoreTable, list[PredictionReport]]:
-    """Read the run's summary and per-sample flags, and mark failed/empty predictions invalid."""
+    """Read the run's summary and per-sample flags, score HumanEval predictions in the sandbox, and
+    mark failed/empty predictions invalid."""
     table = read_scores(outcome.run_dir, model=llm.abbr)
+    sandboxed = rescore_deferred(table, outcome.run_dir, llm.abbr)  # HumanEval: code runs in our sandbox
     reports = []
     for dataset in sorted({score.dataset for score in table.scores}):
         report = check_predictions(outcome.run_dir, llm.abbr, dataset)
@@ -110,6 +118,7 @@ def score_run(llm: LLMSuite, outcome: RunOutcome) -> tuple[ScoreTable, list[Pred
         "generation": vars(llm.generation),
         "opencompass_seconds": round(outcome.seconds, 1),
         "resumed": outcome.resumed,
+        "sandboxed": sandboxed,
     })
     return table, reports
 

@@ -1,6 +1,7 @@
 """Write the OpenCompass Python config for an ``[llm]`` suite.
 
-The file is a plain OpenCompass config that a person can also run by hand
+The file is a plain OpenCompass config (HumanEval datasets aside: their code is run by our sandbox,
+not by OpenCompass's evaluator) that a person can also run by hand
 (``PYTHONPATH=<its folder> opencompass <file> -w <work dir>``): one API model (``AccuracyOpenAISDK``
 for OpenAI-compatible servers, ``VLLMGenerateAPI`` for vLLM's /generate), the datasets (OpenCompass
 dataset configs by file, custom ``.jsonl`` files in OpenCompass's custom format), and the
@@ -89,12 +90,12 @@ def render_config(llm: LLMSuite, dataset_files: dict[str, Path]) -> str:
     lines = [
         f"# OpenCompass config written by `accuracy run` for suite {llm.suite.name!r} ({llm.suite.path}).",
         "# Edit the suite, not this file. To run it by hand:",
-        f"#   PYTHONPATH=<this folder> opencompass <this file> -w <work dir> --dump-eval-details",
+        "#   PYTHONPATH=<this folder> opencompass <this file> -w <work dir> --dump-eval-details",
         "from mmengine.config import Config as _Config",
         "from opencompass.partitioners import NaivePartitioner, NumWorkerPartitioner",
         "from opencompass.runners import DLCRunner, LocalRunner, SlurmSequentialRunner",
         "from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask",
-        f"from {MODELS_MODULE} import AccuracyOpenAISDK, VLLMGenerateAPI",
+        f"from {MODELS_MODULE} import AccuracyOpenAISDK, DeferredToSandbox, VLLMGenerateAPI",
         "",
         "datasets = []",
     ]
@@ -106,6 +107,11 @@ def render_config(llm: LLMSuite, dataset_files: dict[str, Path]) -> str:
         ]
     lines += [
         f"datasets += {custom_dataset_configs(llm)!r}",
+        "# HumanEval: model-written code runs in accuracy's sandbox after this run, never in OpenCompass.",
+        "for _dataset in datasets:",
+        "    _evaluator = _dataset.get('eval_cfg', {}).get('evaluator', {})",
+        "    if str(_evaluator.get('type', '')).split('.')[-1].rstrip(\"'>\") == 'HumanEvalEvaluator':",
+        "        _dataset['eval_cfg'] = dict(_dataset['eval_cfg'], evaluator=dict(type=DeferredToSandbox))",
         "",
         f"models = [{_literal(model_config(llm))}]",
         f"infer = {_literal(infer)}",

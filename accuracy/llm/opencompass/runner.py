@@ -12,9 +12,9 @@ import difflib
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from accuracy.errors import BackendError, ConfigError, MissingDependencyError
 
@@ -109,9 +109,13 @@ def run_opencompass(
                                    cwd=work_dir, stdin=subprocess.DEVNULL)
         watcher = _Progress(work_dir, before[-1] if resumed else None, before, model_abbr, totals or {}, progress)
         try:
-            while process.poll() is None:
+            while True:
                 watcher.poll()
-                time.sleep(poll_seconds)
+                try:
+                    process.wait(timeout=poll_seconds)  # returns as soon as OpenCompass exits
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         except BaseException:
             process.terminate()
             try:

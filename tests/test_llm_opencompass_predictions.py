@@ -65,3 +65,23 @@ def test_unreadable_predictions_name_the_file(tmp_path):
     (folder / "add.json").write_text("{broken")
     with pytest.raises(InputError, match="add.json: cannot read OpenCompass predictions"):
         check_predictions(tmp_path, "m", "add")
+
+
+def test_an_accuracy_is_rescored_over_valid_samples_only():
+    from accuracy.llm.opencompass.predictions import exclude_invalid
+    from accuracy.scores.model import Score
+
+    flags = {"add_0": True, "add_1": False, "add_2": True, "add_3": False}  # add_3 was a failed request
+    score = Score("add", "accuracy", 50.0, samples=dict(flags), invalid=["add_3"])
+    assert exclude_invalid(score)
+    assert score.value == pytest.approx(200 / 3) and "add_3" not in score.samples and score.invalid == ["add_3"]
+
+
+def test_other_metrics_and_clean_scores_are_left_alone():
+    from accuracy.llm.opencompass.predictions import exclude_invalid
+    from accuracy.scores.model import Score
+
+    bleu = Score("wmt", "bleu", 31.2, samples={"wmt_0": True, "wmt_1": False}, invalid=["wmt_1"])
+    clean = Score("add", "accuracy", 50.0, samples={"add_0": True, "add_1": False})
+    assert not exclude_invalid(bleu) and bleu.value == 31.2 and len(bleu.samples) == 2
+    assert not exclude_invalid(clean) and clean.value == 50.0

@@ -19,14 +19,14 @@ from accuracy.errors import ConfigError
 from accuracy.io import write_json_atomic
 from accuracy.llm.endpoint import check_endpoint
 from accuracy.llm.opencompass.config import write_config
-from accuracy.llm.opencompass.predictions import PredictionReport, check_predictions
-from accuracy.llm.opencompass.sandboxed import rescore_deferred
+from accuracy.llm.opencompass.predictions import PredictionReport, check_predictions, exclude_invalid
 from accuracy.llm.opencompass.runner import (
     RunOutcome,
     find_dataset_configs,
     opencompass_root,
     run_opencompass,
 )
+from accuracy.llm.opencompass.sandboxed import rescore_deferred
 from accuracy.llm.suite_config import LLMSuite, read_llm_suite
 from accuracy.results import SuiteResult
 from accuracy.scores.model import ScoreTable
@@ -104,13 +104,15 @@ def score_run(llm: LLMSuite, outcome: RunOutcome) -> tuple[ScoreTable, list[Pred
     mark failed/empty predictions invalid."""
     table = read_scores(outcome.run_dir, model=llm.abbr)
     sandboxed = rescore_deferred(table, outcome.run_dir, llm.abbr)  # HumanEval: code runs in our sandbox
-    reports = []
+    reports, rescored = [], []
     for dataset in sorted({score.dataset for score in table.scores}):
         report = check_predictions(outcome.run_dir, llm.abbr, dataset)
         reports.append(report)
         for score in table.scores:
             if score.dataset == dataset:
                 score.invalid = [_sample_key(score.samples, dataset, i) for i in report.invalid]
+                if exclude_invalid(score):  # a failed request is not a wrong answer either
+                    rescored.append(f"{score.dataset}/{score.metric}")
     table.source = str(outcome.run_dir)
     table.provenance.update({
         "suite": llm.suite.name,
@@ -119,6 +121,7 @@ def score_run(llm: LLMSuite, outcome: RunOutcome) -> tuple[ScoreTable, list[Pred
         "opencompass_seconds": round(outcome.seconds, 1),
         "resumed": outcome.resumed,
         "sandboxed": sandboxed,
+        "rescored_without_invalid": rescored,
     })
     return table, reports
 

@@ -57,7 +57,7 @@ class AccuracyOpenAISDK(OpenAISDK):
     def _generate(self, input, max_out_len: int, temperature: float) -> str:
         try:
             return super()._generate(input, max_out_len, temperature)
-        except Exception as exc:  # every retry is spent: record it, let the other samples run
+        except Exception as exc:  # noqa: BLE001 - every retry is spent: record it, let the other samples run
             self.logger.error(f"request failed after {self.request_retries} retries: {exc}")
             return failed_prediction(f"{type(exc).__name__}: {str(exc)[:200]}")
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from accuracy.errors import InputError
+from accuracy.scores.model import Score
 
 # Kept equal to oc_models.FAILED_PREFIX (that module is imported by OpenCompass's interpreter only).
 FAILED_PREFIX = "[accuracy: request failed"
@@ -100,6 +101,22 @@ def check_predictions(run_dir: Path, model_abbr: str, dataset: str) -> Predictio
         elif kind == "empty":
             report.empty.append(sample_id)
     return report
+
+
+def exclude_invalid(score: Score) -> bool:
+    """Re-score ``score`` over its valid samples only, when its value is the percentage of correct
+    per-sample flags (an accuracy): a failed request is then neither right nor wrong. Other metrics
+    are left as OpenCompass computed them. Returns whether the value changed hands."""
+    if not score.invalid or not score.samples or score.value is None:
+        return False
+    flags = score.samples
+    if abs(score.value - 100.0 * sum(flags.values()) / len(flags)) > 0.01:
+        return False  # not an accuracy over these flags: leave it
+    invalid = set(score.invalid)
+    valid = {key: flag for key, flag in flags.items() if key not in invalid}
+    score.samples = valid
+    score.value = 100.0 * sum(valid.values()) / len(valid) if valid else None
+    return True
 
 
 def _read_entries(path: Path) -> dict[str, object]:

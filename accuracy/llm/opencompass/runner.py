@@ -36,7 +36,7 @@ def opencompass_root(python: str, *, path=None) -> Path:
     """The installed ``opencompass`` package folder as the given interpreter sees it."""
     code = "import opencompass, os; print(os.path.dirname(opencompass.__file__))"
     try:
-        done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     except FileNotFoundError:
         raise ConfigError(f"interpreter not found: {python}", path=path, where="llm.python") from None
     except subprocess.TimeoutExpired:

@@ -10,8 +10,8 @@ baseline recorded by a plain OpenCompass run compares one to one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from accuracy.errors import InputError
 from accuracy.scores.model import Score, ScoreTable

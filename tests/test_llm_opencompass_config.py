@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from accuracy.config import load_suite
+from accuracy.errors import ConfigError
 from accuracy.llm.opencompass.config import write_config
 from accuracy.llm.opencompass.runner import find_dataset_configs, opencompass_root
 from accuracy.llm.suite_config import read_llm_suite
-from accuracy.errors import ConfigError
 
 pytest.importorskip("opencompass")
 

@@ -53,7 +53,7 @@ def test_failed_prefix_is_shared_with_the_reader(oc_models):
 
 
 def test_vllm_generate_strips_the_echoed_prompt_and_retries_5xx(stub, oc_models):
-    echo = lambda body: {"text": [body["prompt"] + " B"]}  # noqa: E731 - vLLM returns prompt + completion
+    echo = lambda body: {"text": [body["prompt"] + " B"]}
     server = stub({("POST", "/generate"): [(503, {}), (200, echo)]})
     model = oc_models.VLLMGenerateAPI(url=f"{server.url}/generate", retry=2, query_per_second=100, temperature=0.0)
     start = time.monotonic()

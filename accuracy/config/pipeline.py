@@ -3,7 +3,8 @@
 ```toml
 [pipeline]
 entry = "pipeline.py:run"          # or "package.module:function"; or instead:
-diffusers = "onnx_models"          # a diffusers ONNX folder (model_index.json + text_encoder/ ...)
+diffusers = "onnx_models"          # a diffusers ONNX folder (model_index.json + text_encoder/ ...); or:
+builtin = "tiny-sd"                # a bundled pipeline, built once into the cache (accuracy.demo.tiny_sd)
 [pipeline.models]                  # name -> model file (a diffusers folder finds its own)
 [pipeline.inputs]                  # .npy/.npz arrays, .png images, or inline scalars/strings
 [reference]                        # backend = "onnxruntime" + that backend's options
@@ -11,25 +12,40 @@ diffusers = "onnx_models"          # a diffusers ONNX folder (model_index.json +
 [candidate.models]                 # name -> the candidate's own file; unlisted models stay on the reference
 [compare]                          # cosine_min, max_abs, rel_l2_max, max_rel, ssim_min, psnr_min, data_range
 [converter]                        # name -> converter .ini file, or an inline table (shape gears)
+[golden]                           # judge image outputs against stored goldens (accuracy.goldens)
+folder = "../../baselines/name"    # default: <suite folder>/../../baselines/<suite name>
+outputs = ["image"]                # the outputs that are images; latents = "name" keeps a tensor too
+backend = "candidate"              # which run is judged: "candidate" (default) or "reference"
+ssim_min = 0.98                    # and psnr_min, max_abs (pixel units): the image thresholds
+[golden.cases.<name>]              # input overrides per case; none listed: one case, "default"
 ```
+Full reference with examples: docs/pipeline-suites.md.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from accuracy.compare.images import ImageThresholds
 from accuracy.config.converter import ConverterConfig, converter_from_ini, converter_from_table
 from accuracy.config.suite import Suite, TableReader
 from accuracy.errors import ConfigError
 
 DIFFUSERS_MODELS = ("text_encoder", "unet", "vae_encoder", "vae_decoder", "safety_checker")
-SECTIONS = ("suite", "pipeline", "reference", "candidate", "compare", "converter")
+SECTIONS = ("suite", "pipeline", "reference", "candidate", "compare", "converter", "golden")
 COMPARE_KEYS = ("cosine_min", "max_abs", "rel_l2_max", "max_rel", "ssim_min", "psnr_min", "data_range", "outputs")
+GOLDEN_KEYS = ("folder", "outputs", "latents", "backend", "ssim_min", "psnr_min", "max_abs", "cases")
+GOLDEN_BACKENDS = ("candidate", "reference")
+DEFAULT_CASE = "default"
+GOLDEN_THRESHOLDS = ImageThresholds()  # accuracy diff's: ssim >= 0.98, psnr >= 30 dB
+INPUT_FILES = (".npy", ".npz", ".png", ".jpg", ".jpeg", ".json")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # names that become golden file names
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,27 @@ class CompareSpec:
     outputs: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class GoldenSpec:
+    """``[golden]``: which outputs are judged against stored goldens, from which run, how strictly.
+
+    ``cases`` maps a case name to the inputs it changes (``{"default": {}}`` when none are listed);
+    ``raw_cases`` keeps them as written (file paths, not loaded arrays) for the goldens' sidecars.
+    """
+
+    folder: Path
+    outputs: tuple[str, ...] = ("image",)
+    latents: str | None = None
+    backend: str = "candidate"
+    thresholds: ImageThresholds = GOLDEN_THRESHOLDS
+    cases: dict[str, dict[str, Any]] = field(default_factory=lambda: {DEFAULT_CASE: {}})
+    raw_cases: dict[str, dict[str, Any]] = field(default_factory=lambda: {DEFAULT_CASE: {}})
+
+    @property
+    def explicit_cases(self) -> bool:
+        return list(self.cases) != [DEFAULT_CASE]
+
+
 @dataclass
 class PipelineSpec:
     """A validated pipeline suite: what to run, with which backends, judged how."""
@@ -69,6 +106,9 @@ class PipelineSpec:
     candidate: BackendSpec
     compare: CompareSpec
     converter: dict[str, ConverterConfig] = field(default_factory=dict)
+    golden: GoldenSpec | None = None
+    builtin: str | None = None
+    raw_inputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -85,8 +125,14 @@ def load_pipeline_spec(suite: Suite) -> PipelineSpec:
     pipeline = suite.table("pipeline")
     entry = pipeline.string("entry", None)
     diffusers = pipeline.path_to("diffusers", base, None)
-    if (entry is None) == (diffusers is None):
-        raise pipeline.error("entry", "give exactly one of entry = \"file.py:function\" or diffusers = \"folder\"")
+    builtin = _builtin(pipeline)
+    if sum(value is not None for value in (entry, diffusers, builtin)) != 1:
+        raise pipeline.error("entry", "give exactly one of entry = \"file.py:function\", diffusers = \"folder\" "
+                             "or builtin = \"tiny-sd\"")
+    if builtin is not None:
+        from accuracy.demo.tiny_sd import builtin_pipeline
+
+        diffusers = builtin_pipeline(builtin)
     models = _model_files(pipeline.table("models"), base)
     if diffusers is not None:
         if not (diffusers / "model_index.json").exists():
@@ -96,8 +142,9 @@ def load_pipeline_spec(suite: Suite) -> PipelineSpec:
                 models[name] = diffusers / name / "model.onnx"
     if not models:
         raise pipeline.error("models", "no models: list them as name = \"file.onnx\"")
+    raw_inputs = dict(pipeline.table("inputs").data)
     inputs = _inputs(pipeline.table("inputs"), base)
-    pipeline.reject_unknown({"entry", "diffusers", "models", "inputs"})
+    pipeline.reject_unknown({"entry", "diffusers", "builtin", "models", "inputs"})
 
     reference = _backend(suite.table("reference"), base, allow_models=False)
     candidate = _backend(suite.table("candidate"), base, allow_models=True)
@@ -107,13 +154,21 @@ def load_pipeline_spec(suite: Suite) -> PipelineSpec:
                               path=suite.path, where=f"candidate.models.{name}")
     compare = _compare(suite.table("compare", required=False))
     converter = _converter(suite.table("converter", required=False), base, models)
+    golden = _golden(suite.table("golden"), suite) if "golden" in suite.data else None
     for section in suite.data:
         if section not in SECTIONS:
             raise ConfigError(f"unknown section [{section}] in a pipeline suite; expected: "
                               f"{', '.join(f'[{name}]' for name in SECTIONS)}", path=suite.path, where=section)
     return PipelineSpec(name=suite.name, path=suite.path, entry=entry, diffusers=diffusers, models=models,
                         inputs=inputs, reference=reference, candidate=candidate, compare=compare,
-                        converter=converter)
+                        converter=converter, golden=golden, builtin=builtin,
+                        raw_inputs=raw_inputs)
+
+
+def _builtin(pipeline: TableReader) -> str | None:
+    from accuracy.demo.tiny_sd import BUILTINS
+
+    return pipeline.string("builtin", None, choices=BUILTINS)
 
 
 def _model_files(table: TableReader, base: Path) -> dict[str, Path]:
@@ -160,11 +215,49 @@ def _converter(table: TableReader, base: Path, models: dict[str, Path]) -> dict[
     return configs
 
 
+def _golden(table: TableReader, suite: Suite) -> GoldenSpec:
+    default_folder = f"../../baselines/{suite.name}"
+    folder = table.path_to("folder", suite.folder, default_folder, must_exist=False).resolve()
+    outputs = tuple(_names(table, "outputs", ["image"]))
+    if not outputs:
+        raise table.error("outputs", "name at least one image output, e.g. outputs = [\"image\"]")
+    latents = table.string("latents", None)
+    if latents is not None and latents in outputs:
+        raise table.error("latents", f"{latents!r} is listed in outputs too: an output is an image or latents")
+    backend = table.string("backend", "candidate", choices=GOLDEN_BACKENDS)
+    thresholds = ImageThresholds(ssim_min=table.number("ssim_min", GOLDEN_THRESHOLDS.ssim_min, minimum=-1.0),
+                                 psnr_min=table.number("psnr_min", GOLDEN_THRESHOLDS.psnr_min, minimum=0.0),
+                                 max_abs=table.number("max_abs", None, minimum=0.0))
+    cases, raw_cases = {DEFAULT_CASE: {}}, {DEFAULT_CASE: {}}
+    if "cases" in table.data:
+        listed = table.table("cases")
+        if not listed.data:
+            raise table.error("cases", "list at least one case as [golden.cases.<name>], or leave cases out")
+        cases, raw_cases = {}, {}
+        for name in list(listed.data):
+            if not _NAME.match(name):
+                raise listed.error(name, "a case name is letters, digits, '.', '_' or '-' (it names golden files)")
+            case = listed.table(name, required=True)
+            cases[name] = _inputs(case, suite.folder)
+            raw_cases[name] = dict(case.data)
+    table.reject_unknown(GOLDEN_KEYS)
+    return GoldenSpec(folder=folder, outputs=outputs, latents=latents, backend=backend, thresholds=thresholds,
+                      cases=cases, raw_cases=raw_cases)
+
+
+def _names(table: TableReader, key: str, default: list[str]) -> list[str]:
+    names = table.get(key, list, default)
+    for name in names:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise table.error(key, f"must be a list of output names (letters, digits, '.', '_', '-'), got {name!r}")
+    return names
+
+
 def _inputs(table: TableReader, base: Path) -> dict[str, Any]:
     """Inline scalars/strings stay as they are; ``.npy``/``.npz``/``.png``/``.jpg`` strings are loaded."""
     inputs: dict[str, Any] = {}
     for name, value in table.data.items():
-        if isinstance(value, str) and Path(value).suffix.lower() in (".npy", ".npz", ".png", ".jpg", ".jpeg", ".json"):
+        if isinstance(value, str) and Path(value).suffix.lower() in INPUT_FILES:
             inputs[name] = _load_input(table, name, table.path_to(name, base))
         else:
             inputs[name] = value

@@ -14,6 +14,8 @@ hidden states collapse. ``outlier=False`` builds the clean twin with the same se
 
 The build is cached under ``cache_dir()`` (``$ACCURACY_CACHE_DIR`` or ``~/.cache/accuracy``), keyed
 by ``BUILDER_VERSION`` and the variant, and written atomically (a temp folder renamed into place).
+A suite names a variant with ``[pipeline] builtin = "tiny-sd"`` (the demo's, with the outlier) or
+``"tiny-sd-clean"``; ``builtin_pipeline`` builds it on first use.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from accuracy.errors import MissingDependencyError
 from accuracy.cache import cache_dir
+from accuracy.errors import MissingDependencyError
 
 BUILDER_VERSION = 1
 SEED = 0
@@ -41,12 +43,18 @@ OUTLIER_LAYER, OUTLIER_UNIT, OUTLIER_CHANNEL, OUTLIER_VALUE = 0, 5, 7, 600.0
 UNET_TEXT_GAIN = 8.0  # cross-attention output gain: how much the tiny unet follows the text
 MODELS = ("text_encoder", "unet", "vae_encoder", "vae_decoder")
 PROMPT = "A fantasy landscape, trending on artstation"
+BUILTINS = {"tiny-sd": True, "tiny-sd-clean": False}  # ``[pipeline] builtin`` name -> outlier
 
 
 def pipeline_dir(*, outlier: bool = True, root: Path | None = None) -> Path:
     """The cached pipeline's folder (``root`` instead of the user cache, e.g. for tests)."""
     variant = "outlier" if outlier else "clean"
     return (root or cache_dir()) / f"tiny-sd-v{BUILDER_VERSION}-{variant}"
+
+
+def builtin_pipeline(name: str, *, progress=None) -> Path:
+    """The cached folder of the built-in pipeline ``name`` (a key of ``BUILTINS``), built on first use."""
+    return build_tiny_sd(outlier=BUILTINS[name], progress=progress)
 
 
 def build_tiny_sd(*, outlier: bool = True, force: bool = False, progress=None, root: Path | None = None) -> Path:

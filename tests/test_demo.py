@@ -34,6 +34,9 @@ def test_demo_blames_text_encoder(demo):
     assert [g["gear"] for g in text["isolated"]["gears"]] == ["input_ids:1,77", "input_ids:1,33"]
     assert result["models"]["vae_encoder"]["random_ops"][0]["op_type"] == "RandomNormalLike"
     assert result["noise_floor"]["passed"]
+    # localize and the repair ran through bisect's own --localize --suggest-fp32 path
+    assert text["localize"]["first_divergent"]["op_type"] == "Pow" and text["localize"]["stand_in"] is None
+    assert text["localize"]["repair"]["passed"] and result["repair"]["passed"]
 
 
 def test_demo_story_says_which_how_far_why(demo):

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from accuracy.bisect.strategy import Combination, SwapSearch
-from accuracy.bisect.swaps import beyond_noise, cached_run, call_noise, fill_cache, isolated, summary
-from accuracy.compare.criteria import Criteria, Judgement, judge_outputs
+from accuracy.bisect.localize import LocalizeRequest, localize_culprits
+from accuracy.bisect.strategy import SwapSearch
+from accuracy.bisect.swaps import JudgedRuns, beyond_noise, call_noise, fill_cache, isolated, summary
+from accuracy.compare.criteria import Criteria, judge_outputs
 from accuracy.config.pipeline import PipelineSpec
 from accuracy.pipelines.recording import DEFAULT_BUDGET, ArrayStore, CallCache, Recording
 from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
@@ -24,31 +24,14 @@ from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
 Progress = Callable[[str], None]
 
 
-@dataclass
-class _Runs:
-    """Judged end-to-end runs by the set of models on the candidate, so none runs twice."""
-
-    runner: PipelineRunner
-    cache: CallCache
-    reference: dict
-    criteria: Criteria
-    judged: dict[Combination, Judgement] = field(default_factory=dict)
-    count: int = 0
-
-    def judge(self, on_candidate: Combination) -> Judgement:
-        key = tuple(m for m in self.runner.models if m in on_candidate)
-        if key not in self.judged:
-            sides = {m: CANDIDATE for m in key}
-            outputs = cached_run(self.runner, sides, self.cache)
-            self.count += 1
-            self.judged[key] = judge_outputs(self.reference, outputs, criteria=self.criteria)
-        return self.judged[key]
-
-
 def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: None,
                     budget_bytes: int = DEFAULT_BUDGET, runner: PipelineRunner | None = None,
-                    full: bool = False) -> dict[str, Any]:
+                    full: bool = False, localize: LocalizeRequest | None = None) -> dict[str, Any]:
     """Bisect ``spec``'s pipeline; returns DESIGN.md's bisect JSON (plus timings and cache counts).
+
+    ``localize`` goes on from each culprit to the operator inside it (``models[name]["localize"]``)
+    and, when it asks for ``suggest_fp32``, to a keep-fp32 list the whole pipeline passes with
+    (``repair``); see ``accuracy.bisect.localize``.
 
     ``leave_out`` runs for every model when no single swap fails (the combination search needs
     them) and for the culprits (does the rest pass without it?). When culprits exist, leaving out
@@ -91,7 +74,7 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
                 report_models[model]["random_ops"] = _random_ops(runner, model)
         timings["isolated"] = time.perf_counter() - clock
 
-        runs = _Runs(runner, cache, reference, criteria)
+        runs = JudgedRuns(runner, cache, reference, criteria)
         clock = time.perf_counter()
         progress(f"all models on the candidate ({spec.candidate.name})")
         everything = runs.judge(tuple(models))
@@ -109,9 +92,17 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
                 progress(f"combination: {', '.join(combo)} on the candidate")
             search.step(not beyond_noise(runs.judge(combo), noise))
         timings["swaps"] = time.perf_counter() - clock
+        repair = None
+        if localize is not None and search.culprits:
+            clock = time.perf_counter()
+            found, repair = localize_culprits(runs, first, search.culprits, noise=noise, request=localize,
+                                              progress=progress)
+            for model, record in found.items():
+                report_models[model]["localize"] = record
+            timings["localize"] = time.perf_counter() - clock
         timings["total"] = time.perf_counter() - started
         smallest = search.smallest_failing if not everything.passed else None
-        return {
+        result = {
             "suite": spec.name,
             "verdict": "pass" if everything.passed else "fail",
             "culprits": search.culprits,
@@ -126,13 +117,16 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
             "cache": {"hits": cache.hits, "misses": cache.misses, "spilled_calls": store.spilled},
             "timings": timings,
         }
+        if repair is not None:
+            result["repair"] = repair
+        return result
     finally:
         store.close()
         if owned:
             runner.close()
 
 
-def _leave_out(runs: _Runs, model: str, culprits: list[str], *, full: bool, progress: Progress,
+def _leave_out(runs: JudgedRuns, model: str, culprits: list[str], *, full: bool, progress: Progress,
                label: str) -> dict[str, Any]:
     """All models but ``model`` on the candidate -- skipped when a culprit that fails alone would stay."""
     models = runs.runner.candidate_models

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from accuracy.compare.criteria import Criteria, Judgement
+from accuracy.backends.base import Session
+from accuracy.compare.criteria import Criteria, Judgement, judge_outputs
 from accuracy.compare.tensors import TensorThresholds, compare_tensors
 from accuracy.config.converter import ConverterConfig, Shape
 from accuracy.errors import BackendError
@@ -160,16 +161,24 @@ def check_outputs_match(model: str, expected: list[np.ndarray], obtained: list[n
                                "reference", path=path)
 
 
-def cached_run(runner: PipelineRunner, sides: Mapping[str, str], cache: CallCache) -> dict[str, np.ndarray]:
+def cached_run(runner: PipelineRunner, sides: Mapping[str, str], cache: CallCache, *,
+               sessions: Mapping[str, Session] | None = None) -> dict[str, np.ndarray]:
     """A pipeline run that replays what ``cache`` already holds.
 
     A model with (seeded) random nodes draws, at call k of a run, what a fresh session draws at its
     k-th call after the run's earlier calls. So its outputs are replayable under the same key too,
     and a miss is computed on a fresh session fed this run's earlier calls first.
+
+    ``sessions`` puts a model on a session of the caller's (a candidate with a keep-fp32 list, say):
+    its calls always run there and are not cached (the cache knows only the runner's sides).
     """
     history: dict[str, list[dict[str, np.ndarray]]] = {}
+    own = {name: ModelProxy(name, session, reference=runner.session(name, REFERENCE))
+           for name, session in (sessions or {}).items()}
 
     def hook(name: str, index: int, feeds: dict[str, np.ndarray], run: Callable) -> list[np.ndarray]:
+        if name in own:
+            return own[name].run(feeds)
         side = sides.get(name, REFERENCE)
         digest = feeds_digest(feeds)
         earlier = history.setdefault(name, [])
@@ -189,6 +198,32 @@ def cached_run(runner: PipelineRunner, sides: Mapping[str, str], cache: CallCach
         return outputs
 
     return runner.run(sides, hook=hook, fresh_random=False)
+
+
+@dataclass
+class JudgedRuns:
+    """Judged end-to-end runs by the set of models on the candidate, so none runs twice."""
+
+    runner: PipelineRunner
+    cache: CallCache
+    reference: dict
+    criteria: Criteria
+    judged: dict[tuple[str, ...], Judgement] = field(default_factory=dict)
+    count: int = 0
+
+    def judge(self, on_candidate: Iterable[str]) -> Judgement:
+        chosen = set(on_candidate)
+        key = tuple(m for m in self.runner.models if m in chosen)
+        if key not in self.judged:
+            self.judged[key] = self.judge_with(key)
+        return self.judged[key]
+
+    def judge_with(self, on_candidate: Iterable[str], sessions: Mapping[str, Session] | None = None) -> Judgement:
+        """One run (not memoised) with ``on_candidate`` on the candidate and ``sessions`` on the caller's
+        sessions (see ``cached_run``), judged against the recorded reference outputs."""
+        outputs = cached_run(self.runner, {m: CANDIDATE for m in on_candidate}, self.cache, sessions=sessions)
+        self.count += 1
+        return judge_outputs(self.reference, outputs, criteria=self.criteria)
 
 
 def random_digest(recording: Recording, call) -> str:

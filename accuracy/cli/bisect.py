@@ -1,13 +1,18 @@
-"""``accuracy bisect SUITE.toml [--json PATH] [--report PATH]``: which model moves the output.
+"""``accuracy bisect SUITE.toml [--json PATH] [--report PATH] [--localize [--suggest-fp32]]``: which model
+moves the output, and with ``--localize`` which operator inside it.
 
-Exit 1 iff the all-candidate pipeline fails the suite's ``[compare]``; 2 for bad input. Progress
-goes to stderr, a table for people to stdout.
+Exit 1 iff the all-candidate pipeline fails the suite's ``[compare]`` (also when a repair is found: the
+candidate as converted still fails); 2 for bad input. Progress goes to stderr, a table for people to
+stdout. Localize files (each culprit's whole localize JSON, the repaired model, converter snippets) go
+to ``--localize-out``, by default ``<--json without suffix>.localize/`` (else next to ``--report``,
+else under the cache dir).
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from accuracy.cli.common import emit_json, exit_code_for, say, warn
@@ -22,6 +27,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action="store_true",
                         help="run leave_out for every model, also when a culprit already fails alone")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--localize", action="store_true",
+                        help="then find the operator where error enters each culprit, on its recorded inputs")
+    parser.add_argument("--suggest-fp32", action="store_true",
+                        help="(implies --localize) then the smallest set of nodes to keep in fp32 so that the "
+                             "whole pipeline passes, verified by running it")
+    parser.add_argument("--localize-out", metavar="DIR", help="where localize and repair files go (see above)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,12 +47,33 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"bisect needs a [pipeline] suite, this one is a {suite.kind} suite", path=suite.path)
     spec = load_pipeline_spec(suite)
     progress = (lambda text: None) if args.quiet else (lambda text: warn(f"[bisect] {text}"))
-    result = bisect_pipeline(spec, progress=progress, budget_bytes=args.budget_mb << 20, full=args.full)
+    request = None
+    if args.localize or args.suggest_fp32:
+        from accuracy.bisect.localize import LocalizeRequest
+
+        request = LocalizeRequest(suggest_fp32=args.suggest_fp32, out_dir=_localize_out(args, spec.name))
+    result = bisect_pipeline(spec, progress=progress, budget_bytes=args.budget_mb << 20, full=args.full,
+                             localize=request)
     emit_json(args, result)
     say(bisect_table(result))
     if args.report:
-        say(f"report: {write_bisect_report(args.report, result, title=f'bisect: {spec.name}')}")
+        extra = [{"kind": "localize", "title": f"localize: inside {model}", "data": data}
+                 for model, data in (request.full.items() if request else [])]
+        say(f"report: {write_bisect_report(args.report, result, title=f'bisect: {spec.name}', extra=extra)}")
     return exit_code_for(result["verdict"])
+
+
+def _localize_out(args: argparse.Namespace, suite_name: str) -> Path:
+    if args.localize_out:
+        return Path(args.localize_out)
+    beside = getattr(args, "json_path", None) or args.report
+    if beside:
+        path = Path(beside)
+        return path.with_name(path.stem + ".localize")
+    from accuracy.cache import cache_dir
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in suite_name) or "suite"
+    return cache_dir() / "bisect" / safe / "localize"
 
 
 def bisect_table(result: Mapping[str, Any]) -> str:
@@ -68,7 +100,53 @@ def bisect_table(result: Mapping[str, Any]) -> str:
         + (f"; smallest failing combination: {', '.join(result['smallest_failing'])}"
            if result.get("smallest_failing") and not result["culprits"] else ""),
     ]
+    for name, views in result["models"].items():
+        if "localize" in views:
+            lines += localize_lines(name, views["localize"])
+    if result.get("repair"):
+        lines.append(repair_line(result["repair"]))
     return "\n".join(lines)
+
+
+def localize_lines(model: str, found: Mapping[str, Any]) -> list[str]:
+    """What ``--localize`` found inside one culprit, for people."""
+    if found.get("verdict") in ("skipped", "error"):
+        return [f"localize {model}: {found['verdict']}: {found.get('reason') or found.get('error')}"]
+    first = found.get("first_divergent")
+    counts = found["tensors"]
+    if first:
+        where = (f"error enters at {first['node']} ({first['op_type']}), tensor {first['tensor']}; "
+                 f"{counts['inherited']} downstream tensor(s) only inherit it")
+    elif counts["diverged"]:
+        where = f"{counts['diverged']} tensor(s) diverge but no single node introduces it: the error accumulates"
+    else:
+        where = "no tensor diverges" + (" under the stand-in" if found.get("stand_in") else "")
+    lines = [f"localize {model} ({found['candidate']}, on its {found['inputs']}): {where}"]
+    if found.get("stand_in"):
+        lines.append(f"  stand-in: {found['stand_in']}")
+    repair = found.get("repair")
+    if repair:
+        if repair["passed"] and repair["keep_fp32"]:
+            kept = ", ".join(f"{n} ({repair['op_types'].get(n, '?')})" for n in repair["keep_fp32"])
+            metrics = (repair.get("pipeline") or {}).get("metrics", {})
+            shown = ", ".join(f"{k} {_fmt(metrics[k])}" for k in ("psnr", "ssim", "cosine") if k in metrics)
+            lines.append(f"  keep in fp32: {kept} -> the pipeline passes ({shown}; verified by running it, "
+                         f"{repair['pipeline_runs']} pipeline run(s))")
+        else:
+            lines.append(f"  repair: {repair.get('note') or 'none found'}")
+        if repair.get("stand_in"):
+            lines.append(f"  ({repair['stand_in']})")
+        for kind, path in repair.get("files", {}).items():
+            lines.append(f"  {kind}: {path}")
+    if found.get("file"):
+        lines.append(f"  localize JSON: {found['file']}")
+    return lines
+
+
+def repair_line(repair: Mapping[str, Any]) -> str:
+    if repair["passed"]:
+        return f"repaired pipeline (verified): {repair['configuration']}: {_run_cell(repair.get('pipeline'))}"
+    return f"repair: {repair.get('note') or _run_cell(repair.get('pipeline'))}"
 
 
 def _run_cell(run: Mapping[str, Any] | None) -> str:

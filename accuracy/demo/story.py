@@ -67,8 +67,13 @@ def write_demo_suite(folder: Path) -> Path:
 def run_demo(*, progress: Say, rebuild: bool = False, localize: bool = True,
              folder: Path | None = None) -> tuple[dict[str, Any], str]:
     """Run the demo; returns (bisect JSON, the story text). ``progress`` gets status lines.
-    ``folder`` is an already built pipeline (tests); by default it is built or reused from the cache."""
+    ``folder`` is an already built pipeline (tests); by default it is built or reused from the cache.
+
+    Localizing the culprit is ``bisect --localize``'s own code path (``accuracy.bisect.localize``):
+    the culprit's first recorded call (the prompt's tokens for text_encoder) is its input. The
+    culprit's whole localize JSON is also kept under ``result["localize"]`` for the report."""
     from accuracy.bisect.bisector import bisect_pipeline
+    from accuracy.bisect.localize import LocalizeRequest
     from accuracy.config import load_suite
     from accuracy.config.pipeline import load_pipeline_spec
 
@@ -76,34 +81,12 @@ def run_demo(*, progress: Say, rebuild: bool = False, localize: bool = True,
         folder = tiny_sd.build_tiny_sd(outlier=True, force=rebuild, progress=progress)
     progress(f"pipeline: {folder}")
     spec = load_pipeline_spec(load_suite(write_demo_suite(folder)))
-    result = bisect_pipeline(spec, progress=progress)
-    why = None
-    if localize and result["culprits"]:
-        why = _localize(folder, result["culprits"][0], progress)
+    request = LocalizeRequest(suggest_fp32=True) if localize else None
+    result = bisect_pipeline(spec, progress=progress, localize=request)
+    why = request.full.get(result["culprits"][0]) if request and result["culprits"] else None
     if why is not None:
         result["localize"] = why
     return result, tell_story(result, why=why, folder=folder)
-
-
-def _localize(folder: Path, model: str, progress: Say) -> dict[str, Any] | None:
-    """Where inside the culprit the error enters (``accuracy.localize``), on the demo prompt's tokens."""
-    try:
-        from transformers import CLIPTokenizer
-
-        from accuracy.localize import localize_model
-    except ImportError:
-        return None
-    if model != "text_encoder":
-        return None
-    progress(f"localize: which operator of {model} departs first")
-    tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
-    ids = tokenizer(tiny_sd.PROMPT, padding="max_length", max_length=tokenizer.model_max_length,
-                    truncation=True, return_tensors="np").input_ids.astype("int32")
-    try:
-        return localize_model(folder / model / "model.onnx", {"input_ids": ids}, "onnxruntime-fp16")
-    except Exception as exc:  # noqa: BLE001 -- the story stands without it; say why it is missing
-        progress(f"localize skipped: {exc}")
-        return None
 
 
 def tell_story(result: Mapping[str, Any], *, why: Mapping[str, Any] | None = None, folder: Path | None = None) -> str:
@@ -115,7 +98,7 @@ def tell_story(result: Mapping[str, Any], *, why: Mapping[str, Any] | None = Non
         + (f"; smallest failing combination: {', '.join(result['smallest_failing'])}."
            if result.get("smallest_failing") else ".")]
     if "text_encoder" in culprits:
-        lines += _why() + _localize_lines(why) + _fix(culprits[0])
+        lines += _why() + _localize_lines(why) + _fix(culprits[0]) + _repair_lines(result, culprits[0])
     return "\n".join(lines)
 
 
@@ -175,6 +158,27 @@ def _fix(name: str) -> list[str]:
         (f"   the 'everything in fp16 except {name}' run above is that configuration. "
          "fp32 everywhere costs speed, so keep it where the error enters."),
     ]
+
+
+def _repair_lines(result: Mapping[str, Any], name: str) -> list[str]:
+    """The keep-fp32 list that ``bisect --suggest-fp32`` found and verified with the whole pipeline."""
+    repair = (result["models"][name].get("localize") or {}).get("repair")
+    if not repair:
+        return []
+    if not (repair["passed"] and repair["keep_fp32"]):
+        return [f"   Keeping single operators in fp32 was not enough: {repair.get('note') or 'no list passed'}."]
+    kept = ", ".join(f"{n} ({repair['op_types'].get(n, '?')})" for n in repair["keep_fp32"])
+    metrics = (repair.get("pipeline") or {}).get("metrics", {})
+    introduced = (result["models"][name]["localize"].get("tensors") or {}).get("introduced", 0)
+    lines = [
+        f"   Cheaper (bisect --suggest-fp32): keep only {kept} of {name} in fp32 and the whole pipeline passes",
+        (f"   (PSNR {_f(metrics.get('psnr'))} dB, SSIM {_f(metrics.get('ssim'), 4)}; verified by running it, "
+         f"{repair['pipeline_runs']} pipeline run(s) searched) -- the operator keep-list for a mixed-precision conversion."),
+    ]
+    if introduced > len(repair["keep_fp32"]):
+        lines.append(f"   localize saw {introduced} operators introduce error; the pipeline's image check, not the "
+                     "model's own output, decides which of them must stay in fp32.")
+    return lines
 
 
 def _localize_lines(why: Mapping[str, Any] | None) -> list[str]:

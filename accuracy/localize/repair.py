@@ -131,7 +131,33 @@ def repaired_fp16_model(model: onnx.ModelProto, keep_fp32: Sequence[str]) -> onn
     named.CopyFrom(model)
     for name, node in zip(node_names(named.graph), named.graph.node):
         node.name = name
-    return convert_float_to_float16(named, keep_io_types=True, node_block_list=list(keep_fp32))
+    converted = convert_float_to_float16(named, keep_io_types=True, node_block_list=list(keep_fp32))
+    _sort_topologically(converted.graph)  # the converter appends its Casts at the end: invalid ONNX
+    return converted
+
+
+def _sort_topologically(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph.node`` so every node comes after the producers of what it reads (stable)."""
+    from accuracy.localize.graph import _subgraph_reads
+
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(t in available for t in [*node.input, *_subgraph_reads(node)]):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):  # reads something nothing produces: leave the order as it was
+            return
+        pending = rest
+    copies = [onnx.NodeProto() for _ in ordered]
+    for copy, node in zip(copies, ordered):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
 
 
 def converter_snippets(keep_fp32: Sequence[str], op_types: Mapping[str, str]) -> str:

@@ -21,9 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from accuracy.cache import cache_dir
     from accuracy.cli.bisect import bisect_table, write_bisect_report
     from accuracy.demo.story import run_demo
-    from accuracy.cache import cache_dir
 
     progress = (lambda text: None) if args.quiet else (lambda text: warn(f"[demo] {text}"))
     result, story = run_demo(progress=progress, rebuild=args.rebuild)

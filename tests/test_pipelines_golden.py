@@ -302,10 +302,13 @@ def test_shipped_suite_fails_with_a_broken_unet(tiny_sd_builtin, tmp_path, artif
 
 
 @pytest.mark.slow
-def test_shipped_suite_record_reports_every_case(tiny_sd_builtin, tmp_path, artifacts, capsys):
+def test_shipped_suite_missing_goldens_then_record_reports_every_case(tiny_sd_builtin, tmp_path, artifacts, capsys):
     suite = shipped_copy(tmp_path / "suite")
     suite.write_text(suite.read_text().replace(f'"{(ROOT / "baselines" / "tiny-sd-img2img").as_posix()}"',
                                                '"goldens"'))
+    code, result = gate(suite, tmp_path / "gate.json")
+    assert code == 2 and f"accuracy baseline record {suite} --force" in result["error"]
+    assert "'fantasy-landscape', 'castle-seed7'" in result["error"]
     shutil.copytree(ROOT / "baselines" / "tiny-sd-img2img", tmp_path / "suite" / "goldens")
     assert main(["baseline", "record", str(suite)]) == 2
     assert main(["baseline", "record", str(suite), "--force"]) == 0
@@ -322,5 +325,5 @@ def test_pytest_on_the_shipped_suite_agrees_with_gate(tiny_sd_builtin, tmp_path,
     for path in (SHIPPED, suite):
         _, result = gate(path, tmp_path / "gate.json")
         checks = checks_of(result)
-        outcome = pytester.runpytest(str(path))
+        outcome = pytester.runpytest(str(path.parent))  # the folder, as `pytest suites/tiny-sd-img2img`
         outcome.assert_outcomes(passed=sum(checks.values()), failed=len(checks) - sum(checks.values()))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.llm_servers import Proxy
+from tests.fixtures.llm_servers import GenerateShim, Proxy
 from tests.fixtures.tiny_lm import prompt_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.llm]
@@ -174,3 +174,24 @@ def test_failed_requests_are_caught_not_scored(reference, tiny_lm_servers, tmp_p
     add_more = next(c for c in result["checks"] if c["name"].startswith("add_more/"))
     assert not add["passed"] and add_more["passed"]
     assert "3 failed" in done.stderr
+
+
+def test_vllm_generate_api_end_to_end(reference, tiny_lm_servers, tmp_path):
+    """api = "vllm": OpenCompass talks to a /generate server (a shim in front of the fp32 server,
+    since no vLLM is installed here) and the scores gate against the same fp32 baseline."""
+    fp32 = tiny_lm_servers["float32"]
+    shim = GenerateShim(fp32.base_url, fp32.model)
+    try:
+        suite = reference["suite"]
+        text = re.sub(r'(?m)^base_url = .*$', f'base_url = "{shim.url}"', suite.read_text())
+        text = text.replace('api = "openai"', 'api = "vllm"').replace('name = "llm-tiny"', 'name = "llm-tiny-vllm"')
+        vllm_suite = suite.with_name("vllm.toml")
+        vllm_suite.write_text(text)
+        done = accuracy_run(str(vllm_suite), "--json", str(tmp_path / "vllm.json"))
+    finally:
+        shim.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    all_prompts = {prompt_of(row) for rows in dataset_rows().values() for row in rows}
+    assert sorted(shim.prompts) == sorted(all_prompts)  # every sample once, through /generate
+    result = json.loads((tmp_path / "vllm.json").read_text())
+    assert result["verdict"] == "pass" and all(c["passed"] for c in result["checks"])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from accuracy.config.suite import is_suite_file
+from accuracy.config.suite import is_manual_suite, is_suite_file
 from accuracy.testing.image_regression import image_regression  # noqa: F401  (the users' fixture)
 
 
@@ -27,9 +27,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path):
-    if file_path.suffix == ".toml" and file_path.name != "pyproject.toml" and is_suite_file(file_path):
-        return SuiteFile.from_parent(parent, path=file_path)
-    return None
+    if file_path.suffix != ".toml" or file_path.name == "pyproject.toml" or not is_suite_file(file_path):
+        return None
+    named = any(Path(arg.split("::")[0]).resolve() == file_path.resolve() for arg in parent.config.args)
+    if is_manual_suite(file_path) and not named:
+        return None  # like `accuracy gate FOLDER`: a manual suite runs only when named
+    return SuiteFile.from_parent(parent, path=file_path)
 
 
 class SuiteError(Exception):

@@ -50,5 +50,5 @@ def test_discover_skips_non_suite_toml(tmp_path):
     write(tmp_path, '[scores]\ncandidate = "a"\n', "a.toml")
     write(tmp_path, '[acl_build_options]\ninput_shape = "x:1"\n', "converter.toml")
     assert [p.name for p in discover_suites([tmp_path])] == ["a.toml"]
-    with pytest.raises(ConfigError, match="no such suite"):
+    with pytest.raises(ConfigError, match="no such suite or folder"):
         discover_suites([tmp_path / "missing"])

@@ -102,3 +102,17 @@ def test_shipped_guide_suite_passes(capsys):
     root = Path(__file__).resolve().parent.parent
     assert main(["gate", str(root / "suites" / "guide-scores")]) == 0
     assert "-0.85%" in capsys.readouterr().out
+
+
+def test_manual_suites_run_only_when_named(tmp_path, pytester, capsys):
+    suites = pytester.path / "suites"
+    make_suite(suites / "a", "aligned", "46.60")
+    manual = suites / "live" / "live.toml"
+    manual.parent.mkdir(parents=True)
+    # a suite whose candidate needs something live: here, a result file that does not exist yet
+    manual.write_text('[suite]\nname = "live"\nmanual = true\n[scores]\ncandidate = "later.csv"\n[baseline]\npath = "b.json"\n')
+    assert main(["gate", str(suites)]) == 0
+    assert "live" not in capsys.readouterr().out
+    assert main(["gate", str(manual)]) == 2
+    pytester.runpytest("suites").assert_outcomes(passed=2)
+    pytester.runpytest(str(manual)).assert_outcomes(failed=1)

@@ -155,26 +155,42 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def discover_suites(paths: Iterable[str | Path]) -> list[Path]:
-    """Suite files named directly, or every ``*.toml`` found below the given folders
-    (a folder's ``*.toml`` files that are not suites, e.g. converter configs, are skipped)."""
+    """Suite files named directly, or every ``*.toml`` suite found below the given folders.
+
+    In a folder, ``*.toml`` files that are not suites (converter configs) are skipped, and so are
+    suites marked ``[suite] manual = true`` (they need something live, such as a served model):
+    name such a file to run it.
+    """
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             for candidate in sorted(path.rglob("*.toml")):
-                if is_suite_file(candidate):
+                if is_suite_file(candidate) and not is_manual_suite(candidate):
                     found.append(candidate)
         elif path.exists():
             found.append(path)
         else:
-            raise ConfigError("no such suite file or folder", path=path)
+            raise ConfigError("no such suite or folder", path=path)
     return found
 
 
-def is_suite_file(path: Path) -> bool:
-    """A ``.toml`` file is a suite when it has one of the kind sections at its top level."""
+def _peek(path: Path) -> dict[str, Any] | None:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return True  # let load_suite report what is wrong with it
-    return any(kind in data for kind in KINDS)
+        return None
+
+
+def is_suite_file(path: Path) -> bool:
+    """A ``.toml`` file is a suite when it has one of the kind sections at its top level
+    (a malformed one counts, so that loading it reports what is wrong)."""
+    data = _peek(path)
+    return data is None or any(kind in data for kind in KINDS)
+
+
+def is_manual_suite(path: Path) -> bool:
+    """``[suite] manual = true``: run only when named, never by a folder run."""
+    data = _peek(path) or {}
+    meta = data.get("suite")
+    return isinstance(meta, dict) and meta.get("manual") is True

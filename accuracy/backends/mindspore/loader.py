@@ -73,7 +73,12 @@ class MindSporeBackend(Backend):
         ms = import_mindspore()
         from mindspore import nn
 
-        ms.set_context(mode=ms.GRAPH_MODE, device_target=str(self.options.get("device_target", "CPU")))
+        device = str(self.options.get("device_target", "CPU"))
+        if hasattr(ms, "set_device"):  # MindSpore >= 2.5; set_context(device_target=) is deprecated there
+            ms.set_context(mode=ms.GRAPH_MODE)
+            ms.set_device(device)
+        else:
+            ms.set_context(mode=ms.GRAPH_MODE, device_target=device)
         try:
             cell = nn.GraphCell(ms.load(str(model_path)))
         except Exception as exc:  # noqa: BLE001 - any load failure is a bad model file

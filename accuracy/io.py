@@ -24,8 +24,13 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True)
     path = Path(path)
     if not overwrite and path.exists():
         raise OverwriteRefused("exists; pass --force to replace it", path=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise InputError("is a folder; give a file path", path=path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", path=path) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -40,9 +45,11 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True)
             os.unlink(tmp)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise InputError(f"cannot write: {exc.strerror or exc}", path=path) from None
         raise
     return path
 
@@ -102,10 +109,3 @@ def read_json(path: str | Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg}", path=path, where=f"line {exc.lineno}, column {exc.colno}") from None
-
-
-def parse_float(value: Any) -> float:
-    """Inverse of ``jsonable`` for numbers: accepts the ``"inf"``/``"nan"`` strings."""
-    if isinstance(value, str):
-        return float(value)
-    return float(value)

@@ -7,6 +7,7 @@ import pytest
 
 from accuracy.baselines import load_baseline, record_baseline
 from accuracy.cli import main
+from accuracy.errors import InputError
 from accuracy.io import OverwriteRefused
 from accuracy.scores.readers import read_scores
 from tests.scores_data import summary_csv
@@ -48,7 +49,7 @@ def test_record_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="cannot write: disk full"):
         record_baseline(read_scores(gpu), out, force=True)
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
@@ -72,3 +73,20 @@ def test_unsupported_schema_is_refused(tmp_path):
     path.write_text(json.dumps({"schema": 99, "model": "m", "scores": []}))
     with pytest.raises(Exception, match="schema 99"):
         load_baseline(path)
+
+
+def test_baseline_json_flag_after_record_is_honoured(tmp_path):
+    gpu = summary_csv(tmp_path / "gpu.csv", [("mmlu", "v", "accuracy", "gen", "47.00")])
+    out, report = tmp_path / "b.json", tmp_path / "r.json"
+    assert main(["baseline", "record", str(gpu), "--out", str(out), "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["baseline"] == str(out)
+    report2 = tmp_path / "r2.json"
+    assert main(["baseline", "--json", str(report2), "record", str(gpu), "--out", str(tmp_path / "c.json")]) == 0
+    assert json.loads(report2.read_text())["replaced"] is False
+
+
+def test_recording_a_pipeline_suite_without_goldens_is_refused(tmp_path, capsys):
+    suite = tmp_path / "p.toml"
+    suite.write_text('[pipeline]\nentry = "pipeline.py:run"\n')
+    assert main(["baseline", "record", str(suite), "--force"]) == 2
+    assert "no [golden] section" in capsys.readouterr().err

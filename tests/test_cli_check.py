@@ -86,3 +86,20 @@ def test_usage_error_is_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["check", "--baseline", "x.csv"])
     assert info.value.code == 2
+
+
+def test_suite_and_tolerance_flags_do_not_mix_and_nan_is_refused(tmp_path, capsys):
+    gpu = summary_csv(tmp_path / "gpu.csv", [("mmlu", "v", "accuracy", "gen", "47")])
+    suite = tmp_path / "s.toml"
+    suite.write_text('[scores]\ncandidate = "gpu.csv"\n[baseline]\npath = "b.json"\n')
+    assert main(["check", "--baseline", str(gpu), "--candidate", str(gpu), "--suite", str(suite), "--rel-tol", "0.5"]) == 2
+    assert "--rel-tol and --suite" in capsys.readouterr().err
+    assert main(["check", "--baseline", str(gpu), "--candidate", str(gpu), "--rel-tol", "nan"]) == 2
+
+
+def test_json_that_cannot_be_written_is_exit_2(tmp_path, capsys):
+    gpu = summary_csv(tmp_path / "gpu.csv", [("mmlu", "v", "accuracy", "gen", "47")])
+    assert main(["check", "--baseline", str(gpu), "--candidate", str(gpu), "--json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["check", "--baseline", str(gpu), "--candidate", str(gpu), "--json", "/proc/nope/r.json"]) == 2
+    assert "cannot write" in capsys.readouterr().err

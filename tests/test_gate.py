@@ -116,3 +116,13 @@ def test_manual_suites_run_only_when_named(tmp_path, pytester, capsys):
     assert main(["gate", str(manual)]) == 2
     pytester.runpytest("suites").assert_outcomes(passed=2)
     pytester.runpytest(str(manual)).assert_outcomes(failed=1)
+
+
+@pytest.mark.parametrize("tolerance,key", [("max_invalid = -1", "tolerance.max_invalid"), ("alpha = 1.5", "tolerance.alpha")])
+def test_tolerance_bounds_are_checked(tmp_path, capsys, tolerance, key):
+    summary_csv(tmp_path / "npu.csv", [("mmlu", "v", "accuracy", "gen", "47")])
+    main(["baseline", "record", str(tmp_path / "npu.csv"), "--out", str(tmp_path / "b.json")])
+    (tmp_path / "s.toml").write_text(f'[scores]\ncandidate = "npu.csv"\n[baseline]\npath = "b.json"\n[tolerance]\n{tolerance}\n')
+    capsys.readouterr()
+    assert main(["gate", str(tmp_path / "s.toml")]) == 2
+    assert key in capsys.readouterr().out

@@ -73,3 +73,18 @@ def test_json_round_trip_and_errors(tmp_path):
         read_scores(path)
     with pytest.raises(InputError, match="not found"):
         read_scores(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    "item,where",
+    [
+        ({"dataset": "mmlu", "metric": "acc", "value": 1, "invalid": 5}, "scores[0]"),
+        ({"dataset": "mmlu", "metric": "acc", "value": 1, "version": 3}, "scores[0]"),
+    ],
+)
+def test_json_fields_of_the_wrong_type_name_the_row(tmp_path, item, where):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"model": "m", "scores": [item]}))
+    with pytest.raises(InputError) as info:
+        read_scores(path)
+    assert where in str(info.value) and "r.json" in str(info.value)

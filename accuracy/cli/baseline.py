@@ -13,7 +13,7 @@ from pathlib import Path
 
 from accuracy.baselines import record_baseline
 from accuracy.cli.common import emit_json, say
-from accuracy.errors import UsageError
+from accuracy.errors import AccuracyError, ConfigError, UsageError
 from accuracy.scores.readers import read_scores
 
 
@@ -25,7 +25,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     record.add_argument("--model", help="model column when the summary has several")
     record.add_argument("--label", help="hardware/backend label for the provenance, e.g. 'GPU A100 / vLLM 0.6'")
     record.add_argument("--force", action="store_true", help="replace an existing baseline (prints old -> new)")
-    record.add_argument("--json", metavar="PATH", dest="json_path", help="write the machine-readable result here")
+    record.add_argument(
+        "--json", metavar="PATH", dest="json_path", default=argparse.SUPPRESS, help="write the machine-readable result here"
+    )
 
 
 def _record_suite(args: argparse.Namespace) -> dict:
@@ -42,11 +44,16 @@ def _record_suite(args: argparse.Namespace) -> dict:
         raise UsageError(f"--out applies to score baselines; a {suite.kind} suite records where it says")
     if not args.force:
         raise UsageError(f"recording a {suite.kind} suite's baselines replaces them: pass --force to confirm")
+    if suite.kind == "pipeline" and "golden" not in suite.data:
+        raise ConfigError(
+            "no [golden] section: a pipeline suite without goldens is judged against its reference run, "
+            "so it has no baseline to record",
+            path=suite.path,
+            where="golden",
+        )
     result = run_suite(suite, update_baselines=True)
     if result.error:
-        from accuracy.errors import ConfigError
-
-        raise ConfigError(result.error, path=suite.path)
+        raise AccuracyError(result.error)  # already names the file
     say(f"recorded baselines of suite {suite.name}")
     for line in result.details.get("baseline_updated", []):
         say(f"  {line}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from accuracy.cli.common import emit_json, exit_code_for, say
 from accuracy.compare.scores import ScorePolicy, Tolerance, compare_scores
@@ -16,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidate", required=True, metavar="C", help="summary CSV, OpenCompass work dir, or JSON")
     parser.add_argument("--model", help="model column of the candidate summary (and of the baseline, unless --baseline-model)")
     parser.add_argument("--baseline-model", help="model column of the baseline summary")
-    parser.add_argument("--rel-tol", type=float, default=0.01, help="relative tolerance, a fraction (default 0.01 = 1%%)")
+    parser.add_argument("--rel-tol", type=float, default=None, help="relative tolerance, a fraction (default 0.01 = 1%%)")
     parser.add_argument("--abs-tol", type=float, default=None, help="absolute tolerance in score units (passes within either)")
     parser.add_argument("--allow-improvement", action="store_true", help="a candidate better than the baseline passes")
     parser.add_argument("--ignore-version", action="store_true", help="compare even when prompt versions differ")
@@ -29,24 +30,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def policy_from_args(args: argparse.Namespace) -> ScorePolicy:
+    for flag, value in (("--rel-tol", args.rel_tol), ("--abs-tol", args.abs_tol)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"{flag} must be a finite number >= 0, got {value}")
     if args.suite:
         from dataclasses import replace
 
         from accuracy.config import load_suite
         from accuracy.scores.suite import policy_from_suite
 
+        clashing = [flag for flag, given in (("--rel-tol", args.rel_tol is not None), ("--abs-tol", args.abs_tol is not None),
+                                             ("--allow-improvement", args.allow_improvement)) if given]
+        if clashing:
+            raise UsageError(f"{', '.join(clashing)} and --suite both set tolerances: put them in the suite's [tolerance]")
         policy = policy_from_suite(load_suite(args.suite))
-        if args.ignore_version or args.require_significance:
-            policy = replace(
-                policy,
-                ignore_version=policy.ignore_version or args.ignore_version,
-                require_significance=policy.require_significance or args.require_significance,
-            )
-        return policy
-    if args.rel_tol is not None and args.rel_tol < 0 or args.abs_tol is not None and args.abs_tol < 0:
-        raise UsageError("tolerances must be >= 0")
+        return replace(
+            policy,
+            ignore_version=policy.ignore_version or args.ignore_version,
+            require_significance=policy.require_significance or args.require_significance,
+        )
     return ScorePolicy(
-        default=Tolerance(rel=args.rel_tol, abs=args.abs_tol, allow_improvement=args.allow_improvement),
+        default=Tolerance(
+            rel=0.01 if args.rel_tol is None else args.rel_tol, abs=args.abs_tol, allow_improvement=args.allow_improvement
+        ),
         require_significance=args.require_significance,
         ignore_version=args.ignore_version,
     )

@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     results = run_paths(args.suites)
     if not results:
         warn(f"accuracy gate: no suites found in {', '.join(args.suites)}")
+        emit_json(args, {"verdict": "error", "suites": [], "error": "no suites found"})
         return 2
     for result in results:
         passed = sum(1 for c in result.checks if c.passed)

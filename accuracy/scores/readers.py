@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +164,8 @@ def table_from_dict(data: Any, *, path: Path, model: str | None = None) -> Score
     if not isinstance(data, dict) or not isinstance(data.get("scores"), list):
         raise InputError("not a score table: expected an object with a 'scores' list", path=path)
     table_model = data.get("model") or "model"
+    if not isinstance(table_model, str):
+        raise InputError("'model' must be a string", path=path, where="model")
     if model is not None and model != table_model:
         raise InputError(f"holds scores of model {table_model!r}, not {model!r}", path=path)
     scores = []
@@ -188,6 +189,12 @@ def table_from_dict(data: Any, *, path: Path, model: str | None = None) -> Score
             isinstance(samples, dict) and all(isinstance(v, bool) for v in samples.values())
         ):
             raise InputError("'samples' must map sample ids to true/false", path=path, where=where)
+        for key in ("version", "mode"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise InputError(f"'{key}' must be a string", path=path, where=where)
+        invalid = item.get("invalid", [])
+        if not isinstance(invalid, list):
+            raise InputError("'invalid' must be a list of sample ids", path=path, where=where)
         key = (item["dataset"], item["metric"])
         if key in seen:
             raise InputError(f"{key[0]}/{key[1]} appears twice", path=path, where=where)
@@ -200,14 +207,10 @@ def table_from_dict(data: Any, *, path: Path, model: str | None = None) -> Score
                 version=item.get("version"),
                 mode=item.get("mode"),
                 samples=samples,
-                invalid=[str(s) for s in item.get("invalid", [])],
+                invalid=[str(s) for s in invalid],
             )
         )
     provenance = data.get("provenance") or {}
     if not isinstance(provenance, dict):
         raise InputError("'provenance' must be an object", path=path, where="provenance")
     return ScoreTable(model=table_model, scores=scores, source=str(path), provenance=provenance)
-
-
-def dumps(table: ScoreTable) -> str:
-    return json.dumps(table.to_dict(), indent=2)

@@ -40,8 +40,22 @@ def _tolerance(table: TableReader, base: Tolerance) -> Tolerance:
         rel=table.number("rel", base.rel, minimum=0),
         abs=table.number("abs", base.abs, minimum=0),
         allow_improvement=table.get("allow_improvement", bool, base.allow_improvement),
-        max_invalid=int(table.get("max_invalid", int, base.max_invalid)),
+        max_invalid=_count(table, "max_invalid", base.max_invalid),
     )
+
+
+def _count(table: TableReader, name: str, default: int) -> int:
+    value = table.get(name, int, default)
+    if value < 0:
+        raise table.error(name, f"must be >= 0, got {value}")
+    return value
+
+
+def _alpha(table: TableReader) -> float:
+    alpha = table.number("alpha", 0.05)
+    if not 0 < alpha < 1:
+        raise table.error("alpha", f"must be between 0 and 1, got {alpha}")
+    return alpha
 
 
 def policy_from_suite(suite: Suite) -> ScorePolicy:
@@ -58,7 +72,7 @@ def policy_from_suite(suite: Suite) -> ScorePolicy:
         default=default,
         per_dataset=per_dataset,
         require_significance=table.get("require_significance", bool, False),
-        alpha=table.number("alpha", 0.05, minimum=0),
+        alpha=_alpha(table),
         ignore_version=table.get("ignore_version", bool, False),
     )
     table.reject_unknown(_TOLERANCE_KEYS + ("datasets", "require_significance", "alpha", "ignore_version"))

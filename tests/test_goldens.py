@@ -208,3 +208,54 @@ def test_latents_only_change_is_named_and_missing_latents_noted(folder):
     result = compare_with_golden(folder, "l", landscape(16))
     assert result.passed and "only the image was judged" in result.details["notes"][0]
     assert read_json(folder / "l.json")["tool_versions"]["python"].count(".") == 2
+
+
+def _fail_replacing(monkeypatch, target, *, then_everything: bool = False):
+    """``os.replace`` fails when it would move ``target`` in; with ``then_everything`` every later call
+    fails too, as if the process had died there (no clean-up can run)."""
+    import os
+
+    real, dead = os.replace, []
+
+    def replace(src, dst, *args, **kwargs):
+        if dead or str(dst) == str(target):
+            dead.extend([True] if then_everything else [])
+            raise OSError(28, "No space left on device")
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+@pytest.mark.parametrize("new_latents", [np.full((2, 4, 4), 3.0, np.float32), None], ids=["latents", "no-latents"])
+@pytest.mark.parametrize("then_everything", [False, True], ids=["error", "crash"])
+def test_a_replacement_that_fails_before_its_sidecar_leaves_the_old_golden_loadable(
+        folder, monkeypatch, new_latents, then_everything):
+    old_image, old_latents = landscape(16), np.ones((2, 4, 4), np.float32)
+    record_golden(folder, "r", old_image, latents=old_latents, provenance={"seed": 1})
+    new_image = with_noise(old_image, 30.0)
+    _fail_replacing(monkeypatch, folder / "r.json", then_everything=then_everything)
+    with pytest.raises(InputError, match="No space left"):
+        record_golden(folder, "r", new_image, latents=new_latents, provenance={"seed": 2}, force=True)
+    old = load_golden(folder, "r")
+    np.testing.assert_array_equal(old.image, old_image)
+    np.testing.assert_array_equal(old.latents, old_latents)
+    assert old.provenance["seed"] == 1
+    monkeypatch.undo()
+    # the next recording starts from the old golden (a changed one still needs force) and completes
+    with pytest.raises(GoldenChanged):
+        record_golden(folder, "r", new_image, latents=new_latents, provenance={"seed": 2})
+    record_golden(folder, "r", new_image, latents=new_latents, provenance={"seed": 2}, force=True)
+    new = load_golden(folder, "r")
+    np.testing.assert_array_equal(new.image, new_image)
+    assert new.provenance["seed"] == 2 and (new.latents is None) == (new_latents is None)
+    expected = ["r.json", "r.png"] + (["r.latents.npy"] if new_latents is not None else [])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(expected)  # a stale latents file went last
+
+
+def test_a_clean_error_puts_the_old_files_back(folder, monkeypatch):
+    record_golden(folder, "b", landscape(16), provenance={})
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    _fail_replacing(monkeypatch, folder / "b.json")
+    with pytest.raises(InputError, match=r"b\.json"):
+        record_golden(folder, "b", with_noise(landscape(16), 30.0), latents=np.ones(3), provenance={}, force=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing staged or kept is left

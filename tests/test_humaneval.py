@@ -235,6 +235,16 @@ def test_opencompass_predictions_are_scored_like_opencompass_post_processes_them
         read_samples(path, problems)
 
 
+@pytest.mark.parametrize("gold", [["a"], {"id": 1}, 7, None])
+def test_opencompass_predictions_with_a_non_string_gold_name_file_and_key(tmp_path, problems, gold):
+    path = tmp_path / "openai_humaneval.json"
+    path.write_text(json.dumps({"0": {"prediction": "x", "gold": "HumanEval/0"}, "1": {"prediction": "x", "gold": gold}}))
+    with pytest.raises(InputError) as caught:
+        read_samples(path, problems)
+    message = str(caught.value)
+    assert str(path) in message and "[1.gold]" in message and "task_id string" in message
+
+
 def test_library_samples_without_a_completion_are_bad_input(problems):
     with pytest.raises(InputError, match=r"sample 1.*'completion'"):
         score_samples(problems, [{"task_id": "HumanEval/0", "completion": ""}, {"task_id": "HumanEval/0"}])

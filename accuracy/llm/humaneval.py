@@ -169,6 +169,9 @@ def read_opencompass_predictions(path: str | Path, problems: Mapping[str, Proble
         if not isinstance(entry, dict) or "prediction" not in entry or "gold" not in entry:
             raise InputError("expected {\"prediction\", \"gold\"}", path=path, where=key)
         task_id = entry["gold"]
+        if not isinstance(task_id, str):
+            raise InputError(f"gold must be a task_id string such as \"HumanEval/0\", got {task_id!r}",
+                             path=path, where=f"{key}.gold")
         if task_id not in problems:
             raise InputError(f"unknown task_id {task_id!r} (not in the problem set)", path=path, where=f"{key}.gold")
         predictions = entry["prediction"] if isinstance(entry["prediction"], list) else [entry["prediction"]]

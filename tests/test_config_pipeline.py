@@ -54,6 +54,7 @@ def test_compare_defaults_to_cosine_only_when_no_bound_is_named(tmp_path):
     (('backend = "onnxruntime-fp16"', 'backend = "tensorrt"'), "candidate.backend", "must be one of"),
     (('[compare]', '[converter]\nnope = "a.ini"\n[compare]'), "converter.nope", "no model called"),
     (('[compare]', '[compre]'), "compre", "unknown section [compre]"),
+    (("cosine_min = 0.999", "cosine_min = 0.999\ndata_range = 0"), "compare.data_range", "must be > 0"),
 ])
 def test_mistakes_name_file_and_key(tmp_path, change, where, words):
     with pytest.raises(ConfigError) as caught:
@@ -74,3 +75,10 @@ def test_diffusers_folder_needs_model_index(tmp_path):
     text = SUITE.replace('entry = "pipeline.py:run"', 'diffusers = "empty"')
     with pytest.raises(ConfigError, match="no model_index.json"):
         spec_of(tmp_path, text)
+
+
+def test_config_and_goldens_share_one_name_rule():
+    from accuracy.config import pipeline
+    from accuracy.goldens import NAME_PATTERN
+
+    assert pipeline.NAME_PATTERN is NAME_PATTERN

@@ -25,7 +25,6 @@ Full reference with examples: docs/pipeline-suites.md.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,8 @@ import numpy as np
 from accuracy.compare.images import ImageThresholds
 from accuracy.config.converter import ConverterConfig, converter_from_ini, converter_from_table
 from accuracy.config.suite import Suite, TableReader
-from accuracy.errors import ConfigError
+from accuracy.errors import ConfigError, InputError
+from accuracy.goldens import NAME_PATTERN
 
 DIFFUSERS_MODELS = ("text_encoder", "unet", "vae_encoder", "vae_decoder", "safety_checker")
 SECTIONS = ("suite", "pipeline", "reference", "candidate", "compare", "converter", "golden")
@@ -45,7 +45,6 @@ GOLDEN_BACKENDS = ("candidate", "reference")
 DEFAULT_CASE = "default"
 GOLDEN_THRESHOLDS = ImageThresholds()  # accuracy diff's: ssim >= 0.98, psnr >= 30 dB
 INPUT_FILES = (".npy", ".npz", ".png", ".jpg", ".jpeg", ".json")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # names that become golden file names
 
 
 @dataclass(frozen=True)
@@ -192,6 +191,9 @@ def _compare(table: TableReader) -> CompareSpec:
     values: dict[str, Any] = {}
     for key in COMPARE_KEYS[:-1]:
         values[key] = table.number(key, None, minimum=0.0 if key != "cosine_min" else -1.0)
+    if values["data_range"] is not None and values["data_range"] <= 0:
+        raise table.error("data_range", f"must be > 0 (the span of pixel values, e.g. 1.0 or 255), "
+                                        f"got {values['data_range']}")
     if not any(values[key] is not None for key in COMPARE_KEYS[:-2]):
         values["cosine_min"] = CompareSpec.cosine_min  # no bound named: DESIGN's default check
     outputs = table.get("outputs", list, [])
@@ -235,7 +237,7 @@ def _golden(table: TableReader, suite: Suite) -> GoldenSpec:
             raise table.error("cases", "list at least one case as [golden.cases.<name>], or leave cases out")
         cases, raw_cases = {}, {}
         for name in list(listed.data):
-            if not _NAME.match(name):
+            if not NAME_PATTERN.match(name):
                 raise listed.error(name, "a case name is letters, digits, '.', '_' or '-' (it names golden files)")
             case = listed.table(name, required=True)
             cases[name] = _inputs(case, suite.folder)
@@ -248,7 +250,7 @@ def _golden(table: TableReader, suite: Suite) -> GoldenSpec:
 def _names(table: TableReader, key: str, default: list[str]) -> list[str]:
     names = table.get(key, list, default)
     for name in names:
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
             raise table.error(key, f"must be a list of output names (letters, digits, '.', '_', '-'), got {name!r}")
     return names
 
@@ -270,13 +272,16 @@ def _load_input(table: TableReader, name: str, path: Path) -> Any:
         if suffix == ".npy":
             return np.load(path, allow_pickle=False)
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                return {key: data[key] for key in data.files}
+            from accuracy.imageio import read_npz
+
+            return read_npz(path)
         if suffix == ".json":
             return json.loads(path.read_text(encoding="utf-8"))
         from PIL import Image
 
         with Image.open(path) as image:
             return image.convert("RGB")
+    except InputError as exc:
+        raise table.error(name, f"cannot read {path}: {exc.message}") from None
     except Exception as exc:  # noqa: BLE001 -- numpy/PIL raise many types for unreadable files
         raise table.error(name, f"cannot read {path}: {exc}") from None

@@ -13,9 +13,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from accuracy.bisect.bisector import bisect_pipeline
-from accuracy.bisect.swaps import fit_to_gear
+from accuracy.bisect.bisector import bisect_pipeline, noise_notes
+from accuracy.bisect.swaps import beyond_noise, fit_to_gear
 from accuracy.cli import main
+from accuracy.compare.criteria import Judgement
 from accuracy.config import load_suite
 from accuracy.config.pipeline import load_pipeline_spec
 from accuracy.errors import BackendError
@@ -125,6 +126,36 @@ def test_reference_noise_is_never_blamed_on_a_model(tmp_path):
     result = bisect(_variant(tmp_path, entry=NOISY_ENTRY))
     assert not result["noise_floor"]["passed"]  # measured: the reference disagrees with itself
     assert result["culprits"] == []
+    # the all-candidate run fails the check, but within the noise: judged by the same rule, nobody is
+    # blamed, no set is "smallest failing", and the verdict says the check cannot decide
+    assert not result["all_candidate"]["passed"] and result["all_candidate"]["beyond_noise"] is False
+    assert result["verdict"] == "inconclusive" and result["smallest_failing"] is None
+    assert len(result["notes"]) == 1 and "no model can be blamed" in result["notes"][0]
+    assert "seed the pipeline" in result["notes"][0]
+
+
+def _judgement(rel_l2: float, passed: bool) -> Judgement:
+    failures = () if passed else (f"y: rel_l2 {rel_l2} > 0.01",)
+    return Judgement(passed=passed, outputs={"y": {"rel_l2": rel_l2}}, failures=failures)
+
+
+@pytest.mark.parametrize("run, noise, beyond", [
+    (_judgement(0.005, True), _judgement(0.0, True), False),
+    (_judgement(0.05, False), _judgement(0.0, True), True),  # a quiet reference: any failure counts
+    (_judgement(0.05, False), _judgement(0.04, False), False),  # within twice the reference's own
+    (_judgement(0.09, False), _judgement(0.04, False), True),
+    (_judgement(0.009, True), _judgement(0.004, False), False),  # a passing run never counts as failing
+])
+def test_beyond_noise_judges_every_run_by_one_rule(run, noise, beyond):
+    assert beyond_noise(run, noise) is beyond
+
+
+def test_noise_notes_say_what_a_noisy_reference_means():
+    quiet, noisy = _judgement(0.0, True), _judgement(0.04, False)
+    assert noise_notes(_judgement(0.05, False), quiet, all_fails=True) == []
+    assert "inconclusive" in noise_notes(_judgement(0.05, False), noisy, all_fails=False)[0]
+    assert "blamed only where" in noise_notes(_judgement(0.09, False), noisy, all_fails=True)[0]
+    assert "passes all the same" in noise_notes(_judgement(0.0, True), noisy, all_fails=False)[0]
 
 
 def test_isolated_runs_once_per_converter_gear(tmp_path):

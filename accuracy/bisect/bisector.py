@@ -15,8 +15,16 @@ from typing import Any
 
 from accuracy.bisect.localize import LocalizeRequest, localize_culprits
 from accuracy.bisect.strategy import SwapSearch
-from accuracy.bisect.swaps import JudgedRuns, beyond_noise, call_noise, fill_cache, isolated, summary
-from accuracy.compare.criteria import Criteria, judge_outputs
+from accuracy.bisect.swaps import (
+    NOISE_FACTOR,
+    JudgedRuns,
+    beyond_noise,
+    call_noise,
+    fill_cache,
+    isolated,
+    summary,
+)
+from accuracy.compare.criteria import Criteria, Judgement, judge_outputs
 from accuracy.config.pipeline import PipelineSpec
 from accuracy.pipelines.recording import DEFAULT_BUDGET, ArrayStore, CallCache, Recording
 from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
@@ -37,6 +45,12 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
     them) and for the culprits (does the rest pass without it?). When culprits exist, leaving out
     any other model still leaves a failing culprit on the candidate, so those runs are skipped
     (``{"verdict": "skipped", "reason": ...}``) unless ``full``.
+
+    Every run, the all-candidate one included, is judged by one rule (``swaps.beyond_noise``): a
+    failure counts only when it exceeds the reference's own noise. So when the reference fails the
+    check against itself (``noise_floor``) and the all-candidate run fails by no more than that, the
+    verdict is ``"inconclusive"`` (exit 1: the check still fails), with no culprits, no smallest
+    failing set and a note in ``notes`` saying why and what to do.
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -78,6 +92,7 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
         clock = time.perf_counter()
         progress(f"all models on the candidate ({spec.candidate.name})")
         everything = runs.judge(tuple(models))
+        all_fails = beyond_noise(everything, noise)
         for position, model in enumerate(models, 1):
             progress(f"swap in {position}/{len(models)}: only {model} on the candidate")
             report_models[model]["swap_in"] = summary(runs.judge((model,)))
@@ -85,7 +100,7 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
         for position, model in enumerate(models, 1):
             report_models[model]["leave_out"] = _leave_out(runs, model, single_culprits, full=full, progress=progress,
                                                            label=f"{position}/{len(models)}")
-        search = SwapSearch(models, all_fails=not everything.passed)
+        search = SwapSearch(models, all_fails=all_fails)
         while not search.stop():
             combo = search.current
             if len(combo) > 1 and tuple(combo) not in runs.judged:
@@ -101,17 +116,18 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
                 report_models[model]["localize"] = record
             timings["localize"] = time.perf_counter() - clock
         timings["total"] = time.perf_counter() - started
-        smallest = search.smallest_failing if not everything.passed else None
+        smallest = search.smallest_failing if all_fails else None
         result = {
             "suite": spec.name,
-            "verdict": "pass" if everything.passed else "fail",
+            "verdict": "pass" if everything.passed else "fail" if all_fails else "inconclusive",
+            "notes": noise_notes(everything, noise, all_fails=all_fails),
             "culprits": search.culprits,
             "smallest_failing": list(smallest) if smallest else None,
             "reference_backend": spec.reference.name,
             "candidate_backend": spec.candidate.name,
             "models": report_models,
             "unchanged": [m for m in runner.models if m not in models],
-            "all_candidate": summary(everything),
+            "all_candidate": {**summary(everything), "beyond_noise": all_fails},
             "noise_floor": {**summary(noise), "calls": call_noise(first, second)},
             "pipeline_runs": 2 + runs.count,
             "cache": {"hits": cache.hits, "misses": cache.misses, "spilled_calls": store.spilled},
@@ -124,6 +140,21 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
         store.close()
         if owned:
             runner.close()
+
+
+def noise_notes(everything: Judgement, noise: Judgement, *, all_fails: bool) -> list[str]:
+    """What a reference that disagrees with itself means for this result, for people."""
+    if noise.passed:
+        return []
+    if everything.passed:
+        note = "the all-candidate pipeline passes all the same"
+    elif all_fails:
+        note = f"a run is blamed only where its error exceeds {NOISE_FACTOR:g}x the reference's own"
+    else:
+        note = (f"inconclusive: the all-candidate pipeline fails the check, but by no more than {NOISE_FACTOR:g}x "
+                "the reference's own error, so no model can be blamed; seed the pipeline's random draws or "
+                "loosen [compare], then bisect again")
+    return [f"the reference fails the check against itself (see noise_floor); {note}"]
 
 
 def _leave_out(runs: JudgedRuns, model: str, culprits: list[str], *, full: bool, progress: Progress,

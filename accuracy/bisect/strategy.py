@@ -22,8 +22,9 @@ Combination = tuple[str, ...]
 class SwapSearch:
     """Proposes model sets to put on the candidate; ``step(passed)`` answers for ``current``.
 
-    ``all_fails`` says whether the all-candidate pipeline failed; when it passed, only the single
-    swaps are tried (for the record) and no combination search follows.
+    ``all_fails`` says whether the all-candidate pipeline failed (by the same rule that ``step``'s
+    answers use: bisect counts only failures beyond the reference's own noise); when it did not,
+    only the single swaps are tried (for the record) and no combination search follows.
     """
 
     models: Sequence[str]

@@ -26,6 +26,7 @@ from accuracy.pipelines.recording import CallCache, Recording, feeds_digest
 from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
 
 SUMMARY_KEYS = ("cosine", "max_abs", "rel_l2", "ssim", "psnr")
+NOISE_FACTOR = 2.0  # a deviation counts when it exceeds this many times the reference's own
 
 
 @dataclass
@@ -269,10 +270,14 @@ def summary(judgement: Judgement) -> dict[str, Any]:
                         for name, record in judgement.outputs.items()}}
 
 
-def beyond_noise(judgement: Judgement, noise: Judgement, *, factor: float = 2.0) -> bool:
-    """A failure counts against a model only when its deviation clearly exceeds the reference's own."""
+def beyond_noise(judgement: Judgement, noise: Judgement, *, factor: float = NOISE_FACTOR) -> bool:
+    """Whether a run fails for a reason of its own: it fails the check and, when the reference fails the
+    check against itself (``noise``), some output's relative L2 error exceeds ``factor`` times the
+    reference's own. bisect judges every run by this rule, the all-candidate one included."""
+    if judgement.passed:
+        return False
     if noise.passed or judgement.nonfinite:
-        return not judgement.passed
+        return True
     for name, record in judgement.outputs.items():
         floor = noise.outputs.get(name, {}).get("rel_l2", 0.0)
         if record.get("rel_l2", 0.0) > factor * floor + 1e-12:

@@ -1,4 +1,4 @@
-"""Endpoint preflight against scripted servers on 127.0.0.1: up, down, wrong model, flaky."""
+"""Endpoint preflight against fake (scripted) servers on 127.0.0.1: up, down, wrong model, flaky."""
 
 from __future__ import annotations
 
@@ -26,13 +26,13 @@ def stub():
         server.stop()
 
 
-def test_a_serving_openai_endpoint_passes_and_lists_its_models(stub):
+def test_fake_openai_server_passes_and_lists_its_models(stub):
     server = stub({("GET", "/v1/models"): [(200, MODELS)]})
     probes = check_endpoint("openai", [f"{server.url}/v1"], "tiny")
     assert probes[0].models == ["tiny"]
 
 
-def test_a_model_the_server_does_not_serve_is_named(stub):
+def test_fake_server_not_serving_the_model_is_named(stub):
     server = stub({("GET", "/v1/models"): [(200, MODELS)]})
     with pytest.raises(ConfigError) as caught:
         check_endpoint("openai", [f"{server.url}/v1"], "llama-7b", path="s.toml")
@@ -48,14 +48,14 @@ def test_an_unreachable_endpoint_fails_fast_naming_the_key():
     assert str(caught.value).startswith("s.toml [llm.base_url]") and "not serving" in str(caught.value)
 
 
-def test_each_replica_is_checked_and_the_bad_one_named(stub):
+def test_fake_replicas_each_checked_and_the_bad_one_named(stub):
     good = stub({("GET", "/v1/models"): [(200, MODELS)]})
     bad = stub({("GET", "/v1/models"): [(200, {"not": "openai"})]})
     with pytest.raises(ConfigError, match=r"\[llm.base_urls\[1\]\].*OpenAI-compatible"):
         check_endpoint("openai", [f"{good.url}/v1", f"{bad.url}/v1"], "tiny")
 
 
-def test_5xx_is_retried_with_backoff_then_succeeds(stub):
+def test_fake_server_5xx_is_retried_with_backoff_then_succeeds(stub):
     server = stub({("GET", "/v1/models"): [(503, {}), (502, {}), (200, MODELS)]})
     start = time.monotonic()
     assert fetch(f"{server.url}/v1/models", retries=2, backoff=0.2) == MODELS
@@ -63,14 +63,14 @@ def test_5xx_is_retried_with_backoff_then_succeeds(stub):
     assert time.monotonic() - start >= 0.2 + 0.4  # 0.2 s, then 0.4 s
 
 
-def test_4xx_is_not_retried(stub):
+def test_fake_server_4xx_is_not_retried(stub):
     server = stub({("GET", "/v1/models"): [(401, {"error": "bad key"})]})
     with pytest.raises(OSError, match="HTTP 401"):
         fetch(f"{server.url}/v1/models", retries=3, backoff=0.01)
     assert len(server.requests) == 1
 
 
-def test_vllm_generate_servers_are_checked_on_health(stub):
+def test_fake_vllm_generate_servers_are_checked_on_health(stub):
     server = stub({("GET", "/health"): [(200, {})]})
     assert check_endpoint("vllm", [server.url], "any")[0].models == []
     down = stub({("GET", "/health"): [(500, {})]})

@@ -146,10 +146,15 @@ def test_bf16_candidate_is_gated_against_fp32_baseline(reference, tiny_lm_server
     baseline = {s["dataset"]: s["value"] for s in json.loads((suite.parent / "baseline.json").read_text())["scores"]}
     candidate = {s["dataset"]: s["value"] for s in json.loads(Path(result["scores"]).read_text())["scores"]}
     assert set(candidate) == set(baseline) == set(dataset_rows())
-    aligned = all(abs(candidate[d] - baseline[d]) / abs(baseline[d]) <= 0.01 for d in baseline)
+    within = {d: abs(candidate[d] - baseline[d]) / abs(baseline[d]) <= 0.01 for d in baseline}
+    aligned = all(within.values())
     assert result["verdict"] == ("pass" if aligned else "fail")
     assert done.returncode == (0 if aligned else 1)
-    assert "aligned" in done.stdout or "FAIL" in done.stdout
+    verdict_line = f"[{'PASS' if aligned else 'FAIL'}] llm-tiny-bf16: {sum(within.values())}/{len(within)} checks pass"
+    assert verdict_line in done.stdout.splitlines(), done.stdout
+    for dataset, ok in within.items():  # the table's row per dataset ends in its own verdict word
+        rows = [line.rstrip() for line in done.stdout.splitlines() if line.split()[:1] == [dataset]]
+        assert rows and all(row.endswith("aligned" if ok else "NOT ALIGNED") for row in rows), done.stdout
 
 
 def test_failed_requests_are_caught_not_scored(reference, tiny_lm_servers, tmp_path):

@@ -4,7 +4,7 @@ Images: PNG and JPEG, 8- or 16-bit, grey, grey+alpha, RGB, RGBA and palette, int
 alpha channel must be opaque and is then dropped (a transparent pixel has no colour to compare).
 Pillow reads everything except 16-bit PNGs with colour or alpha, which it silently cuts to 8 bits;
 those are read with pypng (``import png``), and 16-bit PNGs are written with it, so a 16-bit golden
-keeps its 16 bits. Arrays: ``.npy`` without pickles.
+keeps its 16 bits. Arrays: ``.npy`` (one array) and ``.npz`` (arrays by name), without pickles.
 
 Every failure is an ``InputError`` that names the file: missing, corrupt, truncated, unsupported
 mode, transparent pixels.
@@ -68,7 +68,27 @@ def read_array(path: str | Path) -> np.ndarray:
         raise InputError("holds several arrays (.npz); pass one .npy array", path=path)
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise InputError(f"holds {array.dtype} values, not numbers", path=path)
+    if np.iscomplexobj(array):
+        raise InputError(f"holds complex ({array.dtype}) values; save the real part or the magnitude", path=path)
+    if array.size == 0:
+        raise InputError(f"holds an empty array (shape {array.shape}); nothing to compare", path=path)
     return array
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` (no pickles) by name: an ``InputError`` naming the file when it cannot be read."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not hasattr(data, "files"):
+            raise InputError("holds one array (.npy); expected an .npz with one array per name", path=path)
+        with data:
+            return {name: data[name] for name in data.files}
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy/zipfile raise many types for a bad file
+        raise InputError(f"not a readable .npz ({exc})", path=path) from None
 
 
 def read_image(path: str | Path) -> LoadedImage:

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from accuracy.backends import get_backend
 from accuracy.backends.onnxrt_fp16 import loader
 from accuracy.backends.onnxrt_fp16.emulate import emulate_fp16, node_names
-from accuracy.errors import ConfigError
+from accuracy.errors import BackendError, ConfigError
 from tests.fixtures.onnx_graphs import HAZARD_SCALE, normalizer_chain
 
 
@@ -165,3 +165,43 @@ def test_weights_and_constants_saturate_but_computed_tensors_overflow(tmp_path):
     assert y[0] == 65504.0 and y[1] == 2.0  # the weight 1e6 saturated to 65504, times 1 ...
     grown = get_backend("onnxruntime-fp16").load(path).run({"x": np.array([2.0, 2.0], np.float32)})[1]
     assert np.isposinf(grown[0])  # ... but 2 * 65504, computed, overflows
+
+
+def test_corrupt_model_is_a_backend_error_naming_the_file(tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x0a\xff\xff not a protobuf")
+    with pytest.raises(BackendError, match="onnx cannot read the model") as caught:
+        get_backend("onnxruntime-fp16").load(junk)
+    assert caught.value.path == str(junk)
+    with pytest.raises(ConfigError, match="cache must be true or false"):
+        get_backend("onnxruntime-fp16", cache="no").load(tmp_path / "junk.onnx")
+
+
+def test_large_model_entry_is_placed_whole_and_a_lost_race_keeps_the_winner(hazard_onnx, normalizer_inputs,
+                                                                             private_cache, monkeypatch):
+    """Over 2 GB (lowered here) the model and its .data file go into the cache as one folder. A process
+    that finishes second discards its copy: the winner's files, maybe open in another process, stay."""
+    monkeypatch.setattr(loader, "_TWO_GB", 0)
+    get_backend("onnxruntime-fp16").load(hazard_onnx)
+    (entry,) = (private_cache / "fp16").iterdir()
+    assert sorted(p.name for p in entry.iterdir()) == ["model.onnx", "model.onnx.data"]
+
+    real_emulate = loader.emulate_fp16
+    winner = private_cache / "fp16" / loader.content_hash(hazard_onnx, keep_fp32=["norm"])
+
+    def another_process_wins(model, **kwargs):
+        emulated = real_emulate(model, **kwargs)
+        copy = onnx.ModelProto()
+        copy.CopyFrom(emulated)  # onnx.save moves a model's weights out: save a copy
+        winner.mkdir(parents=True)
+        onnx.save(copy, str(winner / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
+        return emulated
+
+    monkeypatch.setattr(loader, "emulate_fp16", another_process_wins)
+    data = winner / "model.onnx.data"
+    session = get_backend("onnxruntime-fp16", keep_fp32=["norm"]).load(hazard_onnx)
+    assert data.stat().st_size == sum(
+        onnx.numpy_helper.to_array(t).nbytes for t in onnx.load(str(hazard_onnx)).graph.initializer
+        if t.name in {"w1", "w2"})  # the winner's data, not ours appended to it
+    assert sorted(p.name for p in (private_cache / "fp16").iterdir()) == sorted([entry.name, winner.name])
+    assert np.isfinite(session.run(normalizer_inputs)[0]).all()

@@ -63,3 +63,18 @@ def test_bad_model_and_bad_feeds_are_backend_errors(tmp_path, hazard_onnx):
         session.run({"z": np.zeros((1, 64), np.float32)})
     with pytest.raises(BackendError, match="failed to run"):
         session.run({"x": np.zeros((2, 3), np.float32)})
+
+
+@pytest.mark.parametrize(("options", "key"), [
+    ({"intra_op_num_threads": "four"}, "onnxruntime.intra_op_num_threads"),
+    ({"inter_op_num_threads": -1}, "onnxruntime.inter_op_num_threads"),
+    ({"intra_op_num_threads": True}, "onnxruntime.intra_op_num_threads"),
+    ({"providers": 5}, "onnxruntime.providers"),
+    ({"graph_optimization_level": 2}, "onnxruntime.graph_optimization_level"),
+    ({"session_options": ["enable_mem_pattern"]}, "onnxruntime.session_options"),
+    ({"session_options": {"enable_mem_pattern": "yes please"}}, "onnxruntime.session_options.enable_mem_pattern"),
+])
+def test_option_values_of_the_wrong_type_are_config_errors_naming_the_option(hazard_onnx, options, key):
+    with pytest.raises(ConfigError) as caught:
+        get_backend("onnxruntime", **options).load(hazard_onnx)
+    assert caught.value.where == key

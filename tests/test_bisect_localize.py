@@ -222,3 +222,35 @@ def test_stand_in_that_cannot_reproduce_the_failure_says_so(tmp_path):
     assert found["verdict"] == "pass" and found["first_divergent"] is None and found["stand_in"]
     assert not found["repair"]["passed"] and "not fp16 rounding" in found["repair"]["note"]
     assert not data["repair"]["passed"]
+
+
+def test_unreadable_recorded_inputs_are_an_input_error_naming_the_file(tmp_path):
+    from accuracy.bisect.localize import culprit_target
+    from accuracy.config import load_suite
+    from accuracy.config.pipeline import load_pipeline_spec
+    from accuracy.errors import InputError
+    from accuracy.pipelines.recording import Recording
+    from accuracy.pipelines.runner import PipelineRunner
+
+    suite = _recorded_body(tmp_path / "p", dump=True)
+    runner = PipelineRunner(load_pipeline_spec(load_suite(suite)))
+    recording = Recording()
+    runner.record(recording)
+    broken = tmp_path / "p" / "recorded" / "body" / "call_0000" / "inputs" / "x.npy"
+    broken.write_bytes(b"\x93NUMPY broken")
+    with pytest.raises(InputError) as caught:
+        culprit_target(runner, recording, "body")
+    assert caught.value.path == str(broken)
+
+
+def test_safe_name_is_shared_by_localize_folders_and_the_default_out_dir(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from accuracy.bisect.localize import safe_name
+    from accuracy.cli.bisect import _localize_out
+
+    assert safe_name("unet/down 1") == "unet_down_1" and safe_name("") == "model"
+    monkeypatch.setenv("ACCURACY_CACHE_DIR", str(tmp_path))
+    out = _localize_out(Namespace(localize_out=None, json_path=None, report=None), "my suite")
+    assert out == tmp_path / "bisect" / "my_suite" / "localize"
+    assert _localize_out(Namespace(localize_out=None, json_path=None, report=None), "").parent.name == "suite"

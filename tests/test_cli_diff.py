@@ -97,6 +97,22 @@ def test_unreadable_files_exit_2_with_one_line(guide, tmp_path, capsys, content)
     assert str(path) in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("bound", [("--ssim-min", "nan"), ("--psnr-min", "inf"), ("--max-abs", "nan"),
+                                   ("--data-range", "inf")])
+def test_non_finite_thresholds_exit_2_with_one_line(guide, capsys, bound):
+    assert _diff(guide["expected"], guide["near"], *bound) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{bound[0]} must be a finite number" in err
+
+
+def test_complex_npy_exits_2_naming_the_file(tmp_path, capsys):
+    np.save(tmp_path / "ref.npy", np.ones((4, 4), np.float32))
+    np.save(tmp_path / "complex.npy", np.ones((4, 4), np.complex64))
+    assert _diff(tmp_path / "ref.npy", tmp_path / "complex.npy") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "complex.npy" in err and "Traceback" not in err
+
+
 def test_truncated_png_exit_2(guide, tmp_path, capsys):
     data = guide["far"].read_bytes()
     cut = tmp_path / "cut.png"

@@ -16,6 +16,7 @@ from accuracy.imageio import (
     read_array,
     read_comparable,
     read_image,
+    read_npz,
     resize_to,
     to_pixels,
     write_png,
@@ -192,6 +193,32 @@ def test_npy_arrays(tmp_path):
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(InputError, match="bad.npy"):
         read_array(tmp_path / "bad.npy")
+
+
+@pytest.mark.parametrize(("array", "words"), [
+    (np.array([1 + 2j, 3 - 1j], np.complex64), "complex"),
+    (np.zeros((0, 4), np.float32), "empty"),
+])
+def test_complex_and_empty_arrays_are_input_errors_naming_the_file(tmp_path, array, words):
+    np.save(tmp_path / "odd.npy", array)
+    with pytest.raises(InputError, match=words) as info:
+        read_comparable(tmp_path / "odd.npy")
+    assert info.value.path == str(tmp_path / "odd.npy")
+
+
+def test_npz_arrays_by_name_and_bad_npz_files(tmp_path):
+    x, ids = np.ones((1, 4), np.float32), np.arange(3)
+    np.savez(tmp_path / "feeds.npz", x=x, ids=ids)
+    loaded = read_npz(tmp_path / "feeds.npz")
+    assert sorted(loaded) == ["ids", "x"] and loaded["ids"].tolist() == [0, 1, 2]
+    np.save(tmp_path / "one.npy", x)
+    (tmp_path / "junk.npz").write_bytes(b"PK not really a zip")
+    np.savez(tmp_path / "pickled.npz", o=np.array([{"a": 1}], dtype=object))
+    for name, words in [("one.npy", "expected an .npz"), ("junk.npz", "not a readable .npz"),
+                        ("pickled.npz", "not a readable .npz"), ("missing.npz", "not found")]:
+        with pytest.raises(InputError, match=words) as info:
+            read_npz(tmp_path / name)
+        assert info.value.path == str(tmp_path / name) and "\n" not in str(info.value)
 
 
 def test_to_pixels_quantises_floats_like_diffusers():

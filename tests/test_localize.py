@@ -150,6 +150,25 @@ def test_nothing_to_compare_and_bad_candidates(tmp_path, hazard_onnx, normalizer
         localize_model(hazard_onnx, {"z": normalizer_inputs["x"]})
 
 
+def test_feeds_must_fit_the_declared_shape_and_keep_fp32_must_name_nodes(tmp_path, hazard_onnx, normalizer_inputs):
+    x = normalizer_inputs["x"]
+    for wrong in (x[:, :32], x.reshape(1, 1, 64), np.concatenate([x, x])):
+        with pytest.raises(InputError, match="declares \\(1, 64\\)") as caught:
+            localize_model(hazard_onnx, {"x": wrong}, feeds_source=tmp_path / "feeds.npz")
+        assert caught.value.path == str(tmp_path / "feeds.npz") and caught.value.where == "x"
+    with pytest.raises(InputError, match="inputs lack") as caught:
+        localize_model(hazard_onnx, {"z": x}, feeds_source=tmp_path / "feeds.npz")
+    assert caught.value.path == str(tmp_path / "feeds.npz")
+    free = normalizer_chain(scale=HAZARD_SCALE)
+    free.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"  # a free batch size fits any
+    onnx.save(free, str(tmp_path / "free.onnx"))
+    assert localize_model(tmp_path / "free.onnx", {"x": np.concatenate([x, x])})["verdict"] == "fail"
+    with pytest.raises(UsageError, match="\\['nosuch'\\]"):
+        localize_model(hazard_onnx, normalizer_inputs, keep_fp32=[HAZARD_NODE, "nosuch"])
+    with pytest.raises(UsageError, match="segment size"):
+        localize_model(hazard_onnx, normalizer_inputs, segment_bytes=0)
+
+
 def test_plain_onnxruntime_candidate_agrees_with_itself(hazard_onnx, normalizer_inputs):
     result = localize_model(hazard_onnx, normalizer_inputs, "onnxruntime")
     assert result["verdict"] == "pass"

@@ -47,22 +47,32 @@ def test_clean_model_exits_0(clean_onnx, feeds_npz, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["first_divergent"] is None
 
 
-@pytest.mark.parametrize("case", ["missing_model", "bad_npz", "wrong_input", "map_with_backend", "empty_dump"])
+BAD_INPUT = ["missing_model", "bad_npz", "wrong_input", "wrong_shape", "unknown_keep", "small_segment",
+             "map_with_backend", "empty_dump"]
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
 def test_bad_input_is_one_line_and_exit_2(case, tmp_path, hazard_onnx, feeds_npz, normalizer_inputs):
     args = {
         "missing_model": [tmp_path / "nope.onnx", "--inputs", feeds_npz],
         "bad_npz": [hazard_onnx, "--inputs", tmp_path / "bad.npz"],
         "wrong_input": [hazard_onnx, "--inputs", tmp_path / "wrong.npz"],
+        "wrong_shape": [hazard_onnx, "--inputs", tmp_path / "short.npz"],
+        "unknown_keep": [hazard_onnx, "--inputs", feeds_npz, "--keep-fp32", f"{HAZARD_NODE},nosuch"],
+        "small_segment": [hazard_onnx, "--inputs", feeds_npz, "--segment-mb", "0"],
         "map_with_backend": [hazard_onnx, "--inputs", feeds_npz, "--map", tmp_path / "m.json"],
         "empty_dump": [hazard_onnx, "--inputs", feeds_npz, "--candidate", tmp_path / "dump"],
     }[case]
     (tmp_path / "bad.npz").write_bytes(b"garbage")
     np.savez(tmp_path / "wrong.npz", z=normalizer_inputs["x"])
+    np.savez(tmp_path / "short.npz", x=normalizer_inputs["x"][:, :32])  # the model declares x as [1, 64]
     (tmp_path / "dump").mkdir()
     proc = _localize(*args)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
-    expected = {"missing_model": "nope.onnx", "bad_npz": "bad.npz", "wrong_input": "['x']",
-                "map_with_backend": "--map", "empty_dump": "no tensor could be compared"}[case]
-    assert expected in lines[0]
+    expected = {"missing_model": ["nope.onnx"], "bad_npz": ["bad.npz"], "wrong_input": ["wrong.npz", "['x']"],
+                "wrong_shape": ["short.npz", "[x]", "(1, 32)", "(1, 64)"], "unknown_keep": ["['nosuch']"],
+                "small_segment": ["--segment-mb"], "map_with_backend": ["--map"],
+                "empty_dump": ["no tensor could be compared"]}[case]
+    assert all(words in lines[0] for words in expected), lines[0]

@@ -25,10 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import numpy as np
 
+from accuracy.backends.recorded.loader import load_arrays
 from accuracy.bisect.swaps import JudgedRuns, beyond_noise, summary
 from accuracy.compare.criteria import Judgement
 from accuracy.compare.tensors import TensorThresholds
@@ -92,7 +92,7 @@ def localize_culprits(runs: JudgedRuns, recording: Recording, culprits: Sequence
         check = None
         if request.suggest_fp32:
             check = PipelineCheck(runs, model, target, culprits=culprits, repaired=repaired, noise=noise)
-        out = None if request.out_dir is None else Path(request.out_dir) / _safe(model)
+        out = None if request.out_dir is None else Path(request.out_dir) / safe_name(model)
         try:
             full = localize_model(target.model_file, target.feeds, target.candidate, name_map=target.name_map,
                                   thresholds=request.thresholds, keep_fp32=target.keep_fp32,
@@ -144,7 +144,7 @@ def culprit_target(runner: PipelineRunner, recording: Recording, model: str) -> 
         if dump is not None:
             call = dump.parent
             name_map = call / "dump_map.json"
-            return Target(reference_file, _arrays(call / "inputs"), f"the recording's {call.name} (its tensor dump)",
+            return Target(reference_file, load_arrays(call / "inputs"), f"the recording's {call.name} (its tensor dump)",
                           dump, name_map=name_map if name_map.exists() else None)
         reason += " (its recording has no call_*/dump/ folder of tensors)"
     stand_in = (f"{reason}: localized the reference ONNX under {FP16} emulation instead, a stand-in for the "
@@ -295,9 +295,6 @@ def _verify_all(runs: JudgedRuns, found: dict[str, dict[str, Any]], repaired: di
                              + ", ".join(f"{m} on {FP16} keeping {len(k)} node(s) in fp32" for m, k in repaired.items())}
 
 
-def _arrays(folder: Path) -> dict[str, np.ndarray]:
-    return {unquote(p.stem): np.load(p, allow_pickle=False) for p in sorted(folder.glob("*.npy"))}
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "model"
+def safe_name(name: str, *, fallback: str = "model") -> str:
+    """``name`` as a file or folder name: characters other than letters, digits, ``-_.`` become ``_``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or fallback

@@ -70,10 +70,10 @@ def _localize_out(args: argparse.Namespace, suite_name: str) -> Path:
     if beside:
         path = Path(beside)
         return path.with_name(path.stem + ".localize")
+    from accuracy.bisect.localize import safe_name
     from accuracy.cache import cache_dir
 
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in suite_name) or "suite"
-    return cache_dir() / "bisect" / safe / "localize"
+    return cache_dir() / "bisect" / safe_name(suite_name, fallback="suite") / "localize"
 
 
 def bisect_table(result: Mapping[str, Any]) -> str:

@@ -93,9 +93,20 @@ def _array_metrics(a: np.ndarray, b: np.ndarray, *, data_range: float, threshold
     return {"metrics": metrics, "failures": failures, "notes": ["ssim needs an image-shaped array; not judged"]}
 
 
+def _check_thresholds(args: argparse.Namespace) -> None:
+    """Every bound given on the command line is a finite number (``nan`` would pass or fail everything)."""
+    import math
+
+    for option in ("ssim_min", "psnr_min", "max_abs", "data_range"):
+        value = getattr(args, option)
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"--{option.replace('_', '-')} must be a finite number, not {value}")
+
+
 def run(args: argparse.Namespace) -> int:
     from accuracy.compare.images import ImageThresholds, compare_images
 
+    _check_thresholds(args)
     expected, obtained, a, b, data_range = _prepare(args)
     thresholds = ImageThresholds(ssim_min=args.ssim_min, psnr_min=args.psnr_min, max_abs=args.max_abs)
     image_like = a.ndim in (2, 3) and min(a.shape[:2]) >= 3 and (a.ndim == 2 or a.shape[2] <= 4)

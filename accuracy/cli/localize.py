@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from accuracy.cli.common import emit_json, exit_code_for, say, warn
-from accuracy.errors import InputError
+from accuracy.errors import UsageError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,33 +28,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segment-mb", type=int, default=16, help="tensor memory per streamed segment (MiB)")
 
 
-def load_feeds(path: str | Path) -> dict:
-    """Feeds from an ``.npz`` (one array per input name); errors name the file."""
-    import numpy as np
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError("inputs file not found", path=path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise InputError("expected an .npz with one array per input name", path=path)
-            return {name: data[name] for name in data.files}
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - numpy/zipfile raise many types for a bad file
-        raise InputError(f"cannot read the inputs: {exc}", path=path) from None
-
-
 def run(args: argparse.Namespace) -> int:
     from accuracy.compare.tensors import TensorThresholds
+    from accuracy.imageio import read_npz
     from accuracy.io import write_json_atomic
     from accuracy.localize import localize_model
 
-    feeds = load_feeds(args.inputs)
+    if args.segment_mb < 1:
+        raise UsageError(f"--segment-mb must be at least 1 (MiB), not {args.segment_mb}")
+    feeds = read_npz(args.inputs)
     keep = [n for n in args.keep_fp32.split(",") if n]
     result = localize_model(
-        args.model, feeds, args.candidate, name_map=args.name_map,
+        args.model, feeds, args.candidate, feeds_source=args.inputs, name_map=args.name_map,
         thresholds=TensorThresholds(cosine_min=args.cosine_min, max_abs=args.max_abs),
         suggest_fp32=args.suggest_fp32, out_dir=args.out, keep_fp32=keep, segment_bytes=args.segment_mb << 20,
         progress=_progress,

@@ -46,6 +46,7 @@ def localize_model(
     feeds: Mapping[str, np.ndarray],
     candidate: str | Path = "onnxruntime-fp16",
     *,
+    feeds_source: str | Path | None = None,
     name_map: str | Path | None = None,
     thresholds: TensorThresholds = DEFAULT_THRESHOLDS,
     suggest_fp32: bool = False,
@@ -60,9 +61,18 @@ def localize_model(
     ``suggest_fp32`` adds ``repair`` (a verified keep-fp32 node list, and with ``out_dir`` the
     repaired fp16 model and converter snippets); ``repair_criterion(keep_fp32) -> bool`` judges a
     keep-list instead of the model's own outputs (``bisect --localize`` passes the pipeline's check).
-    Raises ``InputError`` only when nothing could be compared.
+    ``feeds_source`` is the file the feeds came from, named when they do not fit the model. Raises
+    ``InputError`` for such feeds and when nothing could be compared, ``UsageError`` for ``keep_fp32``
+    names the model does not have or a ``segment_bytes`` below 1.
     """
+    if segment_bytes < 1:
+        raise UsageError(f"the segment size must be at least 1 byte, not {segment_bytes}")
     graph = ModelGraph(model_path, feeds=feeds)
+    graph.check_feeds(feeds, source=feeds_source)
+    unknown = sorted(set(keep_fp32) - {node.name for node in graph.nodes})
+    if unknown:
+        raise UsageError(f"keep-fp32 names node(s) the model does not have: {unknown} "
+                         f"(its nodes: {_preview([node.name for node in graph.nodes])})", path=graph.path)
     side = _candidate_side(candidate, graph, name_map, keep_fp32)
     run = stream_localize(graph, feeds, side, thresholds=thresholds, segment_bytes=segment_bytes, progress=progress)
     compared = [r for r in run.records if r["passed"] is not None]
@@ -97,6 +107,10 @@ def localize_model(
     if suggest_fp32:
         result["repair"] = _repair(graph, feeds, run.records, thresholds, keep_fp32, out_dir, repair_criterion)
     return result
+
+
+def _preview(names: Sequence[str], limit: int = 8) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def _repair(graph: ModelGraph, feeds, records, thresholds, keep_fp32, out_dir, criterion) -> dict:

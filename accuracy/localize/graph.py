@@ -99,6 +99,23 @@ class ModelGraph:
             pending = rest
         return ordered
 
+    def check_feeds(self, feeds: Mapping[str, np.ndarray], *, source: str | Path | None = None) -> None:
+        """Every input fed, in the shape the model declares (its fixed dimensions): else an
+        ``InputError`` naming ``source``, the feeds' file (the model file when there is none)."""
+        where = self.path if source is None else source
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise InputError(f"inputs lack {missing}; the model takes {self.input_names}", path=where)
+        for vi in self.model.graph.input:
+            if vi.name not in feeds or not vi.type.tensor_type.HasField("shape"):
+                continue
+            declared = tuple(d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim)
+            shape = np.shape(feeds[vi.name])
+            if len(shape) != len(declared) or any(d is not None and d != s for d, s in zip(declared, shape)):
+                shown = "(" + ", ".join("?" if d is None else str(d) for d in declared) + ")"
+                raise InputError(f"input {vi.name!r} has shape {shape} but the model {self.path.name} declares "
+                                 f"{shown} ('?' is free)", path=where, where=vi.name)
+
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, int], dict[str, int]]:
         """Element types and byte sizes per tensor, by shape inference with the feeds' shapes."""
         probe = onnx.ModelProto()

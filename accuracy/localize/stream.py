@@ -13,7 +13,6 @@ import numpy as np
 from onnx import TensorProto
 
 from accuracy.compare.tensors import TensorThresholds, compare_tensors
-from accuracy.errors import InputError
 from accuracy.localize.graph import ModelGraph, Node
 from accuracy.localize.sides import DumpSide, OnnxSide
 
@@ -58,9 +57,7 @@ def stream_localize(
     progress: Callable[[int, int], None] | None = None,
 ) -> LocalizeRun:
     """Compare every float tensor of ``graph`` between the fp32 reference and ``candidate``."""
-    missing_feeds = [n for n in graph.input_names if n not in feeds]
-    if missing_feeds:
-        raise InputError(f"inputs lack {missing_feeds}; the model takes {graph.input_names}")
+    graph.check_feeds(feeds)
     reference = OnnxSide(label="reference")
     result = LocalizeRun(graph)
     live_ref = {n: np.asarray(feeds[n]) for n in graph.input_names}

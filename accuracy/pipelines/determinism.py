@@ -12,6 +12,9 @@ reference and in the candidate, in every process.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,13 +64,20 @@ def seeded_copy(model_path: Path, folder: Path, *, seed: float = PRIVATE_SEED) -
             del node.attribute[:]
             node.attribute.extend(kept + [onnx.helper.make_attribute("seed", float(seed + index))])
     folder.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(".tmp")
-    if external:  # weights over 2 GB stay outside the protobuf, beside the private copy
-        onnx.save(model, str(temporary), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=f"{target.name}.data")
-    else:
-        onnx.save(model, str(temporary))
-    temporary.replace(target)
+    # written in a private folder, then moved into place (data first): parallel processes never
+    # write the same file, and a model file in place always has its data beside it
+    private = Path(tempfile.mkdtemp(prefix=f".{target.stem}.", dir=folder))
+    try:
+        if external:  # weights over 2 GB stay outside the protobuf, beside the private copy
+            data = f"{target.name}.data"
+            onnx.save(model, str(private / target.name), save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=data)
+            os.replace(private / data, folder / data)
+        else:
+            onnx.save(model, str(private / target.name))
+        os.replace(private / target.name, target)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     return target
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from accuracy.backends import Session, get_backend
 from accuracy.cache import cache_dir
 from accuracy.config.pipeline import PipelineSpec
-from accuracy.errors import AccuracyError, BackendError, InputError
+from accuracy.errors import AccuracyError, BackendError, ConfigError, InputError
 from accuracy.pipelines.determinism import RandomNode, random_nodes, seeded_copy
 from accuracy.pipelines.entry import check_outputs, load_entry
 from accuracy.pipelines.proxy import CallHook, ModelProxy
@@ -76,14 +76,14 @@ class PipelineRunner:
         key = (model, side)
         if key not in self._sessions:
             if side == REFERENCE:
-                backend = self._backend(self.spec.reference.name, self.spec.reference.options)
-                self._sessions[key] = backend.load(self.model_file(model, REFERENCE))
+                self._sessions[key] = self._load(REFERENCE, self.spec.reference.name, self.spec.reference.options,
+                                                 self.model_file(model, REFERENCE))
             else:
                 reference = self.session(model, REFERENCE)
                 name = self.candidate_backend_name(model)
-                options = self.spec.candidate.options if name == self.spec.candidate.name else self.spec.reference.options
-                backend = self._backend(name, options)
-                session = backend.load(self.model_file(model, CANDIDATE), reference=reference)
+                table = CANDIDATE if name == self.spec.candidate.name else REFERENCE
+                options = self.spec.candidate.options if table == CANDIDATE else self.spec.reference.options
+                session = self._load(table, name, options, self.model_file(model, CANDIDATE), reference=reference)
                 _check_output_count(model, reference, session)
                 self._sessions[key] = session
         return self._sessions[key]
@@ -102,6 +102,16 @@ class PipelineRunner:
         if key not in self._backends:
             self._backends[key] = get_backend(name, **dict(options))
         return self._backends[key]
+
+    def _load(self, table: str, name: str, options: Mapping[str, Any], model_file: Path, *,
+              reference: Session | None = None) -> Session:
+        """``model_file`` on backend ``name``; a bad option is reported at the suite's ``[table]`` key."""
+        try:
+            return self._backend(name, options).load(model_file, reference=reference)
+        except (ConfigError, BackendError) as exc:
+            if exc.path is not None:
+                raise
+            raise type(exc)(exc.message, path=self.spec.path, where=_suite_key(table, name, exc.where)) from None
 
     # -- runs -----------------------------------------------------------------------------------
     def run(self, sides: Mapping[str, str] | None = None, *, hook: CallHook | None = None,
@@ -143,6 +153,13 @@ def recording_hook(recording: Recording) -> CallHook:
         return outputs
 
     return hook
+
+
+def _suite_key(table: str, backend: str, where: str | None) -> str:
+    """``onnxruntime.intra_op_num_threads`` (a backend's own naming) as the suite's ``reference.intra_op_num_threads``."""
+    if not where or where == backend:
+        return table
+    return f"{table}.{where.removeprefix(f'{backend}.')}"
 
 
 def _where(exc: BaseException) -> str:

@@ -80,15 +80,26 @@ def session_options(
         )
     options = ort.SessionOptions()
     options.graph_optimization_level = levels[graph_optimization_level]
-    options.intra_op_num_threads = int(intra_op_num_threads)
-    options.inter_op_num_threads = int(inter_op_num_threads)
+    for key, value in (("intra_op_num_threads", intra_op_num_threads), ("inter_op_num_threads", inter_op_num_threads)):
+        setattr(options, key, _thread_count(value, where=f"{source}.{key}"))
     options.log_severity_level = 3  # warnings about unused initializers are noise here
     for key, value in (extra or {}).items():
         if not hasattr(options, key):
             raise ConfigError(f"onnxruntime.SessionOptions has no attribute {key!r}",
                               where=f"{source}.session_options.{key}")
-        setattr(options, key, value)
+        try:
+            setattr(options, key, value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"onnxruntime.SessionOptions.{key} cannot be {value!r}: {exc}",
+                              where=f"{source}.session_options.{key}") from None
     return options
+
+
+def _thread_count(value: Any, *, where: str) -> int:
+    """A thread-pool size: an integer >= 0 (0 lets ORT choose)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"must be a whole number >= 0 (0 lets onnxruntime choose), not {value!r}", where=where)
+    return value
 
 
 class OnnxRuntimeSession(Session):
@@ -124,12 +135,14 @@ def open_session(
     inter_op_num_threads: int = 0,
     session_options_extra: Mapping[str, Any] | None = None,
     external_data_folder: str | Path | None = None,
+    source: str = "onnxruntime",
 ) -> OnnxRuntimeSession:
     """Open an ONNX model (a path, or serialized bytes) as an ``OnnxRuntimeSession``.
 
     ``model_path`` names the model in messages when ``model`` is bytes. A path is handed to ORT as
     a path so external-data files (models over 2 GB) are found beside it; for bytes whose
     initializers point at external data, ``external_data_folder`` says where those files are.
+    ``source`` (the backend's name) prefixes the option names in a ``ConfigError``.
     """
     import onnxruntime as ort
 
@@ -138,6 +151,7 @@ def open_session(
         intra_op_num_threads=intra_op_num_threads,
         inter_op_num_threads=inter_op_num_threads,
         extra=session_options_extra,
+        source=source,
     )
     if external_data_folder is not None:
         options.add_session_config_entry("session.model_external_initializers_file_folder_path",
@@ -145,11 +159,11 @@ def open_session(
     unavailable = [p for p in providers if p not in ort.get_available_providers()]
     if unavailable:
         raise ConfigError(f"execution provider(s) {', '.join(unavailable)} not available in this onnxruntime; "
-                          f"available: {', '.join(ort.get_available_providers())}", where="providers")
+                          f"available: {', '.join(ort.get_available_providers())}", where=f"{source}.providers")
     shown = Path(model_path if model_path is not None else (model if not isinstance(model, bytes) else "<memory>"))
-    source = model if isinstance(model, bytes) else str(model)
+    loadable = model if isinstance(model, bytes) else str(model)
     try:
-        inner = ort.InferenceSession(source, sess_options=options, providers=list(providers))
+        inner = ort.InferenceSession(loadable, sess_options=options, providers=list(providers))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own types for unloadable models
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackendError(f"onnxruntime cannot load the model: {first_line}", path=shown) from None
@@ -165,17 +179,30 @@ class OnnxRuntimeBackend(Backend):
             raise ConfigError(
                 f"unknown option(s) {', '.join(unknown)} for backend '{self.name}'; "
                 f"known: {', '.join(sorted(_KNOWN_OPTIONS | self._extra_option_names()))}",
-                where=self.name,
+                where=f"{self.name}.{unknown[0]}",
             )
         providers = self.options.get("providers", list(DEFAULT_PROVIDERS))
         if isinstance(providers, str):
             providers = [providers]
+        if not isinstance(providers, Sequence) or not all(isinstance(p, str) for p in providers):
+            raise ConfigError(f"must be a list of execution provider names, not {providers!r}",
+                              where=f"{self.name}.providers")
+        level = self.options.get("graph_optimization_level", "all")
+        if not isinstance(level, str):
+            raise ConfigError(f"must be one of {', '.join(OPTIMIZATION_LEVELS)}, not {level!r}",
+                              where=f"{self.name}.graph_optimization_level")
+        extra = self.options.get("session_options", {})
+        if not isinstance(extra, Mapping) or not all(isinstance(k, str) for k in extra):
+            raise ConfigError('must be a table of SessionOptions attributes, e.g. {enable_mem_pattern = false}, '
+                              f"not {extra!r}", where=f"{self.name}.session_options")
+        threads = {key: _thread_count(self.options.get(key, 0), where=f"{self.name}.{key}")
+                   for key in ("intra_op_num_threads", "inter_op_num_threads")}
         return {
             "providers": list(providers),
-            "graph_optimization_level": str(self.options.get("graph_optimization_level", "all")),
-            "intra_op_num_threads": int(self.options.get("intra_op_num_threads", 0)),
-            "inter_op_num_threads": int(self.options.get("inter_op_num_threads", 0)),
-            "session_options_extra": dict(self.options.get("session_options", {})),
+            "graph_optimization_level": level,
+            **threads,
+            "session_options_extra": dict(extra),
+            "source": self.name,
         }
 
     def _extra_option_names(self) -> set[str]:

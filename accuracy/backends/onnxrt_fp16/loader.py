@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Collection
 from pathlib import Path
 
@@ -36,7 +38,10 @@ def _external_files(model_path: Path) -> list[Path]:
     import onnx
     from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
-    proto = onnx.load(str(model_path), load_external_data=False)
+    try:
+        proto = onnx.load(str(model_path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf/onnx raise many types for a bad file
+        raise BackendError(f"onnx cannot read the model: {exc}", path=model_path) from None
     found = set()
     for tensor in _get_all_tensors(proto):
         if uses_external_data(tensor):
@@ -77,13 +82,30 @@ def convert(model_path: Path, *, keep_fp32: Collection[str] = (), use_cache: boo
         if emulated.ByteSize() > _TWO_GB:
             raise BackendError("models over 2 GB need the cache (cache = true)", path=model_path)
         return emulated.SerializeToString()
-    target.parent.mkdir(parents=True, exist_ok=True)
     if emulated.ByteSize() > _TWO_GB:
-        tmp = target.with_name(f".model.{os.getpid()}.onnx")
-        onnx.save(emulated, str(tmp), save_as_external_data=True, location="model.onnx.data")
-        os.replace(tmp, target)
-    else:
-        write_bytes_atomic(target, emulated.SerializeToString())
+        return _save_with_external_data(emulated, target)
+    write_bytes_atomic(target, emulated.SerializeToString())
+    return target
+
+
+def _save_with_external_data(model, target: Path) -> Path:
+    """Save ``model`` and its ``.data`` file as one cache entry: written into a private folder that
+    is renamed into place whole, so no reader sees a model without its data, and no two processes
+    write the same file. When another process got there first, its entry is kept and ours discarded."""
+    import onnx
+
+    target.parent.parent.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix=f".{target.parent.name}.", dir=target.parent.parent))
+    try:
+        onnx.save(model, str(private / target.name), save_as_external_data=True, location=f"{target.name}.data")
+        try:
+            os.rename(private, target.parent)  # replaces only an empty folder: the first complete entry wins
+        except OSError as exc:
+            if not target.exists():
+                raise BackendError(f"cannot place the fp16 cache entry ({exc}); remove the folder {target.parent}",
+                                   path=target.parent) from None
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     return target
 
 
@@ -105,7 +127,10 @@ class OnnxRuntimeFp16Backend(OnnxRuntimeBackend):
         keep = self.options.get("keep_fp32", [])
         if isinstance(keep, str) or not all(isinstance(k, str) for k in keep):
             raise ConfigError("keep_fp32 must be a list of node names", where=f"{self.name}.keep_fp32")
-        model = convert(model_path, keep_fp32=list(keep), use_cache=bool(self.options.get("cache", True)))
+        use_cache = self.options.get("cache", True)
+        if not isinstance(use_cache, bool):
+            raise ConfigError(f"cache must be true or false, not {use_cache!r}", where=f"{self.name}.cache")
+        model = convert(model_path, keep_fp32=list(keep), use_cache=use_cache)
         session = open_session(model, model_path=model_path, **settings)
         session.backend_name = self.name
         return session

@@ -55,7 +55,8 @@ def _digest(feeds: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _load_arrays(folder: Path) -> dict[str, np.ndarray]:
+def load_arrays(folder: Path) -> dict[str, np.ndarray]:
+    """``folder/*.npy`` by tensor name (file names URL-quoted); an unreadable file is an ``InputError``."""
     arrays = {}
     for path in sorted(folder.glob("*.npy")):
         try:
@@ -77,7 +78,7 @@ class RecordedSession(Session):
         self._by_digest: dict[str, Path] | None = None
 
     def _recorded_inputs(self, call: Path) -> dict[str, np.ndarray]:
-        return _load_arrays(call / "inputs")
+        return load_arrays(call / "inputs")
 
     def _find(self, feeds: dict[str, np.ndarray]) -> Path:
         if self.match == "order":
@@ -114,7 +115,7 @@ class RecordedSession(Session):
 
     def _run(self, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
         call = self._find(feeds)
-        outputs = _load_arrays(call / "outputs")
+        outputs = load_arrays(call / "outputs")
         missing = [spec.name for spec in self.outputs if spec.name not in outputs]
         if missing:
             raise BackendError(f"recording lacks output(s) {missing}; it has {sorted(outputs)}",
@@ -139,7 +140,7 @@ class RecordedBackend(Backend):
         if not calls:
             raise BackendError("no call_*/ folders in this recording (see docs/backends.md)", path=model_path)
         manifest = self._manifest(model_path)
-        first_in, first_out = _load_arrays(calls[0] / "inputs"), _load_arrays(calls[0] / "outputs")
+        first_in, first_out = load_arrays(calls[0] / "inputs"), load_arrays(calls[0] / "outputs")
         if reference is not None:
             inputs, outputs = list(reference.inputs), list(reference.outputs)
         else:

@@ -100,6 +100,7 @@ def bisect_table(result: Mapping[str, Any]) -> str:
         + (f"; smallest failing combination: {', '.join(result['smallest_failing'])}"
            if result.get("smallest_failing") and not result["culprits"] else ""),
     ]
+    lines += [f"note: {note}" for note in result.get("notes", [])]
     for name, views in result["models"].items():
         if "localize" in views:
             lines += localize_lines(name, views["localize"])

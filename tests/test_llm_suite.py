@@ -140,7 +140,8 @@ def test_bf16_candidate_is_gated_against_fp32_baseline(reference, tiny_lm_server
     text = re.sub(r'(?m)^base_url = .*$', f'base_url = "{bf16.base_url}"', suite.read_text())
     candidate_suite = suite.with_name("candidate.toml")
     candidate_suite.write_text(text.replace('name = "llm-tiny"', 'name = "llm-tiny-bf16"'))
-    done = accuracy_run(str(candidate_suite), "--json", str(tmp_path / "cand.json"))
+    report = tmp_path / "cand.html"
+    done = accuracy_run(str(candidate_suite), "--json", str(tmp_path / "cand.json"), "--report", str(report))
     assert done.returncode in (0, 1), done.stderr
     result = json.loads((tmp_path / "cand.json").read_text())
     baseline = {s["dataset"]: s["value"] for s in json.loads((suite.parent / "baseline.json").read_text())["scores"]}
@@ -155,6 +156,8 @@ def test_bf16_candidate_is_gated_against_fp32_baseline(reference, tiny_lm_server
     for dataset, ok in within.items():  # the table's row per dataset ends in its own verdict word
         rows = [line.rstrip() for line in done.stdout.splitlines() if line.split()[:1] == [dataset]]
         assert rows and all(row.endswith("aligned" if ok else "NOT ALIGNED") for row in rows), done.stdout
+    page = report.read_text()
+    assert "llm-tiny-bf16" in page and all(dataset in page for dataset in baseline)
 
 
 def test_failed_requests_are_caught_not_scored(reference, tiny_lm_servers, tmp_path):

@@ -1,4 +1,4 @@
-"""``accuracy run SUITE.toml [--work-dir DIR] [--resume] [--update-baselines] [--json PATH]``.
+"""``accuracy run SUITE.toml [--work-dir DIR] [--resume] [--update-baselines] [--json PATH] [--report PATH]``.
 
 Runs an ``[llm]`` suite: OpenCompass against the served model, then the suite's baseline check.
 The scores land in ``<work dir>/<timestamp>/accuracy_scores.json`` (what ``accuracy check`` reads);
@@ -22,6 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="continue the newest run in the work dir without re-requesting finished samples")
     parser.add_argument("--update-baselines", action="store_true",
                         help="record these scores as the suite's baseline (then judge against them)")
+    parser.add_argument("--report", metavar="PATH", help="write a self-contained HTML report here")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,4 +47,8 @@ def run(args: argparse.Namespace) -> int:
         say("\n".join("    " + line for line in result.details["table"].splitlines()))
     say(f"scores: {result.details.get('scores')}")
     emit_json(args, result.to_dict())
+    if args.report:
+        from accuracy.report.html import write_report
+
+        write_report(args.report, [result.to_dict()], title=f"accuracy run {result.suite}")
     return exit_code_for(result.verdict)

@@ -24,7 +24,7 @@ from accuracy.bisect.swaps import (
     isolated,
     summary,
 )
-from accuracy.compare.criteria import Criteria, Judgement, judge_outputs
+from accuracy.compare.criteria import Judgement, judge_outputs
 from accuracy.config.pipeline import PipelineSpec
 from accuracy.pipelines.recording import DEFAULT_BUDGET, ArrayStore, CallCache, Recording
 from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
@@ -56,7 +56,7 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
     timings: dict[str, float] = {}
     owned = runner is None  # a runner passed in stays open for the caller
     runner = runner or PipelineRunner(spec)
-    criteria = Criteria.from_spec(spec.compare)
+    criteria = spec.compare
     store = ArrayStore(budget_bytes)
     models = runner.candidate_models  # the others have no candidate: they stay on the reference
     try:

@@ -30,11 +30,6 @@ class Criteria:
     data_range: float | None = None
     outputs: tuple[str, ...] = ()
 
-    @classmethod
-    def from_spec(cls, spec: Any) -> Criteria:
-        """From a ``CompareSpec`` (or anything with the same attributes)."""
-        return cls(**{name: getattr(spec, name) for name in cls.__dataclass_fields__})
-
     @property
     def tensor_thresholds(self) -> TensorThresholds:
         return TensorThresholds(cosine_min=self.cosine_min, max_abs=self.max_abs, rel_l2_max=self.rel_l2_max,

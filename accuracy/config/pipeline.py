@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from accuracy.compare.criteria import Criteria
 from accuracy.compare.images import ImageThresholds
 from accuracy.config.converter import ConverterConfig, converter_from_ini, converter_from_table
 from accuracy.config.suite import Suite, TableReader
@@ -54,20 +55,6 @@ class BackendSpec:
     name: str
     options: dict[str, Any] = field(default_factory=dict)
     models: dict[str, Path] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CompareSpec:
-    """What the pipeline's outputs must meet (``None`` disables a bound); ``outputs`` limits which."""
-
-    cosine_min: float | None = 0.99
-    max_abs: float | None = None
-    rel_l2_max: float | None = None
-    max_rel: float | None = None
-    ssim_min: float | None = None
-    psnr_min: float | None = None
-    data_range: float | None = None
-    outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,7 +90,7 @@ class PipelineSpec:
     inputs: dict[str, Any]
     reference: BackendSpec
     candidate: BackendSpec
-    compare: CompareSpec
+    compare: Criteria
     converter: dict[str, ConverterConfig] = field(default_factory=dict)
     golden: GoldenSpec | None = None
     builtin: str | None = None
@@ -187,7 +174,7 @@ def _backend(table: TableReader, base: Path, *, allow_models: bool) -> BackendSp
     return BackendSpec(name=name, options=options, models=models)
 
 
-def _compare(table: TableReader) -> CompareSpec:
+def _compare(table: TableReader) -> Criteria:
     values: dict[str, Any] = {}
     for key in COMPARE_KEYS[:-1]:
         values[key] = table.number(key, None, minimum=0.0 if key != "cosine_min" else -1.0)
@@ -195,12 +182,12 @@ def _compare(table: TableReader) -> CompareSpec:
         raise table.error("data_range", f"must be > 0 (the span of pixel values, e.g. 1.0 or 255), "
                                         f"got {values['data_range']}")
     if not any(values[key] is not None for key in COMPARE_KEYS[:-2]):
-        values["cosine_min"] = CompareSpec.cosine_min  # no bound named: DESIGN's default check
+        values["cosine_min"] = Criteria.cosine_min  # no bound named: DESIGN's default check
     outputs = table.get("outputs", list, [])
     if not all(isinstance(item, str) for item in outputs):
         raise table.error("outputs", "must be a list of output names")
     table.reject_unknown(COMPARE_KEYS)
-    return CompareSpec(**values, outputs=tuple(outputs))
+    return Criteria(**values, outputs=tuple(outputs))
 
 
 def _converter(table: TableReader, base: Path, models: dict[str, Path]) -> dict[str, ConverterConfig]:

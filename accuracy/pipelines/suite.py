@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from accuracy.compare.criteria import Criteria, judge_outputs
+from accuracy.compare.criteria import judge_outputs
 from accuracy.config.pipeline import DEFAULT_CASE, GoldenSpec, PipelineSpec, load_pipeline_spec
 from accuracy.config.suite import Suite
 from accuracy.errors import ConfigError, InputError
@@ -71,7 +71,7 @@ def run_suite(suite: Suite, *, update_baselines: bool = False) -> SuiteResult:
 def compare_checks(spec: PipelineSpec, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
                    *, prefix: str = "") -> list[CheckResult]:
     """The reference-against-candidate checks of ``[compare]``, one per output, named ``prefix + output``."""
-    judgement = judge_outputs(reference, candidate, criteria=Criteria.from_spec(spec.compare))
+    judgement = judge_outputs(reference, candidate, criteria=spec.compare)
     checks = []
     for name, record in judgement.outputs.items():
         message = "; ".join(record["failures"]) + ("" if record["passed"] else " (run `accuracy bisect "

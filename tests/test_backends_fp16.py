@@ -139,6 +139,24 @@ def test_converted_model_is_cached_valid_and_keeps_names(hazard_onnx, normalizer
         get_backend("onnxruntime-fp16", keep_fp32=["norm"]).load(hazard_onnx)  # a different key
 
 
+
+def test_optimised_copy_is_saved_once_gives_the_same_numbers_and_a_damaged_one_is_remade(
+        hazard_onnx, normalizer_inputs, private_cache, monkeypatch):
+    expected = get_backend("onnxruntime-fp16", cache=False).load(hazard_onnx).run(normalizer_inputs)  # ORT's basic pass
+    get_backend("onnxruntime-fp16").load(hazard_onnx)
+    (optimised,) = list((private_cache / "fp16").glob("*/model.ort-basic-*.onnx"))
+    opened = []
+    real_open = loader.open_session
+    monkeypatch.setattr(loader, "open_session", lambda model, **kw: opened.append((model, kw)) or real_open(model, **kw))
+    got = get_backend("onnxruntime-fp16").load(hazard_onnx).run(normalizer_inputs)
+    assert [(model, kw["graph_optimization_level"]) for model, kw in opened] == [(optimised, "disable")]
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(expected, got))
+    optimised.write_bytes(b"damaged")
+    got = get_backend("onnxruntime-fp16").load(hazard_onnx).run(normalizer_inputs)
+    assert [model.name for model, _ in opened[1:]] == [optimised.name, "model.onnx"]  # damaged: opened as before
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(expected, got))
+    assert onnx.load(str(optimised)).graph.node  # and saved again
+
 def test_unnamed_nodes_get_op_type_and_index():
     names = node_names(normalizer_chain(scale=1.0).graph)
     assert names == ["embed", "Relu_1", "amplify", "sum_sq", "norm", "unit", "proj", "Tanh_7"]

@@ -38,3 +38,12 @@ def test_gate_reports_a_bad_option_on_one_line_and_exits_2(tmp_path, capsys):
     captured = capsys.readouterr()
     named = [line for line in captured.out.splitlines() if f"{suite} [{key}]: must be a whole number" in line]
     assert len(named) == 1 and "Traceback" not in captured.out + captured.err
+
+
+def test_fresh_session_reopens_only_a_session_that_has_run(tmp_path):
+    runner = PipelineRunner(load_pipeline_spec(load_suite(chain_pipeline(tmp_path, hazard=False))))
+    opened = runner.session("mid", "candidate")
+    assert runner.fresh_session("mid", "candidate") is opened  # never run: as fresh as a reopened one
+    runner.run({"mid": "candidate"})
+    assert opened.runs > 0 and runner.fresh_session("mid", "candidate") is not opened
+    runner.close()

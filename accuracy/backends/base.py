@@ -35,6 +35,7 @@ class Session(abc.ABC):
     """A loaded model. ``run`` takes feeds by input name and returns outputs in the model's order."""
 
     backend_name: str = "?"
+    runs: int = 0  # calls so far: a session never run is as fresh as a reopened one
 
     def __init__(self, model_path: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]):
         self.model_path = Path(model_path)
@@ -58,6 +59,7 @@ class Session(abc.ABC):
                 f"the model takes {[s.describe() for s in self.inputs]}",
                 path=self.model_path,
             )
+        self.runs += 1
         outputs = self._run({name: np.asarray(feeds[name]) for name in self.input_names})
         return [np.asarray(out) for out in outputs]
 

@@ -89,10 +89,14 @@ class PipelineRunner:
         return self._sessions[key]
 
     def fresh_session(self, model: str, side: str) -> Session:
-        """Drop and reopen a session (random graphs restart their seeded stream)."""
+        """Drop and reopen a session (random graphs restart their seeded stream); one never run is
+        fresh already and is kept."""
         if side == CANDIDATE and model not in self.candidate_models:
             side = REFERENCE
-        old = self._sessions.pop((model, side), None)
+        old = self._sessions.get((model, side))
+        if old is not None and old.runs == 0:
+            return old
+        self._sessions.pop((model, side), None)
         if old is not None:
             old.close()
         return self.session(model, side)

@@ -119,6 +119,7 @@ class OnnxRuntimeSession(Session):
 
     def run_outputs(self, output_names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Run and fetch only ``output_names`` (feeds are not re-checked: callers own them)."""
+        self.runs += 1
         try:
             return list(self.ort_session.run(list(output_names), dict(feeds)))
         except Exception as exc:  # noqa: BLE001 - as in _run

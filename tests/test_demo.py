@@ -4,6 +4,7 @@ the clean twin (same seed, no outlier) is blamed on nothing."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -63,5 +64,12 @@ def test_cli_demo_json_is_the_bisect_json_and_writes_a_report(tiny_sd, tmp_path,
     data = json.loads(out.read_text())
     assert data["culprits"] == ["text_encoder"] and set(data["models"]) == set(tiny_sd_module.MODELS)
     assert report.exists() and "text_encoder" in report.read_text()
+    # the pictures people look at: reference, all-fp16 and the culprit's swap-in images, in the report
+    pictures = data["pictures"]["image"]
+    assert set(pictures) == {"reference", "all_candidate", "swap_in:text_encoder"}
+    assert all(Path(path).exists() for path in pictures.values())
+    page = report.read_text()
+    assert "against all models on the candidate" in page and "against only text_encoder" in page
+    assert page.count("data:image/png") >= 6  # 2 x (expected, obtained, heat map) at least
     printed = capsys.readouterr().out
     assert "CULPRIT: text_encoder" in printed and str(report) in printed

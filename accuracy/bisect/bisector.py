@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from accuracy.bisect.localize import LocalizeRequest, localize_culprits
@@ -34,7 +35,8 @@ Progress = Callable[[str], None]
 
 def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: None,
                     budget_bytes: int = DEFAULT_BUDGET, runner: PipelineRunner | None = None,
-                    full: bool = False, localize: LocalizeRequest | None = None) -> dict[str, Any]:
+                    full: bool = False, localize: LocalizeRequest | None = None,
+                    pictures_dir: Path | None = None) -> dict[str, Any]:
     """Bisect ``spec``'s pipeline; returns DESIGN.md's bisect JSON (plus timings and cache counts).
 
     ``localize`` goes on from each culprit to the operator inside it (``models[name]["localize"]``)
@@ -135,6 +137,8 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
         }
         if repair is not None:
             result["repair"] = repair
+        if pictures_dir is not None:
+            result["pictures"] = write_pictures(Path(pictures_dir), reference, runs, models, search.culprits)
         return result
     finally:
         store.close()
@@ -174,3 +178,31 @@ def _leave_out(runs: JudgedRuns, model: str, culprits: list[str], *, full: bool,
 def _random_ops(runner: PipelineRunner, model: str) -> list[dict[str, Any]]:
     return [{"node": n.name, "op_type": n.op_type, "seed_in_file": n.seeded, "seeded_here": True}
             for n in runner.random[model]]
+
+
+def write_pictures(folder: Path, reference: dict, runs: JudgedRuns, models: list[str],
+                   culprits: list[str]) -> dict[str, dict[str, str]]:
+    """The image outputs a person would look at, as PNG files: the reference run, the all-candidate run
+    and each culprit's swap-in. ``{output: {"reference": path, "all_candidate": path, "swap_in:<m>": path}}``;
+    outputs that are not images are left out."""
+    from accuracy.imageio import to_pixels, write_png
+
+    runs_to_show = {"all_candidate": tuple(models)}
+    runs_to_show.update({f"swap_in:{m}": (m,) for m in culprits})
+    written: dict[str, dict[str, str]] = {}
+    for output, array in reference.items():
+        try:
+            pixels = {"reference": to_pixels(array)}
+            for label, key in runs_to_show.items():
+                if key in runs.outputs:
+                    pixels[label] = to_pixels(runs.outputs[key][output])
+        except (ValueError, KeyError):
+            continue  # not an image (latents, logits), or non-finite: the tables tell
+        if pixels["reference"].ndim not in (2, 3) or min(pixels["reference"].shape[:2]) < 8:
+            continue
+        written[output] = {}
+        for label, image in pixels.items():
+            path = folder / f"{output}.{label.replace(':', '-')}.png"
+            write_png(path, image)
+            written[output][label] = str(path)
+    return written

@@ -210,20 +210,25 @@ class JudgedRuns:
     reference: dict
     criteria: Criteria
     judged: dict[tuple[str, ...], Judgement] = field(default_factory=dict)
+    outputs: dict[tuple[str, ...], dict] = field(default_factory=dict)  # pipeline outputs of judged runs
     count: int = 0
 
     def judge(self, on_candidate: Iterable[str]) -> Judgement:
         chosen = set(on_candidate)
         key = tuple(m for m in self.runner.models if m in chosen)
         if key not in self.judged:
-            self.judged[key] = self.judge_with(key)
+            self.judged[key] = self.judge_with(key, keep=key)
         return self.judged[key]
 
-    def judge_with(self, on_candidate: Iterable[str], sessions: Mapping[str, Session] | None = None) -> Judgement:
+    def judge_with(self, on_candidate: Iterable[str], sessions: Mapping[str, Session] | None = None,
+                   keep: tuple[str, ...] | None = None) -> Judgement:
         """One run (not memoised) with ``on_candidate`` on the candidate and ``sessions`` on the caller's
-        sessions (see ``cached_run``), judged against the recorded reference outputs."""
+        sessions (see ``cached_run``), judged against the recorded reference outputs; ``keep`` stores
+        the outputs under that key (for pictures)."""
         outputs = cached_run(self.runner, {m: CANDIDATE for m in on_candidate}, self.cache, sessions=sessions)
         self.count += 1
+        if keep is not None:
+            self.outputs[keep] = outputs
         return judge_outputs(self.reference, outputs, criteria=self.criteria)
 
 

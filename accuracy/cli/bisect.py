@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
         from accuracy.bisect.localize import LocalizeRequest
 
         request = LocalizeRequest(suggest_fp32=args.suggest_fp32, out_dir=_localize_out(args, spec.name))
+    pictures = Path(args.report).with_suffix(".pictures") if args.report else None
     result = bisect_pipeline(spec, progress=progress, budget_bytes=args.budget_mb << 20, full=args.full,
-                             localize=request)
+                             localize=request, pictures_dir=pictures)
     emit_json(args, result)
     say(bisect_table(result))
     if args.report:

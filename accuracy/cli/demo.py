@@ -9,6 +9,7 @@ check, as a release gate would say.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from accuracy.cli.common import emit_json, exit_code_for, say, warn
 
@@ -26,13 +27,15 @@ def run(args: argparse.Namespace) -> int:
     from accuracy.demo.story import run_demo
 
     progress = (lambda text: None) if args.quiet else (lambda text: warn(f"[demo] {text}"))
-    result, story = run_demo(progress=progress, rebuild=args.rebuild)
+    report = None if args.no_report else Path(args.report or cache_dir() / "demo" / "report.html")
+    pictures = None if report is None else report.with_suffix(".pictures")
+    result, story = run_demo(progress=progress, rebuild=args.rebuild, pictures_dir=pictures)
     emit_json(args, result)
     say(bisect_table(result))
     say()
     say(story)
-    if not args.no_report:
-        path = args.report or str(cache_dir() / "demo" / "report.html")
+    if report is not None:
+        path = str(report)
         extra = [{"kind": "localize", "title": "localize: inside the culprit", "data": result["localize"]}] \
             if result.get("localize") else []
         say(f"\nHTML report: {write_bisect_report(path, result, title='accuracy demo: tiny SD img2img, fp32 vs fp16', extra=extra)}")

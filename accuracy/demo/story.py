@@ -65,7 +65,7 @@ def write_demo_suite(folder: Path) -> Path:
 
 
 def run_demo(*, progress: Say, rebuild: bool = False, localize: bool = True,
-             folder: Path | None = None) -> tuple[dict[str, Any], str]:
+             folder: Path | None = None, pictures_dir: Path | None = None) -> tuple[dict[str, Any], str]:
     """Run the demo; returns (bisect JSON, the story text). ``progress`` gets status lines.
     ``folder`` is an already built pipeline (tests); by default it is built or reused from the cache.
 
@@ -82,7 +82,7 @@ def run_demo(*, progress: Say, rebuild: bool = False, localize: bool = True,
     progress(f"pipeline: {folder}")
     spec = load_pipeline_spec(load_suite(write_demo_suite(folder)))
     request = LocalizeRequest(suggest_fp32=True) if localize else None
-    result = bisect_pipeline(spec, progress=progress, localize=request)
+    result = bisect_pipeline(spec, progress=progress, localize=request, pictures_dir=pictures_dir)
     why = request.full.get(result["culprits"][0]) if request and result["culprits"] else None
     if why is not None:
         result["localize"] = why

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from accuracy.report.html.common import escape, format_number, lead_metrics, verdict_badge
+from accuracy.report.html.common import escape, format_number, images_block, lead_metrics, verdict_badge
 
 
 def _run_passed(run: Mapping[str, Any]) -> bool | None:
@@ -55,4 +55,14 @@ def render_bisect(data: Mapping[str, Any]) -> str:
            "model on the candidate except this one. Green passes, red fails (hover for why).</p>"
            "<table><tr><th>model</th>" + "".join(f"<th>{e}</th>" for e in experiments) + "</tr>"
            + "".join(rows) + "</table>")
+    for output, files in (data.get("pictures") or {}).items():
+        if not isinstance(files, Mapping) or "reference" not in files:
+            continue
+        for label, path in files.items():
+            if label == "reference":
+                continue
+            title = "all models on the candidate" if label == "all_candidate" else \
+                f"only {label.split(':', 1)[1]} on the candidate"
+            out += (f"<h3>{escape(output)}: reference (expected) against {escape(title)} (obtained)</h3>"
+                    + images_block({"expected": files["reference"], "obtained": path}))
     return out

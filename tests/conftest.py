@@ -6,4 +6,5 @@ pytest_plugins = [
     # each helper module under tests/fixtures registers its session-scoped model builders here
     "tests.fixtures.onnx_graphs",
     "tests.fixtures.tiny_sd",
+    "tests.fixtures.llm_servers",
 ]

@@ -8,22 +8,9 @@ import pytest
 
 from accuracy.errors import ConfigError
 from accuracy.llm.endpoint import check_endpoint, fetch
-from tests.fixtures.llm_servers import Stub, free_port
+from tests.fixtures.llm_servers import free_port
 
 MODELS = {"object": "list", "data": [{"id": "tiny", "object": "model"}]}
-
-
-@pytest.fixture
-def stub():
-    servers = []
-
-    def make(routes):
-        servers.append(Stub(routes))
-        return servers[-1]
-
-    yield make
-    for server in servers:
-        server.stop()
 
 
 def test_fake_openai_server_passes_and_lists_its_models(stub):

@@ -9,7 +9,6 @@ import time
 import pytest
 
 from accuracy.llm.opencompass import predictions
-from tests.fixtures.llm_servers import Stub
 
 pytest.importorskip("opencompass")
 
@@ -17,19 +16,6 @@ pytest.importorskip("opencompass")
 @pytest.fixture(scope="module")
 def oc_models():
     return importlib.import_module("accuracy.llm.opencompass.oc_models")
-
-
-@pytest.fixture
-def stub():
-    servers = []
-
-    def make(routes):
-        servers.append(Stub(routes))
-        return servers[-1]
-
-    yield make
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

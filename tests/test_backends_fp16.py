@@ -157,9 +157,9 @@ def test_optimised_copy_is_saved_once_gives_the_same_numbers_and_a_damaged_one_i
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(expected, got))
     assert onnx.load(str(optimised)).graph.node  # and saved again
 
-def test_unnamed_nodes_get_op_type_and_index():
+def test_unnamed_nodes_are_named_by_their_output_tensor():
     names = node_names(normalizer_chain(scale=1.0).graph)
-    assert names == ["embed", "Relu_1", "amplify", "sum_sq", "norm", "unit", "proj", "Tanh_7"]
+    assert names == ["embed", "h1", "amplify", "sum_sq", "norm", "unit", "proj", "y"]
 
 
 def test_weights_and_constants_saturate_but_computed_tensors_overflow(tmp_path):
@@ -223,3 +223,103 @@ def test_large_model_entry_is_placed_whole_and_a_lost_race_keeps_the_winner(haza
         if t.name in {"w1", "w2"})  # the winner's data, not ours appended to it
     assert sorted(p.name for p in (private_cache / "fp16").iterdir()) == sorted([entry.name, winner.name])
     assert np.isfinite(session.run(normalizer_inputs)[0]).all()
+
+
+def _attention_mask_model(mask: np.ndarray) -> onnx.ModelProto:
+    """scores + causal mask (a Constant holding -inf above the diagonal) -> Softmax."""
+    return _model(
+        [helper.make_node("Constant", [], ["mask"], name="causal_mask", value=numpy_helper.from_array(mask)),
+         helper.make_node("Add", ["scores", "mask"], ["masked"], name="apply_mask"),
+         helper.make_node("Softmax", ["masked"], ["p"], name="softmax", axis=-1)],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [4, 4])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [4, 4])],
+    )
+
+
+CAUSAL_INF = np.triu(np.full((4, 4), -np.inf, np.float32), k=1)
+
+
+@pytest.mark.parametrize("round_initializers", [True, False])
+def test_inf_and_nan_constants_are_kept_only_finite_values_saturate(round_initializers):
+    """A mask built from -inf stays -inf (as onnxruntime.transformers.float16 keeps it); finite values
+    past fp16's range saturate, in memory and in the graph (the path for external-data weights)."""
+    weights = np.array([np.inf, -np.inf, np.nan, 1e6, -1e6, 1.0], np.float32)
+    model = _model([helper.make_node("Identity", ["w"], ["y"], name="read")], [],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [6])],
+                   [numpy_helper.from_array(weights, "w")])
+    emulated = emulate_fp16(model, round_initializers=round_initializers)
+    (y,) = ort.InferenceSession(emulated.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {})
+    np.testing.assert_array_equal(y[:2], [np.inf, -np.inf])
+    assert np.isnan(y[2]) and list(y[3:]) == [65504.0, -65504.0, 1.0]
+    masked = emulate_fp16(_attention_mask_model(CAUSAL_INF))
+    (constant,) = [n for n in masked.graph.node if n.op_type == "Constant"]
+    np.testing.assert_array_equal(numpy_helper.to_array(constant.attribute[0].t), CAUSAL_INF)
+
+
+def test_attention_mask_made_with_minus_inf_runs_as_in_fp32(tmp_path):
+    path = _save(_attention_mask_model(CAUSAL_INF), tmp_path / "mask_inf.onnx")
+    scores = {"scores": np.linspace(-2, 2, 16, dtype=np.float32).reshape(4, 4)}
+    (reference,) = get_backend("onnxruntime").load(path).run(scores)
+    (emulated,) = get_backend("onnxruntime-fp16").load(path).run(scores)
+    np.testing.assert_allclose(emulated, reference, atol=2e-3)
+    assert np.all(emulated[np.triu_indices(4, k=1)] == 0.0)
+
+
+def if_branch_model() -> onnx.ModelProto:
+    """All layers inside an ``If``: the then-branch amplifies and takes a sum of squares that
+    overflows fp16 (a hazard only the emulated branch shows); the else-branch is a plain copy."""
+    then = helper.make_graph(
+        [helper.make_node("Mul", ["x", "gain"], ["h"], name="amplify"),
+         helper.make_node("ReduceSumSquare", ["h"], ["ss"], name="sum_sq", axes=[-1], keepdims=1),
+         helper.make_node("Sqrt", ["ss"], ["n"], name="norm"),
+         helper.make_node("Div", ["h", "n"], ["u"], name="unit")],
+        "then", [], [helper.make_tensor_value_info("u", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array(100.0, np.float32), "gain")])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["c"], name="copy")], "else", [],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, None)])
+    return _model(
+        [helper.make_node("If", ["use_norm"], ["y"], name="branch", then_branch=then, else_branch=other)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64]),
+         helper.make_tensor_value_info("use_norm", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+    )
+
+
+def test_if_branches_are_emulated_and_counted(tmp_path):
+    from accuracy.backends.onnxrt_fp16.emulate import emulation_coverage
+
+    path = _save(if_branch_model(), tmp_path / "if.onnx")
+    feeds = {"x": np.full((1, 64), 1.0, np.float32), "use_norm": np.array(True)}
+    (reference,) = get_backend("onnxruntime").load(path).run(feeds)
+    assert np.isfinite(reference).all()
+    (emulated,) = get_backend("onnxruntime-fp16").load(path).run(feeds)
+    assert np.all(emulated == 0.0)  # 100**2 * 64 overflows inside the branch: h / inf
+    (kept,) = get_backend("onnxruntime-fp16", keep_fp32=["sum_sq"]).load(path).run(feeds)
+    np.testing.assert_allclose(kept, reference, rtol=2e-3)  # a branch node named in keep_fp32
+    coverage = emulation_coverage(onnx.load(str(path))).to_dict()
+    assert coverage["in_subgraphs"] == 5 and coverage["not_emulated"] == 0
+    assert coverage["by_op_type"]["emulated"] == {"Div": 1, "Identity": 1, "If": 1, "Mul": 1,
+                                                  "ReduceSumSquare": 1, "Sqrt": 1}
+
+
+def test_loop_and_scan_bodies_are_emulated():
+    body = helper.make_graph(
+        [helper.make_node("Mul", ["acc_in", "gain"], ["acc_out"], name="grow"),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [1])],
+        [numpy_helper.from_array(np.array([1.0 + 2**-12], np.float32), "gain")])
+    model = _model(
+        [helper.make_node("Loop", ["trips", "", "start"], ["y"], name="loop", body=body)],
+        [helper.make_tensor_value_info("trips", TensorProto.INT64, []),
+         helper.make_tensor_value_info("start", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    feeds = {"trips": np.array(8, np.int64), "start": np.array([1.0], np.float32)}
+    plain = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    emulated = ort.InferenceSession(emulate_fp16(model).SerializeToString(),
+                                    providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    assert plain[0] > 1.0 and emulated[0] == 1.0  # the gain rounds to 1 in fp16 inside the body

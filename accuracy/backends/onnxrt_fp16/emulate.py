@@ -10,21 +10,29 @@ What this does instead, in a private copy of the fp32 graph:
   ``Cast(to=float16) -> Cast(to=float32)`` pair, so the tensor holds exactly the fp16 value a device
   would store (``inf`` past 65504, lost low bits, flushed tiny values) while the op itself still
   accumulates in fp32, as NPU matrix units do;
-* float32 initializers and ``Constant`` values rounded to fp16 values (stored as fp32), saturated
-  to +-65504 as converters do offline (an attention mask's float32 minimum stays finite; a
-  *computed* tensor past 65504 becomes ``inf``);
+* float32 initializers and ``Constant`` values rounded to fp16 values (stored as fp32); *finite*
+  values past 65504 saturate to +-65504 as converters do offline (an attention mask's float32
+  minimum stays finite), while ``inf``/``NaN`` stay what they are (a mask made with ``-inf`` keeps
+  it, as ``onnxruntime.transformers.float16`` does); a *computed* tensor past 65504 becomes ``inf``;
+* the same inside every subgraph (``If`` branches, ``Loop`` and ``Scan`` bodies, at any depth):
+  their nodes, initializers and Constants are rounded like the main graph's;
 * graph inputs and outputs stay float32 with their names; every intermediate tensor keeps its name
   (the rounded value carries the original name, the raw op output is renamed ``<name>__fp32``).
 
 Nodes named in ``keep_fp32`` are left alone (their outputs are not rounded, their private
-initializers neither): the mixed-precision repair ``localize --suggest-fp32`` proposes.
+initializers neither): the mixed-precision repair ``localize --suggest-fp32`` proposes. Names are
+``node_names``': the node's own name, or for an unnamed node its first output tensor's name.
+A node whose output types shape inference cannot tell is not rounded; ``emulation_coverage``
+counts those by op type so no report is silently partial.
 The pairs must not be folded: sessions on an emulated model use ``graph_optimization_level="basic"``
 or lower (checked by tests/test_backends_fp16.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -33,35 +41,75 @@ from onnx.external_data_helper import uses_external_data
 
 RAW_SUFFIX = "__fp32"
 HALF_SUFFIX = "__fp16"
-EMULATION_VERSION = 2  # bump when the rewrite changes: it is part of the cache key
+EMULATION_VERSION = 3  # bump when the rewrite changes: it is part of the cache key
+SUBGRAPH_OPS = ("If", "Loop", "Scan")
 
 
-def node_names(graph: onnx.GraphProto) -> list[str]:
-    """Deterministic node names: the node's own, or ``<OpType>_<index>`` (index in the graph's node
-    list) when it has none or repeats an earlier one."""
+def node_names(graph: onnx.GraphProto, *, scope: str = "") -> list[str]:
+    """Deterministic node names that exist in the user's file: the node's own name, or, for an
+    unnamed node (or one repeating an earlier name), its first output tensor's name; only when that
+    is taken too, ``<scope><OpType>_<index>``."""
     names, seen = [], set()
     for index, node in enumerate(graph.node):
-        name = node.name if node.name and node.name not in seen else f"{node.op_type}_{index}"
+        name = node.name
+        if not name or name in seen:
+            output = next((o for o in node.output if o), "")
+            name = output if output and output not in seen else f"{scope}{node.op_type}_{index}"
         seen.add(name)
         names.append(name)
     return names
 
 
-def float_tensor_names(model: onnx.ModelProto) -> set[str]:
-    """Names of every float32 tensor in the main graph (inputs, initializers, node outputs), by
-    shape inference; outputs whose type cannot be inferred are left out (never rounded)."""
+def subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
+    """(attribute name, graph) for every subgraph of ``node`` (If branches, Loop/Scan bodies)."""
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.name, attr.g
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            for graph in attr.graphs:
+                yield attr.name, graph
+
+
+def all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """``graph`` and every subgraph below it, depth first."""
+    yield graph
+    for node in graph.node:
+        for _, sub in subgraphs(node):
+            yield from all_graphs(sub)
+
+
+def tensor_types(model: onnx.ModelProto) -> dict[str, int | str]:
+    """Every tensor's type, main graph and subgraphs, by shape inference: the ONNX element type of a
+    tensor, or ``"sequence"``/``"optional"``/``"map"`` for the other kinds. Unknown ones are absent."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception:  # noqa: BLE001 - inference is a help, not a requirement
         inferred = model
-    graph = inferred.graph
-    floats = {
-        vi.name
-        for vi in list(graph.input) + list(graph.value_info) + list(graph.output)
-        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type == TensorProto.FLOAT
-    }
-    floats |= {init.name for init in graph.initializer if init.data_type == TensorProto.FLOAT}
-    return floats
+    types: dict[str, int | str] = {}
+    for graph in all_graphs(inferred.graph):
+        for vi in [*graph.input, *graph.value_info, *graph.output]:
+            kind = vi.type.WhichOneof("value")
+            if kind == "tensor_type":
+                if vi.type.tensor_type.elem_type:
+                    types[vi.name] = vi.type.tensor_type.elem_type
+            elif kind is not None:
+                types[vi.name] = kind.replace("_type", "")
+        for init in graph.initializer:
+            types[init.name] = init.data_type
+        for node in graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
+                for attr in node.attribute:
+                    if attr.name == "value":
+                        types.setdefault(node.output[0], attr.t.data_type)
+                    elif attr.name in ("value_float", "value_floats"):
+                        types.setdefault(node.output[0], TensorProto.FLOAT)
+    return types
+
+
+def float_tensor_names(model: onnx.ModelProto) -> set[str]:
+    """Names of every float32 tensor, main graph and subgraphs (see ``tensor_types``); outputs whose
+    type cannot be inferred are left out (never rounded)."""
+    return {name for name, kind in tensor_types(model).items() if kind == TensorProto.FLOAT}
 
 
 def _cast_pair(name: str, source: str, target: str) -> list[onnx.NodeProto]:
@@ -77,19 +125,27 @@ _CLIP_MIN, _CLIP_MAX = "__fp16_lowest", "__fp16_max"
 
 def round_to_fp16(array: np.ndarray, *, saturate: bool = False) -> np.ndarray:
     """The float32 array holding the fp16 value of each element: ``inf`` past 65504, or with
-    ``saturate`` clipped to +-65504 first (what converters do to weights and constants offline,
-    e.g. an attention mask's float32 minimum; computed tensors overflow instead)."""
-    array = np.asarray(array, dtype=np.float32)
+    ``saturate`` finite values clipped to +-65504 first (what converters do to weights and constants
+    offline, e.g. an attention mask's float32 minimum; computed tensors overflow instead). ``inf``
+    and ``NaN`` are kept as they are either way."""
+    array = np.asarray(array)
+    if array.dtype.kind != "f":
+        raise TypeError(f"round_to_fp16 takes a float array, not {array.dtype} "
+                        "(bfloat16/float8/int4 data arrive from numpy as raw 'V' bytes)")
+    array = array.astype(np.float32, copy=False)
     if saturate:
-        array = np.clip(array, -FP16_MAX, FP16_MAX)
+        array = np.where(np.isfinite(array), np.clip(array, -FP16_MAX, FP16_MAX), array)
     with np.errstate(over="ignore"):
         return array.astype(np.float16).astype(np.float32)
 
 
 def _saturated_pair(name: str) -> list[onnx.NodeProto]:
-    """Clip to the fp16 range, then the rounding pair: an initializer whose data is not loaded."""
-    clipped = name + "__clipped"
-    return [helper.make_node("Clip", [name, _CLIP_MIN, _CLIP_MAX], [clipped], name=f"{name}__clip"),
+    """Clip finite values to the fp16 range (inf/NaN kept), then the rounding pair: for an
+    initializer whose data is not loaded."""
+    clipped, is_inf = name + "__clipped", name + "__isinf"
+    return [helper.make_node("Clip", [name, _CLIP_MIN, _CLIP_MAX], [clipped + "_all"], name=f"{name}__clip"),
+            helper.make_node("IsInf", [name], [is_inf], name=f"{name}__isinf"),
+            helper.make_node("Where", [is_inf, name, clipped + "_all"], [clipped], name=f"{name}__keep_inf"),
             *_cast_pair(name, clipped, name + "__rounded")]
 
 
@@ -101,11 +157,68 @@ def _round_constant(node: onnx.NodeProto) -> None:
                                                     attr.t.name))
         elif attr.name in ("value_float", "value_floats"):
             if attr.name == "value_float":
-                attr.f = float(round_to_fp16(np.array(attr.f), saturate=True))
+                attr.f = float(round_to_fp16(np.array(attr.f, np.float32), saturate=True))
             else:
-                values = round_to_fp16(np.array(attr.floats), saturate=True)
+                values = round_to_fp16(np.array(attr.floats, np.float32), saturate=True)
                 del attr.floats[:]
                 attr.floats.extend(float(v) for v in values)
+
+
+@dataclass
+class EmulationCoverage:
+    """What the emulation did to each node, by op type (main graph and subgraphs together).
+
+    ``emulated``: nodes whose float outputs are rounded; ``kept_fp32``: nodes the keep-list leaves
+    in fp32; ``not_emulated``: nodes with an output whose type shape inference could not tell (left
+    unrounded); ``no_float_output``: nodes with only non-float outputs (nothing to round);
+    ``in_subgraphs``: how many of all nodes sit inside If/Loop/Scan bodies.
+    """
+
+    emulated: Counter = field(default_factory=Counter)
+    kept_fp32: Counter = field(default_factory=Counter)
+    not_emulated: Counter = field(default_factory=Counter)
+    no_float_output: Counter = field(default_factory=Counter)
+    in_subgraphs: int = 0
+
+    def to_dict(self) -> dict:
+        def table(counter: Counter) -> dict:
+            return dict(sorted(counter.items()))
+
+        return {"emulated": sum(self.emulated.values()), "not_emulated": sum(self.not_emulated.values()),
+                "kept_fp32": sum(self.kept_fp32.values()), "no_float_output": sum(self.no_float_output.values()),
+                "in_subgraphs": self.in_subgraphs,
+                "by_op_type": {"emulated": table(self.emulated), "not_emulated": table(self.not_emulated),
+                               "kept_fp32": table(self.kept_fp32)}}
+
+
+def _classify(node: onnx.NodeProto, name: str, types: dict, kept: Collection[str]) -> str:
+    if name in kept:
+        return "kept_fp32"
+    outputs = [o for o in node.output if o]
+    if node.op_type == "Cast" and _casts_to_non_float(node):
+        return "no_float_output"
+    if any(o not in types for o in outputs):
+        return "not_emulated"
+    if any(types[o] == TensorProto.FLOAT for o in outputs):
+        return "emulated"
+    return "no_float_output"
+
+
+def emulation_coverage(model: onnx.ModelProto, *, keep_fp32: Collection[str] = (),
+                       types: dict | None = None) -> EmulationCoverage:
+    """How ``emulate_fp16`` would treat each node of ``model`` (no rewrite is built)."""
+    types = tensor_types(model) if types is None else types
+    coverage = EmulationCoverage()
+
+    def walk(graph: onnx.GraphProto, depth: int, scope: str) -> None:
+        for name, node in zip(node_names(graph, scope=scope), graph.node):
+            getattr(coverage, _classify(node, name, types, keep_fp32))[node.op_type] += 1
+            coverage.in_subgraphs += depth > 0
+            for attr, sub in subgraphs(node):
+                walk(sub, depth + 1, f"{name}/{attr}/")
+
+    walk(model.graph, 0, "")
+    return coverage
 
 
 def emulate_fp16(
@@ -116,61 +229,92 @@ def emulate_fp16(
     round_initializers: bool = True,
     float_tensors: Collection[str] | None = None,
 ) -> onnx.ModelProto:
-    """A copy of ``model`` whose float tensors are rounded to fp16 at every op boundary.
+    """A copy of ``model`` whose float tensors are rounded to fp16 at every op boundary, in the main
+    graph and in every subgraph.
 
-    ``keep_fp32``: node names (as ``node_names`` gives them) left in fp32. ``round_inputs``: round
-    graph inputs too (a converter casts them to fp16 at entry), or only those named (a
-    sub-model whose other inputs were rounded by their producers already). ``round_initializers``: round the data
-    of in-memory initializers; with ``False``, and always for initializers whose data is external
-    (not loaded), they are rounded by Cast pairs in the graph instead. ``float_tensors``: the float32 tensor names when the
-    caller knows them already (saves a shape inference per call).
+    ``keep_fp32``: node names (as ``node_names`` gives them; subgraph nodes by their own or output
+    name) left in fp32. ``round_inputs``: round graph inputs too (a converter casts them to fp16 at
+    entry), or only those named (a sub-model whose other inputs were rounded by their producers
+    already). ``round_initializers``: round the data of in-memory initializers; with ``False``, and
+    always for initializers whose data is external (not loaded), they are rounded by nodes in the
+    graph instead. ``float_tensors``: the float32 tensor names when the caller knows them already
+    (saves a shape inference per call).
     """
     floats = set(float_tensors) if float_tensors is not None else float_tensor_names(model)
     emulated = onnx.ModelProto()
     emulated.CopyFrom(model)
     graph = emulated.graph
-    names = node_names(graph)
-    unknown = sorted(set(keep_fp32) - set(names))
+    unknown = sorted(set(keep_fp32) - all_node_names(graph))
     if unknown:
         from accuracy.errors import ConfigError
 
         raise ConfigError(f"keep_fp32 names nodes the model does not have: {', '.join(unknown)}")
     kept = set(keep_fp32)
-
-    consumers: dict[str, list[str]] = {}
-    for name, node in zip(names, graph.node):
-        for tensor in node.input:
-            consumers.setdefault(tensor, []).append(name)
-
-    new_nodes: list[onnx.NodeProto] = []
-    entry_renames: dict[str, str] = {}
+    renames: dict[str, str] = {}
     initializer_names = {init.name for init in graph.initializer}
     entry_points = [vi.name for vi in graph.input if vi.name not in initializer_names and vi.name in floats]
+    consumers = _consumers(graph, node_names(graph))
+    entry_nodes: list[onnx.NodeProto] = []
     if round_inputs:
         for name in entry_points:
             if name in consumers and (round_inputs is True or name in round_inputs):
-                new_nodes += _cast_pair(name, name, name + "__rounded")
-                entry_renames[name] = name + "__rounded"
+                entry_nodes += _cast_pair(name, name, name + "__rounded")
+                renames[name] = name + "__rounded"
+    clip_bounds = _rewrite_graph(graph, floats, kept, renames, entry_nodes, round_initializers=round_initializers,
+                                 scope="")
+    if clip_bounds:
+        graph.initializer.extend([numpy_helper.from_array(np.array(-FP16_MAX, np.float32), _CLIP_MIN),
+                                  numpy_helper.from_array(np.array(FP16_MAX, np.float32), _CLIP_MAX)])
+    return emulated
 
-    clip_bounds_needed = False
+
+def all_node_names(graph: onnx.GraphProto, scope: str = "") -> set[str]:
+    """``node_names`` of ``graph`` and of every subgraph below it."""
+    names = set(node_names(graph, scope=scope))
+    for name, node in zip(node_names(graph, scope=scope), graph.node):
+        for attr, sub in subgraphs(node):
+            names |= all_node_names(sub, f"{name}/{attr}/")
+    return names
+
+
+def _consumers(graph: onnx.GraphProto, names: list[str]) -> dict[str, list[str]]:
+    from accuracy.localize.graph import _subgraph_reads
+
+    consumers: dict[str, list[str]] = {}
+    for name, node in zip(names, graph.node):
+        for tensor in [*node.input, *_subgraph_reads(node)]:
+            consumers.setdefault(tensor, []).append(name)
+    return consumers
+
+
+def _rewrite_graph(graph: onnx.GraphProto, floats: set[str], kept: set[str], renames: dict[str, str],
+                   new_nodes: list[onnx.NodeProto], *, round_initializers: bool, scope: str) -> bool:
+    """Round ``graph``'s initializers, Constants and float node outputs in place (and its subgraphs');
+    ``renames`` maps outer names to their rounded copies. True when the clip bounds are needed."""
+    names = node_names(graph, scope=scope)
+    consumers = _consumers(graph, names)
+    renames = dict(renames)
+    clip_bounds = False
     for init in graph.initializer:
+        renames.pop(init.name, None)  # a local initializer shadows an outer name
         if init.name not in floats or all(c in kept for c in consumers.get(init.name, [])):
             continue
         if round_initializers and not uses_external_data(init):
-            rounded = numpy_helper.from_array(round_to_fp16(numpy_helper.to_array(init), saturate=True), init.name)
-            init.CopyFrom(rounded)
+            init.CopyFrom(numpy_helper.from_array(round_to_fp16(numpy_helper.to_array(init), saturate=True), init.name))
         else:
             new_nodes += _saturated_pair(init.name)
-            entry_renames[init.name] = init.name + "__rounded"
-            clip_bounds_needed = True
-    if clip_bounds_needed:
-        graph.initializer.extend([numpy_helper.from_array(np.array(-FP16_MAX, np.float32), _CLIP_MIN),
-                                  numpy_helper.from_array(np.array(FP16_MAX, np.float32), _CLIP_MAX)])
-
+            renames[init.name] = init.name + "__rounded"
+            clip_bounds = True
+    if scope:  # a subgraph's own inputs shadow outer names
+        for vi in graph.input:
+            renames.pop(vi.name, None)
     for name, node in zip(names, graph.node):
         for i, tensor in enumerate(node.input):
-            if tensor in entry_renames:
-                node.input[i] = entry_renames[tensor]
+            if tensor in renames:
+                node.input[i] = renames[tensor]
+        for attr, sub in subgraphs(node):
+            clip_bounds |= _rewrite_graph(sub, floats, kept, renames, [], round_initializers=True,
+                                          scope=f"{name}/{attr}/") if name not in kept else False
         new_nodes.append(node)
         if name in kept or node.op_type == "Cast" and _casts_to_non_float(node):
             continue
@@ -182,7 +326,7 @@ def emulate_fp16(
                 new_nodes += _cast_pair(tensor, tensor + RAW_SUFFIX, tensor)
     del graph.node[:]
     graph.node.extend(new_nodes)
-    return emulated
+    return clip_bounds
 
 
 def _casts_to_non_float(node: onnx.NodeProto) -> bool:
@@ -191,4 +335,5 @@ def _casts_to_non_float(node: onnx.NodeProto) -> bool:
 
 def rounded_tensors(model: onnx.ModelProto) -> Iterable[str]:
     """Names of the tensors an emulated model rounds (for messages and tests)."""
-    return [n.output[0][: -len(HALF_SUFFIX)] for n in model.graph.node if n.name.endswith(HALF_SUFFIX + "_cast")]
+    return [n.output[0][: -len(HALF_SUFFIX)] for graph in all_graphs(model.graph) for n in graph.node
+            if n.name.endswith(HALF_SUFFIX + "_cast")]

@@ -34,8 +34,9 @@ def test_new_non_finite_values_fail_and_are_counted():
     b = a.copy()
     b[3] = np.inf
     c = t.compare_tensors(a, b)
-    assert not c.passed and c.nonfinite_obtained == 1 and np.isnan(c.cosine)
-    assert c.max_abs == 0.0  # the error metrics leave the non-finite element out
+    assert not c.passed and c.nonfinite_obtained == 1 and c.mismatches == 1 and c.first_index == (3,)
+    assert "1 non-finite values on one side only" in c.failures[0] and "index (3)" in c.failures[0]
+    assert c.max_abs == 0.0 and c.cosine == pytest.approx(1.0)  # metrics over the finite rest, never NaN
 
 
 def test_zero_tensors_and_empty():
@@ -45,6 +46,55 @@ def test_zero_tensors_and_empty():
     assert t.compare_tensors(np.zeros(0), np.zeros(0)).passed
 
 
-def test_shape_mismatch_is_an_error():
-    with pytest.raises(ValueError, match="shapes differ"):
-        t.compare_tensors(np.zeros(3), np.zeros(4))
+def test_shape_mismatch_is_a_failure_showing_both_shapes_and_counts():
+    c = t.compare_tensors(np.zeros((5, 4)), np.zeros((3, 4)))
+    assert not c.passed and c.shape_expected == (5, 4) and c.shape_obtained == (3, 4)
+    assert c.failures == ("shape (3, 4) differs from the reference's (5, 4) (3 rows, the reference has 5)",)
+    assert c.cosine is None  # no metric across shapes, and none pretending to pass
+
+
+def test_non_finite_on_both_sides_at_the_same_places_agrees():
+    a = np.array([1.0, -np.inf, np.nan, 2.0, np.inf], dtype=np.float32)
+    b = a.copy()
+    b[0] = 1.001
+    c = t.compare_tensors(a, b)
+    assert c.passed and c.mismatches == 0 and c.nonfinite_expected == c.nonfinite_obtained == 3
+    assert c.max_abs == pytest.approx(0.001, rel=1e-3) and not np.isnan(c.cosine)
+
+
+@pytest.mark.parametrize("obtained, count", [
+    ([1.0, np.inf, np.nan, 2.0], 1),   # -inf became +inf
+    ([1.0, -np.inf, 3.0, 2.0], 1),     # NaN on the reference side only
+    ([np.nan, -np.inf, np.nan, np.nan], 2),
+])
+def test_non_finite_on_one_side_only_fails_with_its_count(obtained, count):
+    a = np.array([1.0, -np.inf, np.nan, 2.0])
+    c = t.compare_tensors(a, np.array(obtained))
+    assert not c.passed and c.mismatches == count
+    assert c.failures[0].startswith(f"{count} non-finite values on one side only")
+    assert all(v is None or not np.isnan(v) for v in (c.cosine, c.max_abs, c.rel_l2, c.rmse))
+
+
+def test_all_non_finite_and_equal_passes():
+    a = np.full((2, 3), -np.inf)
+    c = t.compare_tensors(a, a.copy())
+    assert c.passed and c.cosine == 1.0 and c.max_abs == 0.0
+
+
+def test_integers_and_bools_are_compared_exactly():
+    a = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
+    b = a.copy()
+    b[1, 2] = 7
+    c = t.compare_tensors(a, b, thresholds=t.TensorThresholds(cosine_min=0.0))
+    assert not c.passed and c.kind == "integer" and c.mismatches == 1 and c.first_index == (1, 2)
+    assert c.mismatch_fraction == pytest.approx(1 / 6) and "6 -> 7" in c.failures[0]
+    assert t.compare_tensors(a, a.copy()).passed
+    flags = t.compare_tensors(np.array([True, False]), np.array([True, True]))
+    assert not flags.passed and flags.kind == "bool" and flags.first_index == (1,)
+
+
+def test_exact_floats_need_equal_bits_and_nan_where_nan_is():
+    a = np.array([1.0, np.nan])
+    assert t.compare_tensors(a, a.copy(), thresholds=t.TensorThresholds(exact=True)).passed
+    moved = t.compare_tensors(a, np.array([1.0 + 1e-12, np.nan]), thresholds=t.TensorThresholds(exact=True))
+    assert not moved.passed and moved.mismatches == 1

@@ -17,38 +17,51 @@ from typing import Any
 import numpy as np
 
 from accuracy.backends.base import Session
-from accuracy.compare.criteria import Criteria, Judgement, judge_outputs
-from accuracy.compare.tensors import TensorThresholds, compare_tensors
+from accuracy.compare.criteria import Criteria, Judgement, compare_output, headline, judge_outputs
 from accuracy.config.converter import ConverterConfig, Shape
 from accuracy.errors import BackendError
 from accuracy.pipelines.proxy import ModelProxy
 from accuracy.pipelines.recording import CallCache, Recording, feeds_digest
 from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
 
-SUMMARY_KEYS = ("cosine", "max_abs", "rel_l2", "ssim", "psnr")
+SUMMARY_KEYS = ("cosine", "max_abs", "rel_l2", "ssim", "psnr", "cer", "wer", "mismatches")
+OUTPUT_KEYS = SUMMARY_KEYS + ("kind", "shape_expected", "shape_obtained", "lines_expected", "lines_obtained",
+                              "first_index", "nonfinite_expected", "nonfinite_obtained")
 NOISE_FACTOR = 2.0  # a deviation counts when it exceeds this many times the reference's own
 
 
 @dataclass
 class CallStats:
-    """Worst metrics over a model's calls and outputs (cosine: lowest; errors: highest)."""
+    """Worst metrics over a model's calls and outputs (cosine: lowest; errors: highest), each output
+    judged by ``compare.criteria.compare_output`` (the rule of its kind), and the worst output by name:
+    the first that failed, else the one with the lowest cosine."""
 
     calls: int = 0
     cosine: float = 1.0
     max_abs: float = 0.0
     rel_l2: float = 0.0
     nonfinite: int = 0
+    mismatches: int = 0
     failures: list[str] = field(default_factory=list)
+    worst: dict[str, Any] | None = None
 
-    def add(self, label: str, expected: np.ndarray, obtained: np.ndarray, thresholds: TensorThresholds) -> None:
-        result = compare_tensors(expected, obtained, thresholds=thresholds)
-        cosine = result.cosine if np.isfinite(result.cosine) else -1.0
-        self.cosine = min(self.cosine, cosine)
-        self.max_abs = max(self.max_abs, result.max_abs)
-        self.rel_l2 = max(self.rel_l2, result.rel_l2)
-        self.nonfinite += max(result.nonfinite_obtained - result.nonfinite_expected, 0)
-        if result.failures and len(self.failures) < 3:
-            self.failures.append(f"{label}: {'; '.join(result.failures)}")
+    def add(self, label: str, expected: np.ndarray, obtained: np.ndarray, criteria: Criteria) -> None:
+        record = compare_output(expected, obtained, criteria=criteria)
+        if record.get("cosine") is not None:
+            self.cosine = min(self.cosine, record["cosine"])
+        self.max_abs = max(self.max_abs, record.get("max_abs") or 0.0)
+        self.rel_l2 = max(self.rel_l2, record.get("rel_l2") or 0.0)
+        self.mismatches += int(record.get("mismatches") or 0) if record["kind"] != "float" else 0
+        self.nonfinite += max(record.get("nonfinite_obtained", 0) - record.get("nonfinite_expected", 0), 0)
+        if record["failures"] and len(self.failures) < 3:
+            self.failures.append(f"{label}: {'; '.join(record['failures'])}")
+        failed_before = self.worst is not None and not self.worst["passed"]
+        lower = record.get("cosine") is not None and (self.worst is None or record["cosine"] < self.worst.get("cosine", 2.0))
+        if not failed_before and (record["failures"] or lower or self.worst is None):
+            self.worst = {"output": label, "passed": not record["failures"], "kind": record["kind"],
+                          "text": record["failures"][0] if record["failures"] else headline(record)}
+            if record.get("cosine") is not None:
+                self.worst["cosine"] = record["cosine"]
 
     @property
     def verdict(self) -> str:
@@ -57,14 +70,17 @@ class CallStats:
         return "fail" if self.failures else "pass"
 
     def to_dict(self) -> dict[str, Any]:
+        worst = None if self.worst is None else {k: v for k, v in self.worst.items() if k != "cosine"}
         return {"verdict": self.verdict, "calls": self.calls, "cosine": self.cosine, "max_abs": self.max_abs,
-                "rel_l2": self.rel_l2, "nonfinite": self.nonfinite, "failures": self.failures}
+                "rel_l2": self.rel_l2, "nonfinite": self.nonfinite, "mismatches": self.mismatches,
+                "failures": self.failures, "worst": worst}
 
 
-def isolated_thresholds(criteria: Criteria) -> TensorThresholds:
-    """Per-model outputs have their own scales: only scale-free bounds apply (cosine, relative L2)."""
-    return TensorThresholds(cosine_min=criteria.cosine_min if criteria.cosine_min is not None else 0.99,
-                            rel_l2_max=criteria.rel_l2_max)
+def isolated_thresholds(criteria: Criteria) -> Criteria:
+    """Per-model outputs have their own scales: only scale-free bounds apply (cosine, relative L2);
+    integer, bool and text outputs are compared exactly, as everywhere."""
+    return Criteria(cosine_min=criteria.cosine_min if criteria.cosine_min is not None else 0.99,
+                    rel_l2_max=criteria.rel_l2_max)
 
 
 def isolated(runner: PipelineRunner, recording: Recording, model: str, *, criteria: Criteria,
@@ -80,7 +96,7 @@ def isolated(runner: PipelineRunner, recording: Recording, model: str, *, criter
         feeds = recording.feeds(call)
         expected = recording.outputs(call)
         obtained = seen[call.index] = proxy.run(feeds)
-        check_outputs_match(model, expected, obtained, session.model_path)
+        check_outputs_match(model, expected, obtained, session, proxy.reference)
         stats.calls += 1
         for position, (ref, got) in enumerate(zip(expected, obtained)):
             stats.add(f"call {call.index} output {_output_name(runner, model, position)}", ref, got, thresholds)
@@ -99,7 +115,7 @@ def isolated(runner: PipelineRunner, recording: Recording, model: str, *, criter
 
 
 def isolated_gears(runner: PipelineRunner, recording: Recording, model: str, config: ConverterConfig, *,
-                   thresholds: TensorThresholds, known: Mapping[int, list[np.ndarray]] | None = None,
+                   thresholds: Criteria, known: Mapping[int, list[np.ndarray]] | None = None,
                    ) -> list[dict[str, Any]]:
     """The isolated comparison once per gear: each recorded input sliced or edge-padded to the gear's
     shape, run on the reference and on the candidate (the reference has no recording at that shape).
@@ -122,10 +138,10 @@ def isolated_gears(runner: PipelineRunner, recording: Recording, model: str, con
                     skipped = f"the reference model cannot run this gear: {exc.message}"
                     break
                 obtained = cand_proxy.run(feeds)
-                check_outputs_match(model, expected, obtained, candidate.model_path)
+                check_outputs_match(model, expected, obtained, candidate, reference)
             stats.calls += 1
             for position, (ref, got) in enumerate(zip(expected, obtained)):
-                stats.add(f"call {call.index} output {position}", ref, got, thresholds)
+                stats.add(f"call {call.index} output {_output_name(runner, model, position)}", ref, got, thresholds)
         record = {"gear": config.describe_gear(gear), "precision_mode": config.precision_mode, **stats.to_dict()}
         if skipped:
             record.update(verdict="skipped", reason=skipped)
@@ -148,18 +164,35 @@ def fit_to_gear(feeds: Mapping[str, np.ndarray], gear: Mapping[str, Shape]) -> d
     return fitted
 
 
-def check_outputs_match(model: str, expected: list[np.ndarray], obtained: list[np.ndarray], path) -> None:
-    """Count, shape and dtype of the candidate's outputs must be the reference's: else a clear error."""
+def check_outputs_match(model: str, expected: list[np.ndarray], obtained: list[np.ndarray], candidate: Session,
+                        reference: Session) -> None:
+    """The candidate must be the same model: as many outputs, of the same kind, and where both
+    sessions declare an output's dimensions, the same ones -- else a clear error. A shape that
+    differs only at run time (a detector's box count, non-max suppression) is a verdict instead:
+    the comparison fails and shows both shapes."""
+    path = candidate.model_path
     if len(expected) != len(obtained):
         raise BackendError(f"{model}: the candidate returned {len(obtained)} outputs, the reference {len(expected)}",
                            path=path)
     for position, (ref, got) in enumerate(zip(expected, obtained)):
-        if ref.shape != got.shape:
+        if ref.shape != got.shape and _declared_differ(reference, candidate, position):
             raise BackendError(f"{model}: output {position} has shape {got.shape} on the candidate, "
                                f"{ref.shape} on the reference", path=path)
         if ref.dtype != got.dtype and not (ref.dtype.kind == got.dtype.kind == "f"):
             raise BackendError(f"{model}: output {position} is {got.dtype} on the candidate, {ref.dtype} on the "
                                "reference", path=path)
+
+
+def _declared_differ(reference: Session, candidate: Session, position: int) -> bool:
+    """Whether both sessions declare output ``position`` with fixed dimensions that disagree (or with
+    another rank): then the files are different models, not one model with a data-dependent shape."""
+    try:
+        ref, cand = reference.outputs[position].shape, candidate.outputs[position].shape
+    except (IndexError, AttributeError):
+        return False
+    if len(ref) != len(cand):
+        return True
+    return any(isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(ref, cand))
 
 
 def cached_run(runner: PipelineRunner, sides: Mapping[str, str], cache: CallCache, *,
@@ -250,7 +283,8 @@ def call_noise(first: Recording, second: Recording) -> dict[str, dict[str, Any]]
     """Per model: calls whose inputs were identical in both reference runs, compared output by output."""
     noise: dict[str, dict[str, Any]] = {}
     seconds = {(c.model, c.index): c for c in second.calls}
-    exact = TensorThresholds(cosine_min=None)
+    exact = Criteria(cosine_min=None)
+    exact_rule = Criteria(cosine_min=None, exact=True)
     for call in first.calls:
         twin = seconds.get((call.model, call.index))
         stats = noise.setdefault(call.model, {"stats": CallStats(), "identical": True, "compared": 0})
@@ -260,32 +294,40 @@ def call_noise(first: Recording, second: Recording) -> dict[str, dict[str, Any]]
         stats["compared"] += 1
         for ref, got in zip(a, b):
             stats["stats"].add("", ref, got, exact)
-            stats["identical"] &= ref.shape == got.shape and bool(np.array_equal(ref, got, equal_nan=True))
+            stats["identical"] &= ref.shape == got.shape and compare_output(ref, got, criteria=exact_rule)["passed"]
     return {model: {"identical": v["identical"], "calls_compared": v["compared"], "max_abs": v["stats"].max_abs,
                     "rel_l2": v["stats"].rel_l2} for model, v in noise.items()}
 
 
 def summary(judgement: Judgement) -> dict[str, Any]:
-    """A run's judgement, compact: verdict, failures, the worst headline metrics over the outputs
-    (``metrics``) and the same per output (``outputs``)."""
+    """A run's judgement, compact: verdict, failures, the worst output by name (``worst``: the first
+    failing output and why, or the passing one with the lowest cosine), the worst headline metrics over
+    the outputs (``metrics``) and each output's own (``outputs``: kind, metrics, shapes, verdict)."""
     worst = {key: judgement.worst(key) for key in SUMMARY_KEYS}
     return {"verdict": judgement.verdict, "passed": judgement.passed, "failures": list(judgement.failures),
+            "worst": judgement.worst_output(),
             "metrics": {key: value for key, value in worst.items() if value is not None},
-            "outputs": {name: {key: record[key] for key in SUMMARY_KEYS if key in record}
+            "outputs": {name: {**{key: record[key] for key in OUTPUT_KEYS if record.get(key) is not None},
+                               "passed": record["passed"]}
                         for name, record in judgement.outputs.items()}}
 
 
 def beyond_noise(judgement: Judgement, noise: Judgement, *, factor: float = NOISE_FACTOR) -> bool:
     """Whether a run fails for a reason of its own: it fails the check and, when the reference fails the
-    check against itself (``noise``), some output's relative L2 error exceeds ``factor`` times the
-    reference's own. bisect judges every run by this rule, the all-candidate one included."""
+    check against itself (``noise``), some output fails where the reference agreed with itself, or some
+    output's relative L2 error exceeds ``factor`` times the reference's own. bisect judges every run by
+    this rule, the all-candidate one included."""
     if judgement.passed:
         return False
     if noise.passed or judgement.nonfinite:
         return True
+    failing = {failure.split(":", 1)[0] for failure in judgement.failures}
+    noisy = {failure.split(":", 1)[0] for failure in noise.failures}
+    if failing - noisy:  # an output that fails where the reference agreed with itself
+        return True
     for name, record in judgement.outputs.items():
-        floor = noise.outputs.get(name, {}).get("rel_l2", 0.0)
-        if record.get("rel_l2", 0.0) > factor * floor + 1e-12:
+        own = noise.outputs.get(name, {})
+        if (record.get("rel_l2") or 0.0) > factor * (own.get("rel_l2") or 0.0) + 1e-12:
             return True
     return False
 

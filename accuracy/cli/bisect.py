@@ -32,7 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suggest-fp32", action="store_true",
                         help="(implies --localize) then the smallest set of nodes to keep in fp32 so that the "
                              "whole pipeline passes, verified by running it")
-    parser.add_argument("--localize-out", metavar="DIR", help="where localize and repair files go (see above)")
+    parser.add_argument("--localize-out", metavar="DIR", help="where localize and repair files go (default: beside --json, else beside "
+                             "--report, else under the cache folder)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,10 +85,9 @@ def bisect_table(result: Mapping[str, Any]) -> str:
     rows = []
     culprits = set(result.get("culprits") or [])
     for name, views in result["models"].items():
-        iso = views["isolated"]
         rows.append([
             name + (" <- culprit" if name in culprits else ""),
-            f"{iso['verdict']} cos {_fmt(iso['cosine'])}",
+            _run_cell(views["isolated"]),
             _run_cell(views.get("swap_in")),
             _run_cell(views.get("leave_out")),
         ])
@@ -152,13 +152,9 @@ def repair_line(repair: Mapping[str, Any]) -> str:
 
 
 def _run_cell(run: Mapping[str, Any] | None) -> str:
-    if not run:
-        return "-"
-    if run.get("verdict") == "skipped":
-        return "skipped"
-    metrics = run.get("metrics", {})
-    shown = [f"{key} {_fmt(metrics[key])}" for key in ("psnr", "ssim", "cosine") if key in metrics][:2]
-    return f"{run['verdict']} " + ", ".join(shown)
+    from accuracy.report.table import bisect_cell
+
+    return bisect_cell(run)
 
 
 def _fmt(value: Any) -> str:

@@ -1,7 +1,14 @@
-"""Tensor metrics: cosine similarity, errors, relative L2, non-finite counts.
+"""Tensor metrics and the one comparison rule for arrays of numbers.
 
 Pure functions, reference first (``expected, obtained``), float64 accumulation.
-``compare_tensors`` bundles them into one ``TensorComparison`` that knows whether it passed.
+``compare_tensors`` bundles them into one ``TensorComparison`` that knows whether it passed:
+
+- floats: values non-finite on both sides at the same places and equal (``inf == inf``, NaN where
+  the reference has NaN) agree; the metrics are computed over the finite rest, so a metric is never
+  NaN; a NaN or inf on one side only fails with its count and first index.
+- integers, booleans (and text tensors a model may output): exact equality, with the count and
+  fraction of mismatches and the first index.
+- another shape: a failure showing both shapes (and both lengths for 1-D outputs), never an exception.
 """
 
 from __future__ import annotations
@@ -72,54 +79,134 @@ def relative_l2_error(expected: np.ndarray, obtained: np.ndarray) -> float:
     return float(diff / ref)
 
 
+KINDS = {"f": "float", "i": "integer", "u": "integer", "b": "bool", "U": "text", "S": "text", "O": "text"}
+
+
+def tensor_kind(array: np.ndarray) -> str:
+    """``float``, ``integer``, ``bool`` or ``text`` (numpy ``str``/``bytes``/``object``); ``ValueError`` else."""
+    kind = KINDS.get(np.asarray(array).dtype.kind)
+    if kind is None:
+        raise ValueError(f"cannot compare {np.asarray(array).dtype} arrays (float, integer, bool or text)")
+    return kind
+
+
 @dataclass(frozen=True)
 class TensorThresholds:
-    """What a tensor must meet. ``None`` disables a bound. The default cosine bound is the one
-    Ascend's own compare tools use (0.99)."""
+    """What a float tensor must meet. ``None`` disables a bound. The default cosine bound is the one
+    Ascend's own compare tools use (0.99). ``exact`` asks for bit-equal values (NaN where NaN is).
+    Integer, bool and text tensors are always compared exactly."""
 
     cosine_min: float | None = 0.99
     max_abs: float | None = None
     rel_l2_max: float | None = None
     max_rel: float | None = None
+    exact: bool = False
 
 
 @dataclass(frozen=True)
 class TensorComparison:
-    cosine: float
-    max_abs: float
-    mean_abs: float
-    rmse: float
-    max_rel: float
-    rel_l2: float
+    """Metrics (``None`` where they do not apply: cosine of integers, anything across shapes) and
+    the verdict. ``mismatches`` counts differing elements of exact comparisons and one-sided
+    non-finite values of float ones; ``first_index`` is the first of them."""
+
+    cosine: float | None
+    max_abs: float | None
+    mean_abs: float | None
+    rmse: float | None
+    max_rel: float | None
+    rel_l2: float | None
     nonfinite_expected: int
     nonfinite_obtained: int
     passed: bool
     failures: tuple[str, ...] = ()
+    kind: str = "float"
+    shape_expected: tuple[int, ...] = ()
+    shape_obtained: tuple[int, ...] = ()
+    mismatches: int = 0
+    mismatch_fraction: float = 0.0
+    first_index: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["failures"] = list(self.failures)
+        data["shape_expected"], data["shape_obtained"] = list(self.shape_expected), list(self.shape_obtained)
+        data["first_index"] = None if self.first_index is None else list(self.first_index)
         return data
 
 
 def compare_tensors(
     expected: np.ndarray, obtained: np.ndarray, *, thresholds: TensorThresholds = TensorThresholds()
 ) -> TensorComparison:
-    """All tensor metrics of ``obtained`` against ``expected`` and whether they meet ``thresholds``.
+    """All metrics of ``obtained`` against ``expected`` and whether they meet ``thresholds``, by the
+    rule of the reference's kind (module docstring). Never raises for arrays of a comparable kind.
 
-    The same definitions as the single-metric functions above, computed in one pass over one
-    float64 copy (localize calls this once per tensor of a model). Non-finite values are left out
-    of the error metrics; non-finite values in the obtained tensor that the expected one does not
-    have always fail, and make the cosine NaN.
+    Floats are compared in one pass over one float64 copy (localize calls this once per tensor of a
+    model); the all-finite case takes no masks.
     """
-    a, b = _pair(expected, obtained)
-    a, b = a.ravel(), b.ravel()
+    expected, obtained = np.asarray(expected), np.asarray(obtained)
+    kind = tensor_kind(expected)
+    other = tensor_kind(obtained)
+    shapes = {"shape_expected": tuple(expected.shape), "shape_obtained": tuple(obtained.shape)}
+    numeric = {kind, other} <= {"float", "integer", "bool"}
+    if expected.shape != obtained.shape or not (numeric or kind == other):
+        return _shape_failure(expected, obtained, kind, other, shapes)
+    if "float" in (kind, other):
+        return _floats(expected, obtained, thresholds, shapes)
+    return _exact(expected, obtained, kind, shapes)
+
+
+def _shape_failure(expected, obtained, kind, other, shapes) -> TensorComparison:
+    what = (f"shape {obtained.shape} differs from the reference's {expected.shape}" if kind == other
+            else f"{other} {obtained.shape} where the reference is {kind} {expected.shape}")
+    if expected.ndim == obtained.ndim >= 1 and expected.shape[1:] == obtained.shape[1:]:
+        what += f" ({obtained.shape[0]} rows, the reference has {expected.shape[0]})"
+    return TensorComparison(cosine=None, max_abs=None, mean_abs=None, rmse=None, max_rel=None, rel_l2=None,
+                            nonfinite_expected=nonfinite_count(expected), nonfinite_obtained=nonfinite_count(obtained),
+                            passed=False, failures=(what,), kind=kind, **shapes)
+
+
+def _exact(expected, obtained, kind, shapes) -> TensorComparison:
+    if kind == "text":
+        differ = expected.astype(str) != obtained.astype(str)
+    elif kind == "float":  # exact = true on floats: NaN where NaN is counts as equal
+        differ = ~((expected == obtained) | (np.isnan(expected) & np.isnan(obtained)))
+    else:
+        differ = expected != obtained
+    count = int(np.count_nonzero(differ))
+    first = tuple(int(i) for i in np.unravel_index(int(np.argmax(differ)), differ.shape)) if count else None
+    fraction = count / differ.size if differ.size else 0.0
+    failures = ()
+    if count:
+        failures = (f"{count} of {differ.size} values differ ({fraction:.2%}), first at index {_index(first)}: "
+                    f"{_value(expected[first])} -> {_value(obtained[first])}",)
+    metrics = dict.fromkeys(("cosine", "max_abs", "mean_abs", "rmse", "max_rel", "rel_l2"))
+    if kind in ("integer", "float"):
+        diff = np.abs(expected.astype(np.float64) - obtained.astype(np.float64))
+        finite = diff[np.isfinite(diff)]
+        metrics["max_abs"] = float(finite.max()) if finite.size else 0.0
+    return TensorComparison(**metrics, nonfinite_expected=nonfinite_count(expected),
+                            nonfinite_obtained=nonfinite_count(obtained), passed=not count, failures=failures,
+                            kind=kind, mismatches=count, mismatch_fraction=fraction, first_index=first, **shapes)
+
+
+def _floats(expected, obtained, t: TensorThresholds, shapes) -> TensorComparison:
+    if t.exact:
+        return _exact(expected.astype(np.float64), obtained.astype(np.float64), "float", shapes)
+    a = expected.astype(np.float64, copy=False).ravel()
+    b = obtained.astype(np.float64, copy=False).ravel()
     finite_a, finite_b = np.isfinite(a), np.isfinite(b)
-    nonfinite_a = int(a.size - np.count_nonzero(finite_a))
-    nonfinite_b = int(b.size - np.count_nonzero(finite_b))
+    all_finite_a, all_finite_b = bool(finite_a.all()), bool(finite_b.all())
+    nonfinite_a = 0 if all_finite_a else int(a.size - np.count_nonzero(finite_a))
+    nonfinite_b = 0 if all_finite_b else int(b.size - np.count_nonzero(finite_b))
+    one_sided, first = 0, None
     if nonfinite_a or nonfinite_b:
-        finite = finite_a & finite_b
-        a, b = np.where(finite, a, 0.0), np.where(finite, b, 0.0)
+        both = finite_a & finite_b
+        agree = ~(finite_a | finite_b) & ((a == b) | (np.isnan(a) & np.isnan(b)))
+        lonely = ~(both | agree)
+        one_sided = int(np.count_nonzero(lonely))
+        if one_sided:
+            first = tuple(int(i) for i in np.unravel_index(int(np.argmax(lonely)), expected.shape))
+        a, b = a[both], b[both]
     if a.size:
         diff = np.abs(a - b)
         abs_a = np.abs(a)
@@ -134,19 +221,17 @@ def compare_tensors(
     else:
         norm_a = norm_b = 0.0
         max_abs = mean_abs = rmse = max_rel = rel_l2 = 0.0
-    if nonfinite_a or nonfinite_b:
-        cosine = float("nan")
-    elif norm_a == 0 and norm_b == 0:
+    if norm_a == 0 and norm_b == 0:
         cosine = 1.0
     elif norm_a == 0 or norm_b == 0:
         cosine = 0.0
     else:
         cosine = float(np.clip(np.dot(a, b) / (norm_a * norm_b), -1.0, 1.0))
-    metrics = {"cosine": cosine, "max_abs": max_abs, "mean_abs": mean_abs, "rmse": rmse, "max_rel": max_rel, "rel_l2": rel_l2}
     failures = []
-    if nonfinite_b > nonfinite_a:
-        failures.append(f"{nonfinite_b} non-finite values (expected {nonfinite_a})")
-    t = thresholds
+    if one_sided:
+        failures.append(f"{one_sided} non-finite values on one side only (reference {nonfinite_a}, candidate "
+                        f"{nonfinite_b} non-finite), first at index {_index(first)}: "
+                        f"{_value(expected[first])} -> {_value(obtained[first])}")
     if t.cosine_min is not None and not (cosine >= t.cosine_min):
         failures.append(f"cosine {cosine:.6g} < {t.cosine_min}")
     if t.max_abs is not None and not (max_abs <= t.max_abs):
@@ -156,9 +241,16 @@ def compare_tensors(
     if t.max_rel is not None and not (max_rel <= t.max_rel):
         failures.append(f"max_rel {max_rel:.6g} > {t.max_rel}")
     return TensorComparison(
-        **metrics,
-        nonfinite_expected=nonfinite_a,
-        nonfinite_obtained=nonfinite_b,
-        passed=not failures,
-        failures=tuple(failures),
-    )
+        cosine=cosine, max_abs=max_abs, mean_abs=mean_abs, rmse=rmse, max_rel=max_rel, rel_l2=rel_l2,
+        nonfinite_expected=nonfinite_a, nonfinite_obtained=nonfinite_b, passed=not failures,
+        failures=tuple(failures), kind="float", mismatches=one_sided,
+        mismatch_fraction=one_sided / expected.size if expected.size else 0.0, first_index=first, **shapes)
+
+
+def _index(index: tuple[int, ...] | None) -> str:
+    return "()" if not index else "(" + ", ".join(map(str, index)) + ")"
+
+
+def _value(value) -> str:
+    text = repr(value.item() if hasattr(value, "item") else value)
+    return text if len(text) <= 40 else text[:39] + "…"

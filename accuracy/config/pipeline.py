@@ -10,7 +10,9 @@ builtin = "tiny-sd"                # a bundled pipeline, built once into the cac
 [reference]                        # backend = "onnxruntime" + that backend's options
 [candidate]                        # backend = "onnxruntime-fp16" + options
 [candidate.models]                 # name -> the candidate's own file; unlisted models stay on the reference
-[compare]                          # cosine_min, max_abs, rel_l2_max, max_rel, ssim_min, psnr_min, data_range
+[compare]                          # cosine_min, max_abs, rel_l2_max, max_rel, ssim_min, psnr_min, data_range,
+                                   # cer_max, wer_max, exact; outputs = [...] limits the judged outputs
+[compare.outputs.NAME]             # the same keys for one output, replacing [compare]'s for it
 [converter]                        # name -> converter .ini file, or an inline table (shape gears)
 [golden]                           # judge image outputs against stored goldens (accuracy.goldens)
 folder = "../../baselines/name"    # default: <suite folder>/../../baselines/<suite name>
@@ -25,7 +27,7 @@ Full reference with examples: docs/pipeline-suites.md.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,9 @@ from accuracy.goldens import NAME_PATTERN
 
 DIFFUSERS_MODELS = ("text_encoder", "unet", "vae_encoder", "vae_decoder", "safety_checker")
 SECTIONS = ("suite", "pipeline", "reference", "candidate", "compare", "converter", "golden")
-COMPARE_KEYS = ("cosine_min", "max_abs", "rel_l2_max", "max_rel", "ssim_min", "psnr_min", "data_range", "outputs")
+BOUND_KEYS = ("cosine_min", "max_abs", "rel_l2_max", "max_rel", "ssim_min", "psnr_min", "cer_max", "wer_max")
+CRITERIA_KEYS = (*BOUND_KEYS, "data_range", "exact")
+COMPARE_KEYS = (*CRITERIA_KEYS, "outputs")
 GOLDEN_KEYS = ("folder", "outputs", "latents", "backend", "ssim_min", "psnr_min", "max_abs", "cases")
 GOLDEN_BACKENDS = ("candidate", "reference")
 DEFAULT_CASE = "default"
@@ -175,19 +179,42 @@ def _backend(table: TableReader, base: Path, *, allow_models: bool) -> BackendSp
 
 
 def _compare(table: TableReader) -> Criteria:
+    """``[compare]``, and its ``[compare.outputs.NAME]`` tables (or ``outputs = [names]``, which limits
+    the judged outputs). Whether each NAME is an output of the pipeline is checked on its first run
+    (``accuracy.pipelines.runner``), where the outputs are known."""
+    outputs, per_output = table.data.get("outputs", []), {}
+    if isinstance(outputs, dict):
+        listed = table.table("outputs")
+        per_output = {name: _criteria(listed.table(name, required=True), own=True) for name in list(listed.data)}
+        outputs = []
+    else:
+        outputs = table.get("outputs", list, [])
+        if not all(isinstance(item, str) for item in outputs):
+            raise table.error("outputs", "must be a list of output names, or [compare.outputs.NAME] tables")
+    criteria = _criteria(table, own=False)
+    table.reject_unknown(COMPARE_KEYS)
+    return replace(criteria, outputs=tuple(outputs), per_output=per_output)
+
+
+def _criteria(table: TableReader, *, own: bool) -> Criteria:
+    """The criterion keys of one table. ``[compare]`` naming no bound keeps DESIGN's default check
+    (cosine >= 0.99); an output's own table must name at least one (``exact = true`` counts)."""
     values: dict[str, Any] = {}
-    for key in COMPARE_KEYS[:-1]:
+    for key in BOUND_KEYS + ("data_range",):
         values[key] = table.number(key, None, minimum=0.0 if key != "cosine_min" else -1.0)
+    values["exact"] = table.get("exact", bool, False)
     if values["data_range"] is not None and values["data_range"] <= 0:
         raise table.error("data_range", f"must be > 0 (the span of pixel values, e.g. 1.0 or 255), "
                                         f"got {values['data_range']}")
-    if not any(values[key] is not None for key in COMPARE_KEYS[:-2]):
+    named = tuple(key for key in CRITERIA_KEYS if key in table.data)
+    if not any(values[key] is not None for key in BOUND_KEYS) and not values["exact"]:
+        if own:
+            raise ConfigError(f"name at least one criterion for this output ({', '.join(BOUND_KEYS)} or "
+                              "exact = true)", path=table.path, where=table.prefix)
         values["cosine_min"] = Criteria.cosine_min  # no bound named: DESIGN's default check
-    outputs = table.get("outputs", list, [])
-    if not all(isinstance(item, str) for item in outputs):
-        raise table.error("outputs", "must be a list of output names")
-    table.reject_unknown(COMPARE_KEYS)
-    return Criteria(**values, outputs=tuple(outputs))
+    if own:
+        table.reject_unknown(CRITERIA_KEYS)
+    return Criteria(**values, named=named)
 
 
 def _converter(table: TableReader, base: Path, models: dict[str, Path]) -> dict[str, ConverterConfig]:

@@ -1,6 +1,7 @@
 """Import a pipeline entry: ``"pipeline.py:run"`` (a file beside the suite) or ``"pkg.mod:func"``.
 
-The entry is ``run(models, inputs) -> dict[str, numpy.ndarray]``. Every way this can go wrong
+The entry is ``run(models, inputs) -> dict[str, output]``, an output being an array, a number, a
+string or a list of them (see ``accuracy.compare.outputs``). Every way this can go wrong
 (no colon, a missing file, an import that raises, a missing or non-callable attribute) is a
 ``ConfigError`` naming the suite and ``pipeline.entry``.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from accuracy.errors import ConfigError, InputError
+from accuracy.userguard import UserCodeError, guarded
 
 Entry = Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, np.ndarray]]
 WHERE = "pipeline.entry"
@@ -33,10 +35,10 @@ def load_entry(spec: str, *, base: Path, suite_path: Path | None = None) -> Entr
         module = _import_file(base / target, suite_path)
     else:
         try:
-            module = importlib.import_module(target)
-        except Exception as exc:  # noqa: BLE001 -- the user's module may raise anything at import time
-            raise ConfigError(f"cannot import {target!r}: {type(exc).__name__}: {exc}", path=suite_path,
-                              where=WHERE) from None
+            with guarded(f"importing {target!r}"):
+                module = importlib.import_module(target)
+        except UserCodeError as exc:  # its imports may raise anything, exit or interrupt included
+            raise ConfigError(f"cannot import {target!r}: {_short(exc)}", path=suite_path, where=WHERE) from None
     function = getattr(module, attr, None)
     if function is None:
         raise ConfigError(f"{target!r} has no attribute {attr!r}", path=suite_path, where=WHERE)
@@ -55,14 +57,19 @@ def _import_file(path: Path, suite_path: Path | None):
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.parent))  # the entry may import its neighbours
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 -- the user's code may raise anything
-        where = _user_frame(exc, path)
-        raise ConfigError(f"importing {path.name} failed{where}: {type(exc).__name__}: {exc}",
+        with guarded(f"importing {path.name}"):
+            spec.loader.exec_module(module)
+    except UserCodeError as exc:  # the user's code may raise anything, sys.exit and KeyboardInterrupt included
+        raise ConfigError(f"importing {path.name} failed{_user_frame(exc.original, path)}: {_short(exc)}",
                           path=suite_path, where=WHERE) from None
     finally:
         sys.path.remove(str(path.parent))
     return module
+
+
+def _short(exc: UserCodeError) -> str:
+    """``ValueError: boom`` or ``sys.exit(0)`` (the line is said once, before)."""
+    return exc.how.removeprefix("raised ").removeprefix("called ")
 
 
 def _user_frame(exc: BaseException, path: Path) -> str:
@@ -70,15 +77,22 @@ def _user_frame(exc: BaseException, path: Path) -> str:
     return f" (line {frames[-1].lineno})" if frames else ""
 
 
-def check_outputs(outputs: Any, *, entry: str) -> dict[str, np.ndarray]:
-    """The entry must return a dict of arrays; anything else is an ``InputError`` saying so."""
+def check_outputs(outputs: Any, *, entry: str, path: Path | None = None) -> dict[str, np.ndarray]:
+    """The entry must return a non-empty dict; each value becomes an array of a kind ``compare`` has a
+    rule for (``accuracy.compare.outputs``). Anything else is one ``InputError`` naming the output."""
+    from accuracy.compare.outputs import UnsupportedOutput, as_output
+
     if not isinstance(outputs, Mapping) or not outputs:
-        raise InputError(f"the pipeline entry {entry!r} must return a non-empty dict of arrays, "
-                         f"got {type(outputs).__name__}")
+        raise InputError(f"the pipeline entry {entry!r} must return a non-empty dict of outputs (name -> array, "
+                         f"number, string or list), got {_describe(outputs)}", path=path)
     checked = {}
     for name, value in outputs.items():
         try:
-            checked[str(name)] = np.asarray(value)
-        except Exception:  # noqa: BLE001 -- the user's code may raise anything
-            raise InputError(f"output {name!r} of {entry!r} is not an array") from None
+            checked[str(name)] = as_output(value)
+        except UnsupportedOutput as exc:
+            raise InputError(f"output {str(name)!r} of the pipeline entry {entry!r} {exc}", path=path) from None
     return checked
+
+
+def _describe(value: Any) -> str:
+    return "an empty dict" if isinstance(value, Mapping) else "None" if value is None else type(value).__name__

@@ -17,11 +17,12 @@ import numpy as np
 from accuracy.backends import Session, get_backend
 from accuracy.cache import cache_dir
 from accuracy.config.pipeline import PipelineSpec
-from accuracy.errors import AccuracyError, BackendError, ConfigError, InputError
+from accuracy.errors import BackendError, ConfigError, MissingDependencyError
 from accuracy.pipelines.determinism import RandomNode, random_nodes, seeded_copy
 from accuracy.pipelines.entry import check_outputs, load_entry
 from accuracy.pipelines.proxy import CallHook, ModelProxy
 from accuracy.pipelines.recording import Recording
+from accuracy.userguard import guarded
 
 REFERENCE, CANDIDATE = "reference", "candidate"
 FP32_MODES = ("enforce_fp32", "force_fp32", "must_keep_origin_dtype")
@@ -36,8 +37,10 @@ class PipelineRunner:
         self._private_dir = private_dir or cache_dir() / "private"
         self._sessions: dict[tuple[str, str], Session] = {}
         self._backends: dict[str, Any] = {}
+        self._criteria_checked = False
         self.random: dict[str, list[RandomNode]] = {
             name: nodes for name in self.models if (nodes := random_nodes(spec.models[name]))}
+        self.check_backends()
         if spec.diffusers is not None:
             from accuracy.pipelines.diffusers_folder import diffusers_entry
 
@@ -101,6 +104,17 @@ class PipelineRunner:
             old.close()
         return self.session(model, side)
 
+    def check_backends(self) -> None:
+        """Every backend this pipeline will use is installed, checked before any model runs: a
+        missing package is a ``MissingDependencyError`` naming the suite's key, not a failure after
+        the reference runs."""
+        for table, backend in ((REFERENCE, self.spec.reference), (CANDIDATE, self.spec.candidate)):
+            try:
+                self._backend(backend.name, backend.options).check_available()
+            except MissingDependencyError as exc:
+                exc.path, exc.where = str(self.spec.path), f"{table}.backend"
+                raise
+
     def _backend(self, name: str, options: Mapping[str, Any]):
         key = f"{name}|{sorted(options.items())!r}"
         if key not in self._backends:
@@ -131,14 +145,14 @@ class PipelineRunner:
             fresh = fresh_random and model in self.random
             session = self.fresh_session(model, side) if fresh else self.session(model, side)
             proxies[model] = ModelProxy(model, session, reference=self.session(model, REFERENCE), hook=hook)
-        try:
+        # the user's pipeline code: an exception, sys.exit or KeyboardInterrupt is a named error, not our end
+        with guarded(f"the pipeline {self.entry_name!r}", path=self.spec.path):
             outputs = self._entry(proxies, dict(self.spec.inputs if inputs is None else inputs))
-        except AccuracyError:
-            raise
-        except Exception as exc:  # noqa: BLE001 -- the user's pipeline code failed: say where, without a traceback
-            raise InputError(f"the pipeline {self.entry_name!r} raised {type(exc).__name__}: {exc}{_where(exc)}",
-                             path=self.spec.path) from None
-        return check_outputs(outputs, entry=self.entry_name)
+            checked = check_outputs(outputs, entry=self.entry_name, path=self.spec.path)
+        if not self._criteria_checked:
+            check_criteria(self.spec, checked)
+            self._criteria_checked = True
+        return checked
 
     def record(self, recording: Recording, sides: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
         """A run whose every model call is added to ``recording``."""
@@ -148,6 +162,20 @@ class PipelineRunner:
         for session in self._sessions.values():
             session.close()
         self._sessions.clear()
+
+
+def check_criteria(spec: PipelineSpec, outputs: Mapping[str, np.ndarray]) -> None:
+    """``[compare]`` must fit the pipeline's outputs: every name in ``outputs = [...]`` and every
+    ``[compare.outputs.NAME]`` is an output, and each bound applies to its kind; else a ``ConfigError``
+    at the suite's key."""
+    from accuracy.compare.criteria import criteria_problems
+
+    for name in spec.compare.outputs:
+        if name not in outputs:
+            raise ConfigError(f"the pipeline has no output {name!r} (it returns {', '.join(outputs)})",
+                              path=spec.path, where="compare.outputs")
+    for key, message in criteria_problems(spec.compare, outputs):
+        raise ConfigError(message, path=spec.path, where=f"compare.{key}")
 
 
 def recording_hook(recording: Recording) -> CallHook:
@@ -164,16 +192,6 @@ def _suite_key(table: str, backend: str, where: str | None) -> str:
     if not where or where == backend:
         return table
     return f"{table}.{where.removeprefix(f'{backend}.')}"
-
-
-def _where(exc: BaseException) -> str:
-    """`` (at file:line)`` of the innermost frame outside this package and the libraries, if any."""
-    import traceback
-
-    ours = str(Path(__file__).resolve().parents[1])
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if "site-packages" not in f.filename and not str(Path(f.filename).resolve()).startswith(ours)]
-    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def _check_output_count(model: str, reference: Session, candidate: Session) -> None:

@@ -49,3 +49,35 @@ def score_table(checks: Sequence[Any]) -> str:
     if notes:
         text += "\n" + "\n".join(notes)
     return text
+
+
+def bisect_cell(run: Any, *, width: int = 72) -> str:
+    """One bisect run (``isolated`` / ``swap_in`` / ``leave_out`` / ``all_candidate``) in a few words:
+    a pass shows its headline metrics, a failure its worst output by name and why -- a failing run
+    never shows a passing metric as its headline."""
+    if not run:
+        return "-"
+    if run.get("verdict") == "skipped":
+        return "skipped"
+    worst = run.get("worst") if isinstance(run.get("worst"), dict) else None
+    verdict = run.get("verdict", "?")
+    if verdict != "pass" and worst:
+        text = f"{verdict} {worst['output']}: {worst['text']}"
+        return text if len(text) <= width else text[: width - 1] + "…"
+    metrics = run.get("metrics") if isinstance(run.get("metrics"), dict) else run
+    shown = [f"{key} {format_metric(metrics[key])}" for key in ("psnr", "ssim", "cosine", "cer")
+             if isinstance(metrics.get(key), (int, float))][:2]
+    if not shown and worst:
+        shown = [worst["text"]]
+    if verdict != "pass" and run.get("failures"):
+        shown = [str(run["failures"][0])]
+    named = f" (worst: {worst['output']})" if worst and len(run.get("outputs") or ()) > 1 else ""
+    return f"{verdict} " + ", ".join(shown) + named
+
+
+def format_metric(value: Any) -> str:
+    if isinstance(value, float):
+        if value in (float("inf"), float("-inf")):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.3g}"
+    return str(value)

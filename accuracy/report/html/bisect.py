@@ -25,9 +25,15 @@ def _run_cell(run: Any) -> str:
         return f'<td class="muted" title="{reason}">skipped<br><small>{reason}</small></td>'
     metrics = run.get("metrics") if isinstance(run.get("metrics"), Mapping) else run
     lines = [f"{escape(m)} {escape(format_number(metrics[m], 5))}" for m in lead_metrics(metrics)]
+    passed = _run_passed(run)
+    worst = run.get("worst") if isinstance(run.get("worst"), Mapping) else None
+    if worst and passed is False:  # the worst output and why, never a passing number as the headline
+        lines = [f"<strong>{escape(worst.get('output', '?'))}</strong>: {escape(worst.get('text', ''))}"] + \
+            [f'<small class="muted">{line}</small>' for line in lines]
+    elif worst and len(run.get("outputs") or ()) > 1:
+        lines.append(f'<small class="muted">worst: {escape(worst.get("output", "?"))}</small>')
     if run.get("verdict") not in (None, "pass", "fail"):
         lines.append(f"<strong>{escape(run['verdict'])}</strong>")  # e.g. non-finite
-    passed = _run_passed(run)
     css = "" if passed is None else (' class="good"' if passed else ' class="bad"')
     failures = run.get("failures") or []
     title = f' title="{escape("; ".join(map(str, failures)))}"' if failures else ""

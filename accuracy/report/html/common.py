@@ -22,7 +22,7 @@ tr.failed td{background:#fdecea} td.bad{background:#f9d6d2} td.good{background:#
 """
 
 # Which metric leads when several are present.
-METRIC_ORDER = ("ssim", "psnr", "cosine", "rel_l2", "max_abs", "mean_abs", "mse", "rmse", "max_rel")
+METRIC_ORDER = ("ssim", "psnr", "cosine", "rel_l2", "max_abs", "mean_abs", "mse", "rmse", "max_rel", "cer", "wer", "mismatches")
 
 
 def escape(value: Any) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from accuracy.compare.criteria import Criteria
 from accuracy.compare.images import ImageThresholds
-from accuracy.compare.tensors import TensorThresholds
 from accuracy.errors import InputError
 from accuracy.goldens import (
     GoldenChanged,
@@ -99,7 +99,7 @@ def test_latents_are_judged_when_both_sides_have_them(folder):
     assert compare_with_golden(folder, "l", image, latents=latents + 1e-6).passed
     bad = compare_with_golden(folder, "l", image, latents=-latents)
     assert not bad.passed and "latents cosine" in bad.message
-    loose = compare_with_golden(folder, "l", image, latents=-latents, latent_thresholds=TensorThresholds(cosine_min=None))
+    loose = compare_with_golden(folder, "l", image, latents=-latents, latent_criteria=Criteria(cosine_min=None))
     assert loose.passed
 
 

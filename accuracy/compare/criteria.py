@@ -68,15 +68,15 @@ def criteria_problems(criteria: Criteria, outputs: Mapping[str, Any]) -> list[tu
     problems = []
     for name, own in criteria.per_output.items():
         if name not in outputs:
-            problems.append((f"outputs.{name}", f"the pipeline has no output {name!r} (it returns "
-                                                f"{', '.join(outputs)})"))
+            message = f"the pipeline has no output {name!r} (it returns {', '.join(outputs)})"
+            problems.append((f"outputs.{name}", message))
             continue
         kind = tensor_kind(np.asarray(outputs[name]))
         for key in own.named:
             if key not in APPLICABLE[kind]:
                 allowed = ", ".join(APPLICABLE[kind])
-                problems.append((f"outputs.{name}.{key}", f"{key} does not apply to {name!r}, a {kind} output "
-                                                          f"(its keys: {allowed})"))
+                message = f"{key} does not apply to {name!r}, a {kind} output (its keys: {allowed})"
+                problems.append((f"outputs.{name}.{key}", message))
     return problems
 
 

@@ -178,7 +178,7 @@ def _exact(expected, obtained, kind, shapes) -> TensorComparison:
     failures = ()
     if count:
         failures = (f"{count} of {differ.size} values differ ({fraction:.2%}), first at index {_index(first)}: "
-                    f"{_value(expected[first])} -> {_value(obtained[first])}",)
+                    + f"{_value(expected[first])} -> {_value(obtained[first])}",)
     metrics = dict.fromkeys(("cosine", "max_abs", "mean_abs", "rmse", "max_rel", "rel_l2"))
     if kind in ("integer", "float"):
         diff = np.abs(expected.astype(np.float64) - obtained.astype(np.float64))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from accuracy.goldens.judge import (
     DEFAULT_IMAGE_THRESHOLDS,
-    DEFAULT_LATENT_THRESHOLDS,
+    DEFAULT_LATENT_CRITERIA,
     check_golden,
     compare_with_golden,
     write_artifacts,
@@ -44,7 +44,7 @@ from accuracy.goldens.store import (
 
 __all__ = [
     "DEFAULT_IMAGE_THRESHOLDS",
-    "DEFAULT_LATENT_THRESHOLDS",
+    "DEFAULT_LATENT_CRITERIA",
     "NAME_PATTERN",
     "PROVENANCE_KEYS",
     "RECORD_HINT",

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from accuracy.compare.criteria import Criteria, compare_output
 from accuracy.compare.images import ImageThresholds, compare_images
-from accuracy.compare.tensors import TensorThresholds, compare_tensors
 from accuracy.errors import InputError
 from accuracy.goldens.store import RECORD_HINT, load_golden, record_golden
 from accuracy.imageio import to_pixels, write_png
@@ -19,7 +19,7 @@ from accuracy.io import write_bytes_atomic
 from accuracy.results import CheckResult
 
 DEFAULT_IMAGE_THRESHOLDS = ImageThresholds()
-DEFAULT_LATENT_THRESHOLDS = TensorThresholds()
+DEFAULT_LATENT_CRITERIA = Criteria()  # cosine >= 0.99, non-finite values by compare's rule
 
 
 def write_artifacts(
@@ -47,11 +47,13 @@ def compare_with_golden(
     *,
     latents: np.ndarray | None = None,
     thresholds: ImageThresholds = DEFAULT_IMAGE_THRESHOLDS,
-    latent_thresholds: TensorThresholds = DEFAULT_LATENT_THRESHOLDS,
+    latent_criteria: Criteria = DEFAULT_LATENT_CRITERIA,
     artifacts_dir: str | Path | None = None,
 ) -> CheckResult:
     """Judge a fresh output against the golden of ``case``: image metrics (and latents, when both
-    sides have them) against the thresholds, as one ``CheckResult`` named after the case.
+    sides have them) against the thresholds, as one ``CheckResult`` named after the case. Latents are
+    judged by ``compare``'s one rule under ``latent_criteria`` (a pipeline suite passes its
+    ``[compare.outputs.<latents>]``, else its ``[compare]``).
 
     With ``artifacts_dir`` the expected/obtained/difference pictures are written there and named in
     ``details["images"]`` (the HTML report shows them). A missing golden raises ``GoldenMissing``.
@@ -82,9 +84,9 @@ def compare_with_golden(
         if np.shape(latents) != golden.latents.shape:
             raise InputError(f"obtained latents are {np.shape(latents)} but the golden's are "
                              f"{golden.latents.shape}; {RECORD_HINT}", path=golden.paths.latents)
-        latent = compare_tensors(golden.latents, latents, thresholds=latent_thresholds)
-        details["latents"] = latent.to_dict()
-        failures += [f"latents {failure}" for failure in latent.failures]
+        latent = compare_output(golden.latents, np.asarray(latents), criteria=latent_criteria)
+        details["latents"] = latent
+        failures += [f"latents {failure}" for failure in latent["failures"]]
     notes = []
     if latents is not None and golden.latents is None:
         notes.append("the golden has no latents to compare; record it with latents to judge them")
@@ -112,7 +114,7 @@ def check_golden(
     latents: np.ndarray | None = None,
     update: bool = False,
     thresholds: ImageThresholds = DEFAULT_IMAGE_THRESHOLDS,
-    latent_thresholds: TensorThresholds = DEFAULT_LATENT_THRESHOLDS,
+    latent_criteria: Criteria = DEFAULT_LATENT_CRITERIA,
     artifacts_dir: str | Path | None = None,
 ) -> CheckResult:
     """What a suite runner calls per case: compare with the golden, or, with ``update=True`` (the
@@ -123,7 +125,7 @@ def check_golden(
     """
     if not update:
         return compare_with_golden(folder, case, image, latents=latents, thresholds=thresholds,
-                                   latent_thresholds=latent_thresholds, artifacts_dir=artifacts_dir)
+                                   latent_criteria=latent_criteria, artifacts_dir=artifacts_dir)
     outcome = record_golden(folder, case, image, latents=latents, provenance=provenance, force=True,
                             changes_dir=artifacts_dir)
     words = {"new": "recorded a new golden", "unchanged": "golden unchanged", "replaced": "replaced the golden"}

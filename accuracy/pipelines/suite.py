@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from accuracy.compare.criteria import judge_outputs
+from accuracy.compare.criteria import headline, judge_outputs
 from accuracy.config.pipeline import DEFAULT_CASE, GoldenSpec, PipelineSpec, load_pipeline_spec
 from accuracy.config.suite import Suite
 from accuracy.errors import ConfigError, InputError
@@ -70,12 +70,13 @@ def run_suite(suite: Suite, *, update_baselines: bool = False) -> SuiteResult:
 
 def compare_checks(spec: PipelineSpec, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
                    *, prefix: str = "") -> list[CheckResult]:
-    """The reference-against-candidate checks of ``[compare]``, one per output, named ``prefix + output``."""
+    """The reference-against-candidate checks of ``[compare]`` (and ``[compare.outputs.NAME]``), one per
+    output, named ``prefix + output``: ``compare.criteria.judge_outputs`` decides, as for bisect."""
     judgement = judge_outputs(reference, candidate, criteria=spec.compare)
     checks = []
     for name, record in judgement.outputs.items():
-        message = "; ".join(record["failures"]) + ("" if record["passed"] else " (run `accuracy bisect "
-                                                   f"{spec.path}` to find the model)")
+        message = headline(record) if record["passed"] else "; ".join(record["failures"]) + \
+            f" (run `accuracy bisect {spec.path}` to find the model)"
         checks.append(CheckResult(name=prefix + name, passed=record["passed"], message=message, details=dict(record)))
     for failure in judgement.failures:  # outputs that could not be compared at all
         name = failure.split(":", 1)[0]
@@ -117,7 +118,8 @@ def golden_checks(spec: PipelineSpec, case: str, outputs: dict[str, np.ndarray],
     for output, name in golden_names(golden, case).items():
         image = _single_image(spec, _output(spec, outputs, output, key="golden.outputs"), output)
         check = check_golden(golden.folder, name, image, latents=latents, provenance=provenance(spec, case),
-                             update=update, thresholds=golden.thresholds, artifacts_dir=artifacts)
+                             update=update, thresholds=golden.thresholds, artifacts_dir=artifacts,
+                             latent_criteria=spec.compare.for_output(golden.latents or ""))
         if not check.passed and "diff" in check.details.get("images", {}):
             check.message += f" (expected | obtained | difference: {check.details['images']['diff']})"
         check.name = f"golden/{name}"

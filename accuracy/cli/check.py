@@ -1,4 +1,8 @@
-"""``accuracy check``: OpenCompass scores of a candidate against a baseline, by the guide's 1 % rule."""
+"""``accuracy check``: scores of a candidate against a baseline, by the guide's 1 % rule.
+
+Each side is whatever the user brings: an OpenCompass/AISBench summary or work dir, an
+lm-evaluation-harness results file or output folder, or this project's JSON.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,21 @@ import argparse
 import math
 
 from accuracy.cli.common import emit_json, exit_code_for, say
-from accuracy.compare.scores import ScorePolicy, Tolerance, compare_scores
+from accuracy.compare.scores import ScorePolicy, Tolerance, compare_scores, parse_rel_tol
 from accuracy.errors import UsageError
 from accuracy.report.table import score_table
 from accuracy.scores.readers import read_scores
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--baseline", required=True, metavar="B", help="summary CSV, OpenCompass work dir, or JSON")
-    parser.add_argument("--candidate", required=True, metavar="C", help="summary CSV, OpenCompass work dir, or JSON")
+    sources = "OpenCompass/AISBench summary (.csv/.txt/.md) or work dir, lm-eval results_*.json or output folder, or JSON"
+    parser.add_argument("--baseline", required=True, metavar="B", help=sources)
+    parser.add_argument("--candidate", required=True, metavar="C", help=sources)
     parser.add_argument("--model", help="model column of the candidate summary (and of the baseline, unless --baseline-model)")
     parser.add_argument("--baseline-model", help="model column of the baseline summary")
-    parser.add_argument("--rel-tol", type=float, default=None, help="relative tolerance, a fraction (default 0.01 = 1%%)")
+    parser.add_argument(
+        "--rel-tol", default=None, metavar="TOL", help="relative tolerance: 1%% or the fraction 0.01 (the default)"
+    )
     parser.add_argument("--abs-tol", type=float, default=None, help="absolute tolerance in score units (passes within either)")
     parser.add_argument("--allow-improvement", action="store_true", help="a candidate better than the baseline passes")
     parser.add_argument("--ignore-version", action="store_true", help="compare even when prompt versions differ")
@@ -26,13 +33,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fail a check only when beyond tolerance and significant (McNemar on per-sample results)",
     )
-    parser.add_argument("--suite", metavar="SUITE.toml", help="take tolerances (incl. per-dataset) from this suite's [tolerance]")
+    parser.add_argument(
+        "--suite",
+        metavar="SUITE.toml",
+        help="take tolerances (incl. per-dataset) from this suite's [tolerance] and name mappings from its [names]",
+    )
 
 
 def policy_from_args(args: argparse.Namespace) -> ScorePolicy:
-    for flag, value in (("--rel-tol", args.rel_tol), ("--abs-tol", args.abs_tol)):
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise UsageError(f"{flag} must be a finite number >= 0, got {value}")
+    rel_tol = None
+    if args.rel_tol is not None:
+        try:
+            rel_tol = parse_rel_tol(args.rel_tol)
+        except ValueError as exc:
+            raise UsageError(f"--rel-tol {exc}") from None
+    if args.abs_tol is not None and not (math.isfinite(args.abs_tol) and args.abs_tol >= 0):
+        raise UsageError(f"--abs-tol must be a finite number >= 0, got {args.abs_tol}")
     if args.suite:
         from dataclasses import replace
 
@@ -51,7 +67,7 @@ def policy_from_args(args: argparse.Namespace) -> ScorePolicy:
         )
     return ScorePolicy(
         default=Tolerance(
-            rel=0.01 if args.rel_tol is None else args.rel_tol, abs=args.abs_tol, allow_improvement=args.allow_improvement
+            rel=0.01 if rel_tol is None else rel_tol, abs=args.abs_tol, allow_improvement=args.allow_improvement
         ),
         require_significance=args.require_significance,
         ignore_version=args.ignore_version,
@@ -63,16 +79,18 @@ def run(args: argparse.Namespace) -> int:
     baseline = read_scores(args.baseline, model=args.baseline_model or args.model)
     candidate = read_scores(args.candidate, model=args.model)
     comparison = compare_scores(baseline, candidate, policy)
+    for side, table in (("baseline", baseline), ("candidate", candidate)):
+        say(f"{side + ':':<10} {table.describe()}")
+        for note in table.notes:
+            say(f"{'':<10} {note}")
+    say("")
     say(score_table(comparison.checks))
     if comparison.extra:
         say(f"not in the baseline (not judged): {', '.join(comparison.extra)}")
-    failed = [c for c in comparison.checks if not c.passed]
-    say(
-        f"\n{comparison.verdict.upper()}: {len(comparison.checks) - len(failed)} of {len(comparison.checks)} "
-        "checks aligned" + (f"; failing: {', '.join(f'{c.dataset}/{c.metric}' for c in failed)}" if failed else "")
-    )
+    say("\n" + comparison.summary())
     result = comparison.to_dict()
-    result["baseline"] = {"source": baseline.source, "model": baseline.model}
-    result["candidate"] = {"source": candidate.source, "model": candidate.model}
+    result["baseline"] = baseline.origin()
+    result["candidate"] = candidate.origin()
     emit_json(args, result)
     return exit_code_for(comparison.verdict)
+

@@ -5,21 +5,50 @@ The guide's rule is the default: aligned when |baseline - candidate| / |baseline
 (a check passes within either), per dataset, and one-sided (``allow_improvement``). Where both sides
 carry per-sample correctness, each row also reports standard errors and a McNemar test on the
 flipped samples; ``require_significance`` then fails a row only when it is beyond tolerance *and*
-significant.
+significant. Flags are paired by sample id (or, when the ids differ, by number or position, and the
+check says so); no pairs is no evidence, and the plain rule decides.
+
+Baseline and candidate may come from different tools (lm-eval against OpenCompass): rows are matched
+by dataset and metric name (``acc,none`` matches ``accuracy``; a dataset with one metric on each side
+pairs them), and ``ScorePolicy.names`` maps the rest (``"gsm8k/exact_match,strict-match" =
+"gsm8k/accuracy"``, or a whole dataset ``"arc_easy" = "ARC-e"``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from accuracy.compare.significance import paired_flips, score_scale, standard_error
+from accuracy.compare.significance import pair_samples, paired_flips, score_scale, standard_error
 from accuracy.errors import InputError
 from accuracy.scores.model import Score, ScoreTable
 
 # Scores are printed with two decimals by OpenCompass; a hair of slack keeps "exactly 1 %" exact.
 _EPS = 1e-9
+NO_METRIC = "-"  # a summary row of a dataset without any result
+
+
+def parse_rel_tol(text: str) -> float:
+    """A relative tolerance as a fraction: ``"1%"`` and ``"0.01"`` are both 1 %.
+
+    A bare number >= 1 is refused (``1`` would silently mean ±100 %): write ``1%`` or ``0.01``.
+    Raises ``ValueError`` with the hint.
+    """
+    raw = str(text).strip()
+    percent = raw.endswith("%")
+    try:
+        value = float(raw[:-1] if percent else raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a number; write 1% or 0.01") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"must be a finite number >= 0, got {raw}")
+    if percent:
+        return value / 100
+    if value >= 1:
+        raise ValueError(f"{raw} would mean ±{value * 100:g}%; write {value:g}% for a percentage or {value / 100:g} for a fraction")
+    return value
 
 
 @dataclass(frozen=True)
@@ -52,6 +81,7 @@ class ScorePolicy:
     require_significance: bool = False
     alpha: float = 0.05
     ignore_version: bool = False
+    names: Mapping[str, str] = field(default_factory=dict)  # baseline "dataset[/metric]" -> candidate's
 
     def for_dataset(self, dataset: str) -> Tolerance:
         return self.per_dataset.get(dataset, self.default)
@@ -74,6 +104,12 @@ class ScoreCheck:
     stderr: dict[str, float] | None = None
     flipped: dict[str, Any] | None = None
     invalid: list[str] = field(default_factory=list)
+    candidate_name: str | None = None  # "dataset/metric" of the candidate row, when it differs
+
+    @property
+    def compared(self) -> bool:
+        """Whether two values were compared (or the candidate's was missing): not a baseline '-'."""
+        return self.status != "skipped"
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -98,6 +134,8 @@ class ScoreCheck:
             data["flipped"] = self.flipped
         if self.invalid:
             data["invalid"] = self.invalid
+        if self.candidate_name is not None:
+            data["candidate_name"] = self.candidate_name
         return data
 
 
@@ -110,12 +148,45 @@ class ScoreComparison:
     def verdict(self) -> str:
         return "pass" if all(check.passed for check in self.checks) else "fail"
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """Checks compared, aligned among them, and rows not compared (a baseline '-')."""
+        compared = [c for c in self.checks if c.compared]
+        return {
+            "compared": len(compared),
+            "aligned": sum(c.passed for c in compared),
+            "not_compared": len(self.checks) - len(compared),
+        }
+
+    def summary(self) -> str:
+        """One line for people: ``PASS: 4 of 4 compared checks aligned; ...``."""
+        counts = self.counts
+        failed = [c for c in self.checks if not c.passed]
+        line = f"{self.verdict.upper()}: {counts['aligned']} of {counts['compared']} compared checks aligned"
+        if failed:
+            line += f"; failing: {', '.join(f'{c.dataset}/{c.metric}' for c in failed)}"
+        skipped = [c.dataset for c in self.checks if not c.compared]
+        if skipped:
+            line += f"; not compared ({len(skipped)}, no baseline value): {', '.join(skipped)}"
+        return line
+
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "checks": [c.to_dict() for c in self.checks], "extra": self.extra}
+        return {
+            "verdict": self.verdict,
+            "checks": [c.to_dict() for c in self.checks],
+            "extra": self.extra,
+            "counts": self.counts,
+        }
 
 
 def check_versions(baseline: ScoreTable, candidate: ScoreTable) -> None:
-    """Refuse to compare scores made with different prompts (OpenCompass's ``version`` hash)."""
+    """Refuse to compare scores made with different prompts (OpenCompass's ``version`` hash).
+
+    Versions mean different things in different tools (a prompt hash, lm-eval's task version), so
+    they are compared only between tables of one tool.
+    """
+    if baseline.tool != candidate.tool and "lm-eval" in (baseline.tool, candidate.tool):
+        return
     for base in baseline.scores:
         cand = candidate.get(base.dataset, base.metric)
         if cand and base.version and cand.version and base.version != cand.version:
@@ -171,10 +242,12 @@ def judge_score(base: Score, cand: Score | None, tolerance: Tolerance, policy: S
 
     if base.samples and cand.samples:
         _add_significance(check, base, cand)
+    elif base.stderr is not None and cand.stderr is not None:
+        check.stderr = {"baseline": base.stderr, "candidate": cand.stderr}
     beyond = not within
     if beyond and policy.require_significance:
         if check.flipped is None:
-            check.notes.append("no per-sample results on both sides: significance cannot be tested")
+            check.notes.append("no paired per-sample results: significance cannot be tested; judged by the plain rule")
         elif check.flipped["p_value"] >= policy.alpha:
             beyond = False
             check.notes.append(f"beyond tolerance but not significant (McNemar p={check.flipped['p_value']:.3g})")
@@ -199,7 +272,12 @@ def _add_significance(check: ScoreCheck, base: Score, cand: Score) -> None:
         "baseline": standard_error(base.samples, scale=scale),
         "candidate": standard_error(cand.samples, scale=scale),
     }
-    flips = paired_flips(base.samples, cand.samples)
+    pairing = pair_samples(base.samples, cand.samples)
+    if pairing.note:
+        check.notes.append(pairing.note)
+    flips = paired_flips(base.samples, cand.samples, pairing)
+    if flips is None:
+        return  # no pairs: no evidence either way
     check.flipped = flips.to_dict()
     if flips.to_wrong or flips.to_right:
         n = len(flips.to_wrong) + len(flips.to_right)
@@ -209,15 +287,74 @@ def _add_significance(check: ScoreCheck, base: Score, cand: Score) -> None:
         )
 
 
+def _normal_metric(metric: str) -> str:
+    """``acc,none`` (lm-eval, no filter) and ``accuracy`` (OpenCompass) name the same thing."""
+    name = metric.lower().removesuffix(",none")
+    return {"acc": "accuracy"}.get(name, name)
+
+
+def match_candidate(base: Score, baseline: ScoreTable, candidate: ScoreTable, names: Mapping[str, str]) -> tuple[Score | None, str | None]:
+    """The candidate row for a baseline row, and a note when it was not matched by identical names.
+
+    Order: ``names["dataset/metric"]``; the dataset renamed by ``names["dataset"]``, then the same
+    metric; the same metric once normalised (``acc,none`` = ``accuracy``); the only metric of the
+    dataset on each side.
+    """
+    full = f"{base.dataset}/{base.metric}"
+    if full in names:
+        dataset, _, metric = names[full].rpartition("/")
+        found = candidate.get(dataset, metric) if dataset else None
+        return found, f"matched by [names]: {full} -> {names[full]}" if found else f"[names] maps {full} to {names[full]}, which the candidate lacks"
+    dataset = names.get(base.dataset, base.dataset)
+    renamed = f"dataset named {dataset} in the candidate ([names]); " if dataset != base.dataset else ""
+    exact = candidate.get(dataset, base.metric)
+    if exact is not None:
+        return exact, (renamed.rstrip("; ") or None)
+    rows = [s for s in candidate.scores if s.dataset == dataset and s.metric != NO_METRIC]
+    same = [s for s in rows if _normal_metric(s.metric) == _normal_metric(base.metric)]
+    if len(same) == 1:
+        return same[0], f"{renamed}metric {base.metric} matched to {same[0].metric}"
+    base_rows = [s for s in baseline.scores if s.dataset == base.dataset and s.metric != NO_METRIC]
+    if len(rows) == 1 and len(base_rows) == 1:
+        return rows[0], f"{renamed}metric names differ ({base.metric} vs {rows[0].metric}): paired as the only metric of {base.dataset} on each side"
+    if rows:
+        return None, (
+            f"{renamed}the candidate has {dataset} with metric {', '.join(s.metric for s in rows)} but not {base.metric}: "
+            f"map it in the suite's [names] (\"{full}\" = \"{dataset}/<metric>\")"
+        )
+    if candidate.get(dataset, NO_METRIC) is not None:
+        return candidate.get(dataset, NO_METRIC), f"{renamed}the candidate lists {dataset} without a result ('-' row)"
+    return None, renamed.rstrip("; ") or None
+
+
+def _real_metric(base: Score, candidate: ScoreTable, names: Mapping[str, str]) -> str:
+    """A baseline '-' row has no metric name; the candidate's only metric for it, if any, is the real one."""
+    rows = [s for s in candidate.scores if s.dataset == names.get(base.dataset, base.dataset) and s.metric != NO_METRIC]
+    return rows[0].metric if len(rows) == 1 else NO_METRIC
+
+
 def compare_scores(baseline: ScoreTable, candidate: ScoreTable, policy: ScorePolicy = ScorePolicy()) -> ScoreComparison:
     """Judge every (dataset, metric) present in the baseline. Raises ``InputError`` on a prompt
     version mismatch unless ``policy.ignore_version``."""
     if not policy.ignore_version:
         check_versions(baseline, candidate)
-    checks = [
-        judge_score(base, candidate.get(base.dataset, base.metric), policy.for_dataset(base.dataset), policy)
-        for base in baseline.scores
-    ]
-    judged = {score.key for score in baseline.scores}
-    extra = [f"{s.dataset}/{s.metric}" for s in candidate.scores if s.key not in judged]
+    checks = []
+    used: set[tuple[str, str]] = set()
+    for base in baseline.scores:
+        if base.metric == NO_METRIC:
+            check = judge_score(base, None, policy.for_dataset(base.dataset), policy)
+            check.metric = _real_metric(base, candidate, policy.names)
+            checks.append(check)
+            used.update(s.key for s in candidate.scores if s.dataset == policy.names.get(base.dataset, base.dataset))
+            continue
+        cand, note = match_candidate(base, baseline, candidate, policy.names)
+        check = judge_score(base, cand, policy.for_dataset(base.dataset), policy)
+        if cand is not None:
+            used.add(cand.key)
+            if cand.key != base.key:
+                check.candidate_name = f"{cand.dataset}/{cand.metric}"
+        if note:
+            check.notes.insert(0, note)
+        checks.append(check)
+    extra = [f"{s.dataset}/{s.metric}" for s in candidate.scores if s.key not in used and s.metric != NO_METRIC]
     return ScoreComparison(checks=checks, extra=extra)

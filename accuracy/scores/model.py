@@ -18,8 +18,10 @@ class Score:
     """One score. ``value`` is ``None`` when the cell was missing or ``-``.
 
     ``samples`` maps a sample id to whether it was answered correctly (OpenCompass
-    ``--dump-eval-details``); ``invalid`` lists sample ids whose prediction was a failed or empty
-    request, which must not be scored as if it were an answer.
+    ``--dump-eval-details``, lm-evaluation-harness ``samples_*.jsonl``); ``invalid`` lists sample
+    ids whose prediction was a failed or empty request, which must not be scored as if it were an
+    answer. ``metric`` is ``"-"`` for a dataset the file lists without any result. ``stderr`` is the
+    tool's own standard error (lm-eval), ``counts`` AISBench's (correct, total).
     """
 
     dataset: str
@@ -29,6 +31,8 @@ class Score:
     mode: str | None = None
     samples: dict[str, bool] | None = None
     invalid: list[str] = field(default_factory=list)
+    stderr: float | None = None
+    counts: tuple[int, int] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -44,6 +48,10 @@ class Score:
             data["samples"] = self.samples
         if self.invalid:
             data["invalid"] = list(self.invalid)
+        if self.stderr is not None:
+            data["stderr"] = self.stderr
+        if self.counts is not None:
+            data["counts"] = list(self.counts)
         return data
 
 
@@ -53,6 +61,34 @@ class ScoreTable:
     scores: list[Score]
     source: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the reader chose (which run, which file)
+
+    @property
+    def tool(self) -> str:
+        """Which tool wrote the scores: opencompass, aisbench, lm-eval (our JSON keeps its origin's)."""
+        return str(self.provenance.get("tool", "opencompass"))
+
+    def datasets(self) -> dict[str, list[Score]]:
+        grouped: dict[str, list[Score]] = {}
+        for score in self.scores:
+            grouped.setdefault(score.dataset, []).append(score)
+        return grouped
+
+    def origin(self) -> dict[str, Any]:
+        """Where the scores were read from, for the JSON: file, model, tool, run, reader notes."""
+        record: dict[str, Any] = {"source": self.source, "model": self.model, "tool": self.tool}
+        run = self.provenance.get("opencompass_run") or self.provenance.get("run")
+        if run:
+            record["run"] = run
+        if self.notes:
+            record["notes"] = list(self.notes)
+        return record
+
+    def describe(self) -> str:
+        """Where the scores were read from, for people: file, model, tool, run."""
+        origin = self.origin()
+        parts = [f"model {self.model}", self.tool] + ([f"run {origin['run']}"] if "run" in origin else [])
+        return f"{self.source} ({', '.join(parts)})"
 
     def get(self, dataset: str, metric: str) -> Score | None:
         for score in self.scores:

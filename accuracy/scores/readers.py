@@ -1,168 +1,62 @@
-"""Read scores from an OpenCompass summary CSV, an OpenCompass work dir, or this project's JSON.
+"""Read scores from whatever a user brings: an OpenCompass or AISBench summary (``.csv``, ``.txt``,
+``.md``) or work dir, lm-evaluation-harness ``results_*.json`` or its output folder, or this
+project's JSON. Every error names the file and, where known, the line or key.
 
-Every error names the file and, where known, the line or key. OpenCompass layouts read here:
-``<work_dir>/<timestamp>/summary/summary_<timestamp>.csv`` (columns ``dataset,version,metric,mode,
-<model>...``; ``-`` for a missing cell) and, with ``--dump-eval-details``,
-``<work_dir>/<timestamp>/results/<model>/<dataset>.json`` whose ``details`` carry per-sample
-``correct`` flags.
+The tool-specific layouts live in ``accuracy.scores.opencompass`` and ``accuracy.scores.lmeval``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
 from accuracy.errors import InputError
 from accuracy.io import read_json
+from accuracy.scores.lmeval import find_results, is_results_json, read_lmeval_results
 from accuracy.scores.model import Score, ScoreTable
+from accuracy.scores.opencompass import (  # noqa: F401  (the readers' public names)
+    FIXED_COLUMNS,
+    newest_run,
+    read_sample_flags,
+    read_summary,
+    read_workdir,
+)
 
-FIXED_COLUMNS = ("dataset", "version", "metric", "mode")
-_CORRECT_KEYS = ("correct", "is_correct", "cascade_correct")
+read_summary_csv = read_summary
 
 
 def read_scores(path: str | Path, *, model: str | None = None) -> ScoreTable:
-    """Read a score table from whatever ``path`` is (CSV file, work dir, or JSON)."""
+    """Read a score table from whatever ``path`` is; the reader says which tool wrote it."""
     path = Path(path)
     if path.is_dir():
+        results = find_results(path, model)
+        if results is not None:
+            return read_lmeval_results(results, model=model)
         return read_workdir(path, model=model)
     if not path.exists():
         raise InputError("file not found", path=path)
     if path.suffix.lower() == ".json":
         return read_json_scores(path, model=model)
-    return read_summary_csv(path, model=model)
-
-
-def _parse_value(raw: str, path: Path, line: int, column: str) -> float | None:
-    text = raw.strip()
-    if text in ("", "-"):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise InputError(f"score {text!r} in column {column!r} is not a number", path=path, where=f"line {line}") from None
-
-
-def read_summary_csv(path: str | Path, *, model: str | None = None) -> ScoreTable:
-    """Read an OpenCompass ``summary_*.csv``. ``model`` picks a column when there are several."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", path=path) from None
-    if not text.strip():
-        raise InputError("file is empty", path=path)
-    rows = list(csv.reader(io.StringIO(text)))
-    header = [cell.strip() for cell in rows[0]]
-    if tuple(header[:4]) != FIXED_COLUMNS or len(header) < 5:
-        raise InputError(
-            f"not an OpenCompass summary: the header must be {','.join(FIXED_COLUMNS)},<model>...; got {','.join(header)}",
-            path=path,
-            where="line 1",
-        )
-    models = header[4:]
-    column = _pick_model(models, model, path)
-    index = header.index(column)
-    scores: list[Score] = []
-    seen: dict[tuple[str, str], int] = {}
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            raise InputError(f"expected {len(header)} columns, got {len(row)}", path=path, where=f"line {line_no}")
-        dataset, version, metric, mode = (cell.strip() for cell in row[:4])
-        if metric == "-" and all(cell.strip() == "-" for cell in row[1:]):
-            # OpenCompass writes a row of dashes for a dataset with no result at all.
-            metric = "score"
-        key = (dataset, metric)
-        if key in seen:
-            raise InputError(f"{dataset}/{metric} appears twice (first on line {seen[key]})", path=path, where=f"line {line_no}")
-        seen[key] = line_no
-        scores.append(
-            Score(
-                dataset=dataset,
-                metric=metric,
-                value=_parse_value(row[index], path, line_no, column),
-                version=None if version in ("", "-") else version,
-                mode=None if mode in ("", "-") else mode,
-            )
-        )
-    if not scores:
-        raise InputError("summary has a header but no scores", path=path)
-    return ScoreTable(model=column, scores=scores, source=str(path))
-
-
-def _pick_model(models: list[str], wanted: str | None, path: Path) -> str:
-    if wanted is not None:
-        if wanted not in models:
-            raise InputError(f"no model column {wanted!r}; columns: {', '.join(models)}", path=path)
-        return wanted
-    if len(models) > 1:
-        raise InputError(f"several model columns ({', '.join(models)}): pick one with --model", path=path)
-    return models[0]
-
-
-def newest_run(work_dir: Path) -> Path:
-    """The newest ``<timestamp>`` folder of an OpenCompass work dir that has a summary CSV.
-
-    ``work_dir`` may also be a timestamp folder itself.
-    """
-    if list((work_dir / "summary").glob("summary_*.csv")):
-        return work_dir
-    runs = sorted(p.parent.parent for p in work_dir.glob("*/summary/summary_*.csv"))
-    if not runs:
-        raise InputError(
-            "not an OpenCompass work dir: no <timestamp>/summary/summary_<timestamp>.csv below it", path=work_dir
-        )
-    return runs[-1]
-
-
-def read_workdir(work_dir: str | Path, *, model: str | None = None) -> ScoreTable:
-    """Read the newest summary of an OpenCompass work dir, with per-sample flags where dumped."""
-    run_dir = newest_run(Path(work_dir))
-    csv_path = max((run_dir / "summary").glob("summary_*.csv"))
-    table = read_summary_csv(csv_path, model=model)
-    results_dir = run_dir / "results" / table.model
-    for score in table.scores:
-        details_path = results_dir / f"{score.dataset}.json"
-        if details_path.exists():
-            score.samples = read_sample_flags(details_path)
-    table.provenance.setdefault("opencompass_run", run_dir.name)
-    return table
-
-
-def read_sample_flags(path: Path) -> dict[str, bool] | None:
-    """Per-sample correctness from an OpenCompass results JSON (``--dump-eval-details``), or None."""
-    data = read_json(path)
-    details = data.get("details") if isinstance(data, dict) else None
-    if details is None:
-        return None
-    items = details.items() if isinstance(details, dict) else enumerate(details)
-    flags: dict[str, bool] = {}
-    for index, detail in items:
-        if not isinstance(detail, dict):
-            return None
-        flag = next((detail[k] for k in _CORRECT_KEYS if k in detail), None)
-        if flag is None:
-            return None
-        if isinstance(flag, list):  # one entry per repeat (n > 1): majority
-            flag = sum(bool(v) for v in flag) * 2 > len(flag) if flag else False
-        sample_id = str(detail.get("example_abbr", index)) if isinstance(details, list) else str(index)
-        flags[sample_id] = bool(flag)
-    return flags
+    return read_summary(path, model=model)
 
 
 def read_json_scores(path: str | Path, *, model: str | None = None) -> ScoreTable:
-    """Read this project's score JSON (a result or a baseline: a top-level ``scores`` list)."""
+    """Read this project's score JSON (a result or a baseline: a top-level ``scores`` list), or an
+    lm-eval ``results_*.json``."""
     path = Path(path)
     data = read_json(path)
+    if is_results_json(data):
+        return read_lmeval_results(path, model=model, data=data)
     return table_from_dict(data, path=path, model=model)
 
 
 def table_from_dict(data: Any, *, path: Path, model: str | None = None) -> ScoreTable:
     if not isinstance(data, dict) or not isinstance(data.get("scores"), list):
-        raise InputError("not a score table: expected an object with a 'scores' list", path=path)
+        raise InputError(
+            "not a score table: expected this project's JSON (an object with a 'scores' list) "
+            "or lm-evaluation-harness results_*.json (an object with a 'results' object)",
+            path=path,
+        )
     table_model = data.get("model") or "model"
     if not isinstance(table_model, str):
         raise InputError("'model' must be a string", path=path, where="model")
@@ -195,6 +89,14 @@ def table_from_dict(data: Any, *, path: Path, model: str | None = None) -> Score
         invalid = item.get("invalid", [])
         if not isinstance(invalid, list):
             raise InputError("'invalid' must be a list of sample ids", path=path, where=where)
+        stderr = item.get("stderr")
+        if stderr is not None and (isinstance(stderr, bool) or not isinstance(stderr, (int, float))):
+            raise InputError(f"'stderr' must be a number; got {stderr!r}", path=path, where=where)
+        counts = item.get("counts")
+        if counts is not None and not (
+            isinstance(counts, list) and len(counts) == 2 and all(isinstance(c, int) and not isinstance(c, bool) for c in counts)
+        ):
+            raise InputError("'counts' must be [correct, total]", path=path, where=where)
         key = (item["dataset"], item["metric"])
         if key in seen:
             raise InputError(f"{key[0]}/{key[1]} appears twice", path=path, where=where)
@@ -208,6 +110,8 @@ def table_from_dict(data: Any, *, path: Path, model: str | None = None) -> Score
                 mode=item.get("mode"),
                 samples=samples,
                 invalid=[str(s) for s in invalid],
+                stderr=None if stderr is None else float(stderr),
+                counts=None if counts is None else (counts[0], counts[1]),
             )
         )
     provenance = data.get("provenance") or {}

@@ -16,7 +16,10 @@ alpha = 0.05
 ignore_version = false
 max_invalid = 0                    # failed/empty answers a dataset may have
 [tolerance.datasets.gsm8k]         # per-dataset overrides of rel/abs/allow_improvement/max_invalid
-rel = 0.02
+rel = "2%"                         # a fraction (0.02) or a percentage string; a bare number >= 1 is refused
+[names]                            # baseline "dataset[/metric]" -> the candidate's name (mixed tools)
+"gsm8k/exact_match,strict-match" = "gsm8k/accuracy"
+arc_easy = "ARC-e"
 ```
 """
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from accuracy.baselines import load_baseline, record_baseline
-from accuracy.compare.scores import ScorePolicy, Tolerance, compare_scores
+from accuracy.compare.scores import ScorePolicy, Tolerance, compare_scores, parse_rel_tol
 from accuracy.config.suite import Suite, TableReader
 from accuracy.report.table import score_table
 from accuracy.results import CheckResult, SuiteResult
@@ -35,9 +38,19 @@ from accuracy.scores.readers import read_scores
 _TOLERANCE_KEYS = ("rel", "abs", "allow_improvement", "max_invalid")
 
 
+def _rel(table: TableReader, default: float | None) -> float | None:
+    value = table.get("rel", (int, float, str), default)
+    if value is None or value == default:
+        return value
+    try:
+        return parse_rel_tol(value)
+    except ValueError as exc:
+        raise table.error("rel", str(exc)) from None
+
+
 def _tolerance(table: TableReader, base: Tolerance) -> Tolerance:
     return Tolerance(
-        rel=table.number("rel", base.rel, minimum=0),
+        rel=_rel(table, base.rel),
         abs=table.number("abs", base.abs, minimum=0),
         allow_improvement=table.get("allow_improvement", bool, base.allow_improvement),
         max_invalid=_count(table, "max_invalid", base.max_invalid),
@@ -74,9 +87,22 @@ def policy_from_suite(suite: Suite) -> ScorePolicy:
         require_significance=table.get("require_significance", bool, False),
         alpha=_alpha(table),
         ignore_version=table.get("ignore_version", bool, False),
+        names=names_from_suite(suite),
     )
     table.reject_unknown(_TOLERANCE_KEYS + ("datasets", "require_significance", "alpha", "ignore_version"))
     return policy
+
+
+def names_from_suite(suite: Suite) -> dict[str, str]:
+    """The suite's ``[names]``: baseline ``dataset`` or ``dataset/metric`` -> the candidate's name."""
+    table = suite.table("names", required=False)
+    names = {}
+    for key in table.data:
+        value = table.get(key, str)
+        if "/" in key and "/" not in value:
+            raise table.error(key, f"maps a dataset/metric, so its value must be dataset/metric too, got {value!r}")
+        names[key] = value
+    return names
 
 
 def baseline_path(suite: Suite) -> Path:
@@ -95,7 +121,10 @@ def judge_suite(suite: Suite, candidate: ScoreTable, *, update_baselines: bool =
         label = suite.table("baseline").get("label", str, None)
         changes = record_baseline(candidate, path, force=True, label=label)
         details["baseline_updated"] = [change.describe() for change in changes] or ["recorded"]
-    comparison = compare_scores(load_baseline(path), candidate, policy)
+    baseline = load_baseline(path)
+    comparison = compare_scores(baseline, candidate, policy)
+    details["sources"] = {"baseline": baseline.origin(), "candidate": candidate.origin()}
+    details["counts"] = comparison.counts
     checks = [
         CheckResult(
             name=f"{check.dataset}/{check.metric}",

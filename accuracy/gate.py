@@ -13,6 +13,7 @@ from pathlib import Path
 from accuracy.config import Suite, discover_suites, load_suite
 from accuracy.errors import AccuracyError
 from accuracy.results import SuiteResult
+from accuracy.userguard import guarded
 
 RUNNERS = {
     "scores": "accuracy.scores.suite",
@@ -24,8 +25,11 @@ RUNNERS = {
 def run_suite(suite: Suite, *, update_baselines: bool = False) -> SuiteResult:
     """Judge one parsed suite. Bad input becomes ``SuiteResult.error``, never an exception."""
     try:
-        module = importlib.import_module(RUNNERS[suite.kind])
-        return module.run_suite(suite, update_baselines=update_baselines)
+        # the verdict is never lost: whatever a suite's user code (or a bug) raises, sys.exit included,
+        # is recorded as this suite's error and the other suites are still judged
+        with guarded(f"suite {suite.name!r}", path=suite.path):
+            module = importlib.import_module(RUNNERS[suite.kind])
+            return module.run_suite(suite, update_baselines=update_baselines)
     except AccuracyError as exc:
         return SuiteResult(suite=suite.name, kind=suite.kind, path=suite.path, error=str(exc))
 

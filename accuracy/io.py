@@ -1,15 +1,37 @@
-"""The one place that writes files: atomic writes, JSON with non-finite numbers, no silent overwrite."""
+"""The one place that reads and writes files.
+
+Writing: atomic (a staged ``.NAME.XXXXXXXX.tmp`` beside the target, renamed over it), with the
+umask's mode like any other file a person writes (``mkstemp`` alone gives 0600), no silent
+overwrite, and the stale staging files of a killed writer removed by the next writer. Reading: only
+regular files (a named pipe or a device would block or never end), file names the OS can take, and
+bounded parsers (CSV field size, JSON nesting depth, integer digits): every failure is an
+``InputError`` naming the file.
+"""
 
 from __future__ import annotations
 
+import csv
+import errno
+import fcntl
 import json
 import math
 import os
+import re
+import stat
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from accuracy.errors import InputError
+
+MAX_JSON_DEPTH = 64  # our files nest a handful of levels; deeper is not data we wrote or read
+MAX_INT_DIGITS = 400  # more than any float holds (1.8e308); past it a number is not a score
+MAX_CSV_FIELD = 1 << 20  # 1 MiB per cell: a summary cell is a few characters
+STALE_AFTER = 600.0  # seconds: a staging file this old, not locked by a live writer, is a killed writer's
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?:[a-z0-9_]{8}\.tmp|new)$")
+_umask_lock = threading.Lock()
 
 
 class OverwriteRefused(InputError):
@@ -22,16 +44,20 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True)
     With ``overwrite=False`` an existing file is an error (``OverwriteRefused``).
     """
     path = Path(path)
-    if not overwrite and path.exists():
+    existing = _lstat(path)
+    if not overwrite and existing is not None:
         raise OverwriteRefused("exists; pass --force to replace it", path=path)
-    if path.is_dir():
+    if existing is not None and stat.S_ISDIR(existing.st_mode):
         raise InputError("is a folder; give a file path", path=path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(path.parent)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror or exc}", path=path) from None
+        raise InputError(f"cannot write: {_reason(exc)}", path=path) from None
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "a live writer": the next writer leaves it alone
+        os.fchmod(fd, 0o666 & ~current_umask())  # the mode any other file written here would get
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -49,9 +75,155 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True)
         if os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise InputError(f"cannot write: {exc.strerror or exc}", path=path) from None
+            raise InputError(f"cannot write: {_reason(exc)}", path=path) from None
         raise
     return path
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so briefly and under a lock)."""
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def remove_stale_staging(folder: str | Path, *, older_than: float = STALE_AFTER) -> list[Path]:
+    """Delete the staging files a killed writer left in ``folder``: ours only (``.NAME.XXXXXXXX.tmp``
+    from ``write_bytes_atomic``, ``.NAME.new`` from a golden replacement), regular files only, older
+    than ``older_than`` seconds, and never one a live writer holds locked. Returns what was removed."""
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not _STAGING.match(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < older_than:
+                continue
+            if entry.name.endswith(".tmp") and _locked(entry.path):
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _locked(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return True  # cannot tell: leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's lock
+    return False
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    """``os.lstat`` or None when nothing is there; a name the OS refuses is an ``InputError``."""
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ENOTDIR:
+            return None
+        raise InputError(f"cannot use this path: {_reason(exc)}", path=_short(path)) from None
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.ENAMETOOLONG:
+        return "file name too long (the limit is 255 bytes per name, 4096 per path)"
+    return exc.strerror or str(exc)
+
+
+def _short(path: str | Path) -> str:
+    """A path as an error names it: very long names are cut in the middle."""
+    text = str(path)
+    return text if len(text) <= 160 else f"{text[:80]}...{text[-60:]} ({len(text)} characters)"
+
+
+def regular_file(path: str | Path, *, what: str = "file") -> Path:
+    """``path`` when it is a regular file (or a link to one); else an ``InputError`` saying what it is.
+
+    Checked with ``os.stat`` before anything opens it: a named pipe would block a reader forever,
+    a device would never end."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{what} not found", path=_short(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {_reason(exc)}", path=_short(path)) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"is a folder; give a {what}", path=path)
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a named pipe" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) \
+            else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "not a file"
+        raise InputError(f"is {kind}, not a regular file: only regular files are read", path=path)
+    return path
+
+
+def read_bytes(path: str | Path, *, what: str = "file") -> bytes:
+    """The bytes of a regular file (see ``regular_file``); opened without blocking, checked again
+    once open (a file swapped for a pipe meanwhile is refused too)."""
+    path = regular_file(path, what=what)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise InputError(f"cannot read: {_reason(exc)}", path=path) from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise InputError("is not a regular file: only regular files are read", path=path)
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise InputError(f"cannot read: {_reason(exc)}", path=path) from None
+
+
+def read_text(path: str | Path, *, what: str = "file", encoding: str = "utf-8") -> str:
+    """The text of a regular file; undecodable bytes are an ``InputError`` naming the file."""
+    data = read_bytes(path, what=what)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not {encoding} text (byte {exc.start})", path=path) from None
+
+
+def csv_rows(text: str, *, path: str | Path, first_line: int = 1) -> list[list[str]]:
+    """CSV rows of ``text`` (from ``path``); a field over ``MAX_CSV_FIELD`` characters or a malformed
+    row is an ``InputError`` naming the file and line."""
+    import io
+
+    previous = csv.field_size_limit(MAX_CSV_FIELD)
+    reader = csv.reader(io.StringIO(text))
+    try:
+        return list(reader)
+    except csv.Error as exc:
+        line = f"line {reader.line_num + first_line - 1}"
+        raise InputError(f"malformed CSV: {exc}", path=path, where=line) from None
+    finally:
+        csv.field_size_limit(previous)
+
+
+def finite_or_none(value: Any) -> float | None:
+    """``float(value)`` when it is a finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def jsonable(value: Any) -> Any:
@@ -95,17 +267,56 @@ def write_json_atomic(path: str | Path, value: Any, *, overwrite: bool = True) -
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file; a missing or malformed file is an ``InputError`` naming line and column."""
+    """Read a JSON file (a regular file only); missing, malformed, nested deeper than
+    ``MAX_JSON_DEPTH`` or holding an integer of more than ``MAX_INT_DIGITS`` digits: an
+    ``InputError`` naming the file (and line and column where known)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", path=path) from None
+    text = read_text(path)
     if not text.strip():
         raise InputError("file is empty", path=path)
+    return loads_json(text, path=path)
+
+
+class _TooManyDigits(ValueError):
+    pass
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _TooManyDigits(f"an integer with {digits} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def loads_json(text: str, *, path: str | Path) -> Any:
+    """``json.loads`` with the bounds of ``read_json``; ``path`` names the source in errors."""
     try:
-        return json.loads(text)
+        data = json.loads(text, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg}", path=path, where=f"line {exc.lineno}, column {exc.colno}") from None
+    except _TooManyDigits as exc:
+        raise InputError(f"malformed JSON: {exc}", path=path) from None
+    except RecursionError:
+        raise InputError(f"malformed JSON: nested too deeply (at most {MAX_JSON_DEPTH} levels)", path=path) from None
+    except (ValueError, OverflowError) as exc:
+        raise InputError(f"malformed JSON: {str(exc)[:120]}", path=path) from None
+    depth = json_depth(data)
+    if depth > MAX_JSON_DEPTH:
+        raise InputError(f"malformed JSON: nested {depth} levels deep (at most {MAX_JSON_DEPTH})", path=path)
+    return data
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > MAX_JSON_DEPTH:
+                return depth
+            stack.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+

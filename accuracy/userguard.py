@@ -1,0 +1,103 @@
+"""The guard around user code (a pipeline entry, its imports): whatever it does, the verdict survives.
+
+A pipeline entry is the user's Python, run in our process. It may call ``sys.exit(0)``, raise
+``KeyboardInterrupt`` or anything else; none of that may end a gate run, lose its JSON, or turn a
+failing release into exit 0. ``guarded`` turns every way out of user code into a ``UserCodeError``
+(an ``InputError``: the suite is recorded as "error", exit 2) — except a real Ctrl-C, which still
+stops the run: a SIGINT handler marks that the interrupt came from the terminal, not from the code.
+"""
+
+from __future__ import annotations
+
+import signal
+import sysconfig
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from accuracy.errors import AccuracyError, InputError
+
+T = TypeVar("T")
+_NOT_USER = (str(Path(__file__).resolve().parent) + "/", sysconfig.get_paths()["stdlib"] + "/",
+             sysconfig.get_paths()["purelib"] + "/", sysconfig.get_paths()["platlib"] + "/")
+_sigint = {"received": False}
+
+
+class UserCodeError(InputError):
+    """User code stopped the run (``sys.exit``, ``KeyboardInterrupt``, an exception); ``original``
+    is what it raised, ``how`` the short form (``ValueError: boom``, ``sys.exit(0)``)."""
+
+    def __init__(self, original: BaseException, *, what: str, path: str | Path | None = None,
+                 where: str | None = None):
+        self.original = original
+        self.how = _how(original)
+        super().__init__(f"{what} {self.how}{_where(original)}" + _EXIT_HINT * isinstance(original, SystemExit),
+                         path=path, where=where)
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _sigint["received"] = True
+    raise KeyboardInterrupt
+
+
+def watch_interrupts() -> None:
+    """Mark real Ctrl-Cs (SIGINT), so a ``KeyboardInterrupt`` raised by user code can be told apart.
+
+    Only in the main thread, and only over Python's default handler (a host such as pytest or a
+    notebook that installed its own keeps it; there, a user-raised ``KeyboardInterrupt`` counts as
+    a real one)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+def real_interrupt() -> bool:
+    """True once a SIGINT reached this process through ``watch_interrupts``' handler (or when no
+    handler of ours is installed, so nothing can be told apart)."""
+    return _sigint["received"] or signal.getsignal(signal.SIGINT) is not _on_sigint
+
+
+_EXIT_HINT = "; user code must return (or raise), never exit the process"
+
+
+def _how(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    message = str(exc).strip().splitlines()
+    return f"raised {type(exc).__name__}{': ' + message[0] if message else ''}"
+
+
+@contextmanager
+def guarded(what: str, *, path: str | Path | None = None, where: str | None = None) -> Iterator[None]:
+    """Run the body as user code: ``AccuracyError`` passes through, a real Ctrl-C too; everything
+    else (``SystemExit`` of any code included) becomes a ``UserCodeError`` naming ``what``."""
+    watch_interrupts()
+    try:
+        yield
+    except AccuracyError:
+        raise
+    except KeyboardInterrupt as exc:
+        if real_interrupt():
+            raise
+        raise UserCodeError(exc, what=what, path=path, where=where) from None
+    except BaseException as exc:  # noqa: BLE001 -- user code may raise anything, SystemExit included
+        raise UserCodeError(exc, what=what, path=path, where=where) from None
+
+
+def call_guarded(function: Callable[..., T], *args: Any, what: str, path: str | Path | None = None,
+                 where: str | None = None, **kwargs: Any) -> T:
+    """``function(*args, **kwargs)`` under ``guarded``."""
+    with guarded(what, path=path, where=where):
+        return function(*args, **kwargs)
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at file:line)`` of the innermost frame outside this package and installed libraries."""
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if "site-packages" not in frame.filename and not frame.filename.startswith("<")
+              and not str(Path(frame.filename).resolve()).startswith(_NOT_USER)]
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""

@@ -1,0 +1,111 @@
+"""The guard around user code: a pipeline entry that exits, interrupts or raises never loses the gate's
+verdict (exit 2 overall, JSON and JUnit written, the other suites judged), in ``accuracy gate``,
+``accuracy bisect`` and the pytest plugin alike; a real Ctrl-C still stops the run."""
+
+import json
+import os
+import signal
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from accuracy import userguard
+from accuracy.cli import main
+from tests.test_gate import make_suite
+
+pytest_plugins = ["pytester"]
+
+HOSTILE = {
+    "exit0": ("import sys\ndef run(models, inputs):\n    sys.exit(0)\n", "called sys.exit(0)"),
+    "exit3": ("import sys\ndef run(models, inputs):\n    sys.exit(3)\n", "called sys.exit(3)"),
+    "interrupt": ("def run(models, inputs):\n    raise KeyboardInterrupt\n", "raised KeyboardInterrupt"),
+    "import_exit": ("import sys\nsys.exit(0)\ndef run(models, inputs):\n    pass\n", "sys.exit(0)"),
+    "import_interrupt": ("raise KeyboardInterrupt\ndef run(models, inputs):\n    pass\n", "KeyboardInterrupt"),
+    "base_exception": ("def run(models, inputs):\n    raise GeneratorExit('odd')\n", "raised GeneratorExit"),
+}
+
+
+def pipeline_suite(folder: Path, name: str, body: str) -> Path:
+    """A one-model pipeline suite whose entry is ``body``; the entry writes a marker file first, so a
+    test can prove the hostile code really ran."""
+    folder.mkdir(parents=True, exist_ok=True)
+    k = numpy_helper.from_array(np.array(1.0, np.float32), "k")
+    graph = helper.make_graph([helper.make_node("Mul", ["h", "k"], ["out"])], "g",
+                              [helper.make_tensor_value_info("h", TensorProto.FLOAT, [2, 4])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2, 4])], [k])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(folder / "a.onnx"))
+    np.save(folder / "x.npy", np.ones((2, 4), np.float32))
+    marker = f"open({str(folder / 'ran.marker')!r}, 'w').close()\n"
+    (folder / "pipeline.py").write_text(marker + body)
+    suite = folder / f"{name}.toml"
+    suite.write_text(f'[suite]\nname = "{name}"\n[pipeline]\nentry = "pipeline.py:run"\n[pipeline.models]\n'
+                     'a = "a.onnx"\n[pipeline.inputs]\nx = "x.npy"\n[reference]\nbackend = "onnxruntime"\n'
+                     '[candidate]\nbackend = "onnxruntime"\n')
+    return suite
+
+
+@pytest.mark.parametrize("hostile", sorted(HOSTILE))
+def test_gate_keeps_every_verdict_when_an_entry_exits_or_interrupts(tmp_path, capsys, hostile):
+    body, said = HOSTILE[hostile]
+    suites = tmp_path / "suites"
+    pipeline_suite(suites / "p", hostile, body)
+    make_suite(suites / "s", "drifted", "45.00")  # a score suite that fails
+    report, junit = tmp_path / "gate.json", tmp_path / "junit.xml"
+    code = main(["gate", str(suites), "--json", str(report), "--junit", str(junit)])
+    assert (suites / "p" / "ran.marker").exists()  # the hostile code ran
+    assert code == 2
+    data = json.loads(report.read_text())
+    verdicts = {s["suite"]: s["verdict"] for s in data["suites"]}
+    assert verdicts == {hostile: "error", "drifted": "fail"}
+    error = next(s["error"] for s in data["suites"] if s["suite"] == hostile)
+    assert said in error and f"{hostile}.toml" in error
+    assert data["verdict"] == "error"
+    cases = ET.parse(junit).getroot().findall(".//testcase")
+    assert any(c.find("error") is not None for c in cases) and any(c.find("failure") is not None for c in cases)
+    out = capsys.readouterr().out
+    assert f"[ERROR] {hostile}" in out and "[FAIL] drifted" in out
+
+
+def test_bisect_turns_an_exiting_entry_into_one_line_and_exit_2(tmp_path, capsys):
+    suite = pipeline_suite(tmp_path, "exit0", HOSTILE["exit0"][0])
+    assert main(["bisect", str(suite), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "called sys.exit(0)" in err[0] and "exit0.toml" in err[0]
+
+
+def test_pytest_plugin_reports_an_exiting_entry_as_that_suite_failing(pytester):
+    pipeline_suite(pytester.path / "suites" / "p", "exit0", HOSTILE["exit0"][0])
+    make_suite(pytester.path / "suites" / "s", "aligned", "46.60")
+    result = pytester.runpytest_subprocess("suites")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*called sys.exit(0)*"])
+
+
+def test_a_real_ctrl_c_still_interrupts(monkeypatch):
+    monkeypatch.setitem(userguard._sigint, "received", False)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt), userguard.guarded("user code"):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100_000):  # the handler runs between bytecodes
+                pass
+        assert userguard._sigint["received"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_user_raised_interrupt_and_exit_become_user_code_errors(monkeypatch):
+    monkeypatch.setitem(userguard._sigint, "received", False)
+    for raised, said in ((KeyboardInterrupt(), "raised KeyboardInterrupt"), (SystemExit(0), "called sys.exit(0)"),
+                         (ValueError("boom"), "raised ValueError: boom")):
+        with pytest.raises(userguard.UserCodeError) as caught, userguard.guarded("the entry"):
+            raise raised
+        assert said in str(caught.value)
+    assert sys.exc_info() == (None, None, None)

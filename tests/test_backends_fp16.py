@@ -12,6 +12,7 @@ from accuracy.backends import get_backend
 from accuracy.backends.onnxrt_fp16 import loader
 from accuracy.backends.onnxrt_fp16.emulate import emulate_fp16, node_names
 from accuracy.errors import BackendError, ConfigError
+from tests.fixtures.fp16_graphs import CAUSAL_INF, attention_mask_model, if_branch_model
 from tests.fixtures.onnx_graphs import HAZARD_SCALE, normalizer_chain
 
 
@@ -225,20 +226,6 @@ def test_large_model_entry_is_placed_whole_and_a_lost_race_keeps_the_winner(haza
     assert np.isfinite(session.run(normalizer_inputs)[0]).all()
 
 
-def _attention_mask_model(mask: np.ndarray) -> onnx.ModelProto:
-    """scores + causal mask (a Constant holding -inf above the diagonal) -> Softmax."""
-    return _model(
-        [helper.make_node("Constant", [], ["mask"], name="causal_mask", value=numpy_helper.from_array(mask)),
-         helper.make_node("Add", ["scores", "mask"], ["masked"], name="apply_mask"),
-         helper.make_node("Softmax", ["masked"], ["p"], name="softmax", axis=-1)],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [4, 4])],
-        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [4, 4])],
-    )
-
-
-CAUSAL_INF = np.triu(np.full((4, 4), -np.inf, np.float32), k=1)
-
-
 @pytest.mark.parametrize("round_initializers", [True, False])
 def test_inf_and_nan_constants_are_kept_only_finite_values_saturate(round_initializers):
     """A mask built from -inf stays -inf (as onnxruntime.transformers.float16 keeps it); finite values
@@ -251,38 +238,18 @@ def test_inf_and_nan_constants_are_kept_only_finite_values_saturate(round_initia
     (y,) = ort.InferenceSession(emulated.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {})
     np.testing.assert_array_equal(y[:2], [np.inf, -np.inf])
     assert np.isnan(y[2]) and list(y[3:]) == [65504.0, -65504.0, 1.0]
-    masked = emulate_fp16(_attention_mask_model(CAUSAL_INF))
+    masked = emulate_fp16(attention_mask_model(CAUSAL_INF))
     (constant,) = [n for n in masked.graph.node if n.op_type == "Constant"]
     np.testing.assert_array_equal(numpy_helper.to_array(constant.attribute[0].t), CAUSAL_INF)
 
 
 def test_attention_mask_made_with_minus_inf_runs_as_in_fp32(tmp_path):
-    path = _save(_attention_mask_model(CAUSAL_INF), tmp_path / "mask_inf.onnx")
+    path = _save(attention_mask_model(CAUSAL_INF), tmp_path / "mask_inf.onnx")
     scores = {"scores": np.linspace(-2, 2, 16, dtype=np.float32).reshape(4, 4)}
     (reference,) = get_backend("onnxruntime").load(path).run(scores)
     (emulated,) = get_backend("onnxruntime-fp16").load(path).run(scores)
     np.testing.assert_allclose(emulated, reference, atol=2e-3)
     assert np.all(emulated[np.triu_indices(4, k=1)] == 0.0)
-
-
-def if_branch_model() -> onnx.ModelProto:
-    """All layers inside an ``If``: the then-branch amplifies and takes a sum of squares that
-    overflows fp16 (a hazard only the emulated branch shows); the else-branch is a plain copy."""
-    then = helper.make_graph(
-        [helper.make_node("Mul", ["x", "gain"], ["h"], name="amplify"),
-         helper.make_node("ReduceSumSquare", ["h"], ["ss"], name="sum_sq", axes=[-1], keepdims=1),
-         helper.make_node("Sqrt", ["ss"], ["n"], name="norm"),
-         helper.make_node("Div", ["h", "n"], ["u"], name="unit")],
-        "then", [], [helper.make_tensor_value_info("u", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(np.array(100.0, np.float32), "gain")])
-    other = helper.make_graph([helper.make_node("Identity", ["x"], ["c"], name="copy")], "else", [],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, None)])
-    return _model(
-        [helper.make_node("If", ["use_norm"], ["y"], name="branch", then_branch=then, else_branch=other)],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64]),
-         helper.make_tensor_value_info("use_norm", TensorProto.BOOL, [])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
-    )
 
 
 def test_if_branches_are_emulated_and_counted(tmp_path):

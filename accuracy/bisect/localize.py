@@ -33,6 +33,7 @@ from accuracy.bisect.swaps import JudgedRuns, beyond_noise, summary
 from accuracy.compare.criteria import Judgement
 from accuracy.compare.tensors import TensorThresholds
 from accuracy.errors import AccuracyError
+from accuracy.localize.stream import DEFAULT_THRESHOLDS
 from accuracy.pipelines.recording import Recording
 from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
 
@@ -51,7 +52,7 @@ class LocalizeRequest:
 
     suggest_fp32: bool = False
     out_dir: Path | None = None
-    thresholds: TensorThresholds = field(default_factory=TensorThresholds)
+    thresholds: TensorThresholds = field(default_factory=lambda: DEFAULT_THRESHOLDS)
     full: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 

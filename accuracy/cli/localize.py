@@ -20,7 +20,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map", dest="name_map", metavar="FILE",
                         help='JSON {"onnx tensor": "dump file"} for a dump folder whose names differ')
     parser.add_argument("--cosine-min", type=float, default=0.99, help="per-tensor cosine bound (default 0.99)")
+    parser.add_argument("--rel-l2-max", type=_bound, default=0.15,
+                        help="per-tensor relative L2 error bound, |c - r| / |r| (default 0.15: catches scale errors "
+                             "cosine cannot see; 'none' turns it off)")
     parser.add_argument("--max-abs", type=float, default=None, help="per-tensor max abs error bound")
+    parser.add_argument("--max-rel", type=float, default=None, help="per-tensor max element-wise relative error bound")
     parser.add_argument("--keep-fp32", default="", metavar="NODE,...", help="nodes already kept in fp32")
     parser.add_argument("--suggest-fp32", action="store_true",
                         help="search the smallest set of nodes to keep in fp32 and verify it")
@@ -40,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     keep = [n for n in args.keep_fp32.split(",") if n]
     result = localize_model(
         args.model, feeds, args.candidate, feeds_source=args.inputs, name_map=args.name_map,
-        thresholds=TensorThresholds(cosine_min=args.cosine_min, max_abs=args.max_abs),
+        thresholds=TensorThresholds(cosine_min=args.cosine_min, max_abs=args.max_abs, rel_l2_max=args.rel_l2_max,
+                                    max_rel=args.max_rel),
         suggest_fp32=args.suggest_fp32, out_dir=args.out, keep_fp32=keep, segment_bytes=args.segment_mb << 20,
         progress=_progress,
     )
@@ -49,6 +54,18 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         write_json_atomic(Path(args.out) / "localize.json", result)
     return exit_code_for(result["verdict"])
+
+
+def _bound(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'none': {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
+    return value
 
 
 def _progress(done: int, total: int) -> None:

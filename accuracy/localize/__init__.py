@@ -69,7 +69,9 @@ def localize_model(
         raise UsageError(f"the segment size must be at least 1 byte, not {segment_bytes}")
     graph = ModelGraph(model_path, feeds=feeds)
     graph.check_feeds(feeds, source=feeds_source)
-    unknown = sorted(set(keep_fp32) - {node.name for node in graph.nodes})
+    from accuracy.backends.onnxrt_fp16.emulate import all_node_names
+
+    unknown = sorted(set(keep_fp32) - all_node_names(graph.model.graph))
     if unknown:
         raise UsageError(f"keep-fp32 names node(s) the model does not have: {unknown} "
                          f"(its nodes: {_preview([node.name for node in graph.nodes])})", path=graph.path)
@@ -85,6 +87,22 @@ def localize_model(
     if isinstance(side, DumpSide) and side.unknown_in_map:
         warnings.append(f"name map {side.map_path} names tensors the model does not have: {side.unknown_in_map}")
     warnings += [f"{r['tensor']}: {r['note']}" for r in run.records if r.get("note")]
+    warnings += run.notes
+    if run.skipped:
+        kinds = sorted({s["kind"] for s in run.skipped})
+        warnings.append(f"skipped {len(run.skipped)} {'/'.join(kinds)} value(s) (localize compares tensors): "
+                        f"{_preview([s['tensor'] for s in run.skipped])}")
+    for node, count in run.opaque_subgraph_nodes.items():
+        warnings.append(f"{node}: its body's {count} node(s) run inside it (emulated there) and are compared "
+                        "only at its outputs")
+    emulation = None
+    if isinstance(side, OnnxSide) and side.fp16:
+        from accuracy.backends.onnxrt_fp16.emulate import emulation_coverage
+
+        emulation = emulation_coverage(graph.model, keep_fp32=keep_fp32, types=graph.elem_type).to_dict()
+        if emulation["not_emulated"]:
+            warnings.append(f"fp16 emulation could not round {emulation['not_emulated']} node(s) whose output types "
+                            f"are unknown: {emulation['by_op_type']['not_emulated']}")
     diverged = [r for r in compared if not r["passed"]]
     introduced = [r for r in diverged if r["status"] == "introduced"]
     first = introduced[0] if introduced else None
@@ -103,6 +121,10 @@ def localize_model(
         "missing": run.missing,
         "warnings": warnings,
         "work": {"segments": run.segments, "single_node_runs": run.single_node_runs},
+        "emulation": emulation,
+        "control_flow": {"expanded": run.expanded, "compared_inside": sum(e["nodes"] for e in run.expanded),
+                         "not_compared_inside": run.opaque_subgraph_nodes},
+        "skipped": run.skipped,
     }
     if suggest_fp32:
         result["repair"] = _repair(graph, feeds, run.records, thresholds, keep_fp32, out_dir, repair_criterion)

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from accuracy.backends.onnxrt_fp16.emulate import node_names
+from accuracy.backends.onnxrt_fp16.emulate import all_graphs, node_names, tensor_types
 from accuracy.errors import BackendError, InputError
 
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
@@ -35,6 +35,12 @@ class Node:
     inputs: tuple[str, ...]  # data inputs and outer-scope names its subgraphs read
     outputs: tuple[str, ...]
     proto: onnx.NodeProto = field(repr=False, compare=False)
+    scope: str = ""  # the If whose taken branch the node comes from ("" in the main graph)
+
+
+def is_expandable(node: Node) -> bool:
+    """An ``If`` whose taken branch localize runs node by node."""
+    return node.op_type == "If" and node.proto.op_type == "If"
 
 
 def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
@@ -100,48 +106,66 @@ class ModelGraph:
         return ordered
 
     def check_feeds(self, feeds: Mapping[str, np.ndarray], *, source: str | Path | None = None) -> None:
-        """Every input fed, in the shape the model declares (its fixed dimensions): else an
-        ``InputError`` naming ``source``, the feeds' file (the model file when there is none)."""
+        """Every input fed, with the element type and the fixed dimensions the model declares (a
+        negative, symbolic or missing dimension is free, as ONNX Runtime treats it): else an
+        ``InputError`` naming ``source``, the feeds' file (the model file when there is none), and the input."""
         where = self.path if source is None else source
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise InputError(f"inputs lack {missing}; the model takes {self.input_names}", path=where)
         for vi in self.model.graph.input:
-            if vi.name not in feeds or not vi.type.tensor_type.HasField("shape"):
+            if vi.name not in feeds or vi.name in self.initializers:
                 continue
-            declared = tuple(d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim)
+            if vi.type.WhichOneof("value") != "tensor_type":
+                continue
+            _check_dtype(vi, np.asarray(feeds[vi.name]), where)
+            if not vi.type.tensor_type.HasField("shape"):
+                continue
+            declared = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                             for d in vi.type.tensor_type.shape.dim)
             shape = np.shape(feeds[vi.name])
             if len(shape) != len(declared) or any(d is not None and d != s for d, s in zip(declared, shape)):
                 shown = "(" + ", ".join("?" if d is None else str(d) for d in declared) + ")"
                 raise InputError(f"input {vi.name!r} has shape {shape} but the model {self.path.name} declares "
                                  f"{shown} ('?' is free)", path=where, where=vi.name)
 
-    def _infer(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, int], dict[str, int]]:
-        """Element types and byte sizes per tensor, by shape inference with the feeds' shapes."""
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, int | str], dict[str, int]]:
+        """Element types (or ``"sequence"``/``"optional"``/``"map"``) and byte sizes per tensor, main
+        graph and subgraphs, by shape inference with the feeds' shapes."""
         probe = onnx.ModelProto()
         probe.CopyFrom(self.model)
         for vi in probe.graph.input:
-            if vi.name in feeds:
+            if vi.name in feeds and vi.type.WhichOneof("value") == "tensor_type":
                 dims = vi.type.tensor_type.shape.dim
                 del dims[:]
                 for size in np.shape(feeds[vi.name]):
                     dims.add().dim_value = int(size)
         try:
-            inferred = onnx.shape_inference.infer_shapes(probe, strict_mode=False, data_prop=True).graph
+            inferred = onnx.shape_inference.infer_shapes(probe, strict_mode=False, data_prop=True)
         except Exception:  # noqa: BLE001 - inference only sizes segments; without it they are guessed
-            inferred = probe.graph
-        elem, nbytes = {}, {}
-        for vi in list(inferred.input) + list(inferred.value_info) + list(inferred.output):
-            tensor_type = vi.type.tensor_type
-            if not vi.type.HasField("tensor_type"):
-                continue
-            elem[vi.name] = tensor_type.elem_type
-            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim]
-            if tensor_type.HasField("shape") and all(d >= 0 for d in dims):
-                nbytes[vi.name] = int(np.prod(dims, dtype=np.int64)) * _ELEM_BYTES.get(tensor_type.elem_type, 4)
+            inferred = probe
+        elem: dict[str, int | str] = tensor_types(inferred)
+        nbytes: dict[str, int] = {}
+        for graph in all_graphs(inferred.graph):
+            for vi in [*graph.input, *graph.value_info, *graph.output]:
+                if vi.type.WhichOneof("value") != "tensor_type" or not vi.type.tensor_type.HasField("shape"):
+                    continue
+                tensor_type = vi.type.tensor_type
+                dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim]
+                if all(d >= 0 for d in dims):
+                    nbytes[vi.name] = int(np.prod(dims, dtype=np.int64)) * _ELEM_BYTES.get(tensor_type.elem_type, 4)
         for name, init in self.initializers.items():
             elem[name] = init.data_type
         return elem, nbytes
+
+    def is_tensor(self, tensor: str) -> bool:
+        """A tensor of a known element type (what a segment can expose and feed)."""
+        return isinstance(self.elem_type.get(tensor), int) and self.elem_type[tensor] != 0
+
+    def kind(self, tensor: str) -> str:
+        """``"sequence"``, ``"optional"``, ``"map"`` or ``"unknown"`` for what is not a typed tensor."""
+        found = self.elem_type.get(tensor)
+        return found if isinstance(found, str) else "unknown"
 
     def is_float(self, tensor: str) -> bool:
         return self.elem_type.get(tensor) in _FLOAT_TYPES
@@ -151,22 +175,50 @@ class ModelGraph:
         """Names of every float32 tensor whose type is known."""
         return {name for name, elem in self.elem_type.items() if elem == TensorProto.FLOAT}
 
-    def segments(self, budget_bytes: int) -> list[list[Node]]:
+    def segments(self, budget_bytes: int, nodes: Sequence[Node] | None = None) -> list[list[Node]]:
         """Consecutive node runs whose produced tensors total about ``budget_bytes`` (unknown sizes
-        count as the largest known one), so one segment's exposed tensors fit the budget."""
+        count as the largest known one), so one segment's exposed tensors fit the budget. An ``If``
+        is a segment of its own (localize expands its taken branch); a cut never falls where a
+        sequence/optional value (which a segment cannot take as input) is still to be read."""
+        nodes = self.nodes if nodes is None else nodes
         fallback = max(self.nbytes.values(), default=1 << 20)
+        last_read = {t: position for position, node in enumerate(nodes) for t in node.inputs}
         chunks: list[list[Node]] = [[]]
         size = 0
-        for node in self.nodes:
+        opaque: set[str] = set()  # values of the current chunk that cannot cross a cut, still to be read
+        for position, node in enumerate(nodes):
+            opaque = {t for t in opaque if last_read.get(t, -1) >= position}
             cost = sum(self.nbytes.get(t, fallback) for t in node.outputs if t)
             # the weights a segment carries count too: a segment model must stay under protobuf's 2 GB
             cost += sum(self.initializer_bytes(t) for t in node.inputs if t in self.initializers)
-            if chunks[-1] and size + cost > budget_bytes:
+            alone = is_expandable(node)
+            previous_alone = bool(chunks[-1]) and is_expandable(chunks[-1][-1])
+            if chunks[-1] and not opaque and (size + cost > budget_bytes or alone or previous_alone):
                 chunks.append([])
                 size = 0
             chunks[-1].append(node)
             size += cost
+            opaque |= {t for t in node.outputs if t and not self.is_tensor(t)}
         return [c for c in chunks if c]
+
+    def expand_if(self, node: Node, condition: bool) -> list[Node]:
+        """The taken branch of an ``If`` as nodes of this graph (their own names, or their output
+        tensor's for unnamed ones), then one ``Identity`` per output named after the ``If``, which
+        gives the branch's result the ``If``'s output name. Branch initializers join the model's."""
+        branch = next(a.g for a in node.proto.attribute if a.name == ("then_branch" if condition else "else_branch"))
+        scope = f"{node.name}/{'then_branch' if condition else 'else_branch'}/"
+        for init in branch.initializer:
+            self.initializers[init.name] = init
+            self.elem_type[init.name] = init.data_type
+        expanded = []
+        for name, proto in zip(node_names(branch, scope=scope), branch.node):
+            reads = [t for t in proto.input if t] + sorted(_subgraph_reads(proto))
+            expanded.append(Node(node.index, name, proto.op_type, tuple(dict.fromkeys(reads)), tuple(proto.output),
+                                 proto, scope=node.name))
+        for inner, outer in zip(branch.output, node.outputs):
+            identity = helper.make_node("Identity", [inner.name], [outer], name=node.name)
+            expanded.append(Node(node.index, node.name, node.op_type, (inner.name,), (outer,), identity))
+        return expanded
 
     @property
     def external_data_folder(self) -> Path:
@@ -189,7 +241,7 @@ class ModelGraph:
             helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.asarray(a).dtype), np.shape(a))
             for name, a in inputs.items()
         ]
-        graph_outputs = [helper.make_tensor_value_info(t, self.elem_type.get(t, 0), None) for t in outputs]
+        graph_outputs = [helper.make_tensor_value_info(t, self.elem_type[t], None) for t in outputs]
         protos = []
         for node in nodes:  # carry the deterministic names, so keep-lists and messages agree
             proto = onnx.NodeProto()
@@ -202,3 +254,24 @@ class ModelGraph:
         model.ir_version = self.model.ir_version
         model.functions.extend(self.model.functions)
         return model
+
+
+def _check_dtype(vi: onnx.ValueInfoProto, array: np.ndarray, where) -> None:
+    """The feed's dtype is the one the model declares for the input; else one ``InputError`` line."""
+    declared = vi.type.tensor_type.elem_type
+    if not declared:
+        return
+    expected = helper.tensor_dtype_to_np_dtype(declared) if declared in _NUMPY_TYPES else None
+    name = TensorProto.DataType.Name(declared).lower()
+    if array.dtype.kind == "V":
+        raise InputError(f"input {vi.name!r} holds raw {array.dtype.itemsize}-byte values ({array.dtype}: how numpy "
+                         f"stores bfloat16/float8/int4 data) but the model declares {name}; save it as {name}",
+                         path=where, where=vi.name)
+    if expected is not None and array.dtype != expected:
+        raise InputError(f"input {vi.name!r} is {array.dtype} but the model declares {name} ({expected}); "
+                         f"convert the feed (e.g. .astype(numpy.{expected}))", path=where, where=vi.name)
+
+
+_NUMPY_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.INT8, TensorProto.INT16,
+                TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT32,
+                TensorProto.UINT64, TensorProto.BOOL}

@@ -19,9 +19,9 @@ import onnx
 from accuracy.backends.onnxrt.loader import open_session
 from accuracy.backends.onnxrt_fp16.emulate import emulate_fp16, node_names
 from accuracy.compare.tensors import TensorThresholds, compare_tensors
+from accuracy.localize.stream import DEFAULT_THRESHOLDS  # one default for localize and its repair
 
 MAX_TRIALS = 64
-DEFAULT_THRESHOLDS = TensorThresholds()  # cosine >= 0.99, as Ascend's compare tools
 
 
 @dataclass

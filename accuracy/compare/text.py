@@ -72,7 +72,7 @@ def compare_text(expected: Sequence[str], obtained: Sequence[str], *, cer_max: f
         failures.append(f"{len(obtained)} lines, the reference has {len(expected)} (cer {cer:.4g} over the joined text)")
     if cer_max is None and wer_max is None:
         if same_count and mismatches:
-            failures.append(f"text differs in {mismatches} of {len(expected)} lines (first at {first}: "
+            failures.append(f"text differs in {mismatches} of {len(expected)} lines (first at line {first}: "
                             f"{_clip(expected[first])!r} -> {_clip(obtained[first])!r}); cer {cer:.4g}, wer {wer:.4g}")
     else:
         if cer_max is not None and not (cer <= cer_max):

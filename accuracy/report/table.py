@@ -51,7 +51,7 @@ def score_table(checks: Sequence[Any]) -> str:
     return text
 
 
-def bisect_cell(run: Any, *, width: int = 72) -> str:
+def bisect_cell(run: Any, *, width: int = 64) -> str:
     """One bisect run (``isolated`` / ``swap_in`` / ``leave_out`` / ``all_candidate``) in a few words:
     a pass shows its headline metrics, a failure its worst output by name and why -- a failing run
     never shows a passing metric as its headline."""

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from accuracy.errors import InputError
-from accuracy.io import OverwriteRefused, read_json, write_json_atomic
+from accuracy.io import OverwriteRefused, existing, read_json, write_json_atomic
 from accuracy.provenance import SCORE_TOOLS, tool_versions
-from accuracy.scores.model import SCHEMA_VERSION, ScoreTable
+from accuracy.scores.model import ScoreTable
 from accuracy.scores.readers import table_from_dict
 
 
@@ -50,18 +50,28 @@ class Change:
 
 
 def load_baseline(path: str | Path) -> ScoreTable:
-    """Read a baseline; a missing one says how to record it."""
+    """Read a baseline; a missing one says how to record it. Its schema is checked by the score
+    reader every command shares, and an empty or all-null one is refused (``check_baseline``)."""
     path = Path(path)
-    if not path.exists():
+    if existing(path) is None:
         raise InputError(
             "baseline not found; record one with `accuracy baseline record RESULT --out "
             f"{path}` (or a pytest run with --accuracy-update-baselines)",
             path=path,
         )
-    data = read_json(path)
-    if isinstance(data, dict) and data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
-        raise InputError(f"baseline schema {data.get('schema')} is not supported (this is {SCHEMA_VERSION})", path=path, where="schema")
-    return table_from_dict(data, path=path)
+    return check_baseline(table_from_dict(read_json(path), path=path))
+
+
+def check_baseline(table: ScoreTable) -> ScoreTable:
+    """A baseline gates only when it holds something to compare against: no scores, or only null /
+    ``-`` ones, would pass any candidate. ``check`` and ``gate`` both call this."""
+    if not table.scores:
+        raise InputError("the baseline holds no scores: it would pass any candidate; record it from a "
+                         "result that has scores", path=table.source)
+    if all(score.value is None for score in table.scores):
+        raise InputError(f"every score in the baseline is null or '-' ({len(table.scores)} rows): it would pass "
+                         "any candidate; record it from a result that has scores", path=table.source)
+    return table
 
 
 def diff_tables(old: ScoreTable, new: ScoreTable) -> list[Change]:
@@ -82,8 +92,9 @@ def record_baseline(
     """Write ``table`` as the baseline at ``path``. Returns the changes against the file it replaced
     (empty for a new file). Without ``force`` an existing baseline is never touched."""
     path = Path(path)
+    check_baseline(table)  # never write a baseline that would pass anything
     old = None
-    if path.exists():
+    if existing(path) is not None:
         if not force:
             raise OverwriteRefused("baseline exists; pass --force to replace it", path=path)
         try:

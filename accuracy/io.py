@@ -27,7 +27,7 @@ from typing import Any
 from accuracy.errors import InputError
 
 MAX_JSON_DEPTH = 64  # our files nest a handful of levels; deeper is not data we wrote or read
-MAX_INT_DIGITS = 400  # more than any float holds (1.8e308); past it a number is not a score
+MAX_INT_DIGITS = 300  # a float holds at most 309 digits (1.8e308): past that a number is not a score
 MAX_CSV_FIELD = 1 << 20  # 1 MiB per cell: a summary cell is a few characters
 STALE_AFTER = 600.0  # seconds: a staging file this old, not locked by a live writer, is a killed writer's
 _STAGING = re.compile(r"^\.(?P<name>.+)\.(?:[a-z0-9_]{8}\.tmp|new)$")
@@ -137,6 +137,17 @@ def _lstat(path: Path) -> os.stat_result | None:
     except OSError as exc:
         if exc.errno == errno.ENOTDIR:
             return None
+        raise InputError(f"cannot use this path: {_reason(exc)}", path=_short(path)) from None
+
+
+def existing(path: str | Path) -> os.stat_result | None:
+    """``os.stat(path)``, or None when nothing is there; a name the OS refuses (too long, a file used
+    as a folder) is an ``InputError`` naming it."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
         raise InputError(f"cannot use this path: {_reason(exc)}", path=_short(path)) from None
 
 

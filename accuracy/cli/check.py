@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from accuracy.baselines import check_baseline
 from accuracy.cli.common import emit_json, exit_code_for, say
 from accuracy.compare.scores import ScorePolicy, Tolerance, compare_scores, parse_rel_tol
 from accuracy.errors import UsageError
@@ -76,7 +77,7 @@ def policy_from_args(args: argparse.Namespace) -> ScorePolicy:
 
 def run(args: argparse.Namespace) -> int:
     policy = policy_from_args(args)
-    baseline = read_scores(args.baseline, model=args.baseline_model or args.model)
+    baseline = check_baseline(read_scores(args.baseline, model=args.baseline_model or args.model))
     candidate = read_scores(args.candidate, model=args.model)
     comparison = compare_scores(baseline, candidate, policy)
     for side, table in (("baseline", baseline), ("candidate", candidate)):

@@ -7,6 +7,9 @@ baseline). Each kind's own module reads its sections with a ``TableReader``.
 
 from __future__ import annotations
 
+import difflib
+import math
+import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,9 +21,19 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from accuracy.errors import ConfigError
+from accuracy.errors import ConfigError, InputError
+from accuracy.io import read_text
 
 KINDS = ("pipeline", "llm", "scores")
+# The sections each kind reads: any other is a typo (``[tolerances]``) and refused, never ignored.
+SECTIONS = {
+    "pipeline": ("suite", "pipeline", "reference", "candidate", "compare", "converter", "golden"),
+    "llm": ("suite", "llm", "baseline", "tolerance", "names"),
+    "scores": ("suite", "scores", "baseline", "tolerance", "names"),
+}
+SUITE_KEYS = ("name", "manual")
+NON_FINITE_HINT = ("a threshold must be a finite number: inf or nan would pass (or fail) every value; "
+                   "to not check this, leave the key out")
 _MISSING = object()
 
 
@@ -76,7 +89,9 @@ class TableReader:
         if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
             raise self.error(name, f"must be {_type_names(types)}, got a boolean")
         if float in (types if isinstance(types, tuple) else (types,)) and isinstance(value, int):
-            value = float(value)
+            value = _to_float(value, lambda message: self.error(name, message))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(name, f"got {value}: {NON_FINITE_HINT}")
         if not isinstance(value, types):
             raise self.error(name, f"must be {_type_names(types)}, got {type(value).__name__} {value!r}")
         return value
@@ -113,7 +128,21 @@ class TableReader:
         allowed = set(allowed) if allowed is not None else self._seen
         for name in self.data:
             if name not in allowed:
-                raise self.error(name, f"unknown key; expected one of: {', '.join(sorted(allowed)) or '(none)'}")
+                raise self.error(name, f"unknown key; {unknown(name, allowed)}")
+
+
+def _to_float(value: int, error) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        raise error(f"{value:.3e} is too large for a number") from None
+
+
+def unknown(name: str, allowed: Iterable[str]) -> str:
+    """``expected one of: a, b`` plus ``did you mean 'x'?`` when a name is close."""
+    allowed = sorted(allowed)
+    close = difflib.get_close_matches(name, allowed, n=1)
+    return f"expected one of: {', '.join(allowed) or '(none)'}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def _type_names(types: type | tuple[type, ...]) -> str:
@@ -128,15 +157,10 @@ def load_suite(path: str | Path) -> Suite:
     """Parse a suite file and tell its kind. Malformed TOML names the line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("suite file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read suite: {exc}", path=path) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"malformed TOML: {exc}", path=path) from None
+        text = read_text(path, what="suite file")
+    except InputError as exc:
+        raise ConfigError(exc.message, path=exc.path, where=exc.where) from None
+    data = _parse_toml(text, path)
     if not data:
         raise ConfigError("suite file is empty", path=path)
     kinds = [kind for kind in KINDS if kind in data]
@@ -145,13 +169,36 @@ def load_suite(path: str | Path) -> Suite:
         raise ConfigError(
             f"a suite has exactly one of [pipeline], [llm], [scores]; found {found}", path=path
         )
+    kind = kinds[0]
+    for section in data:
+        if section not in SECTIONS[kind]:
+            raise ConfigError(f"unknown section [{section}] in a {kind} suite; "
+                              f"{unknown(section, SECTIONS[kind])}", path=path, where=section)
     meta = data.get("suite", {})
     if not isinstance(meta, dict):
         raise ConfigError("must be a table", path=path, where="suite")
+    for key in meta:
+        if key not in SUITE_KEYS:
+            raise ConfigError(f"unknown key; {unknown(key, SUITE_KEYS)}", path=path, where=f"suite.{key}")
+    if not isinstance(meta.get("manual", False), bool):
+        raise ConfigError("must be true or false", path=path, where="suite.manual")
     name = meta.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise ConfigError("must be a non-empty string", path=path, where="suite.name")
-    return Suite(path=path.resolve(), name=name, kind=kinds[0], data=data)
+    return Suite(path=path.resolve(), name=name, kind=kind, data=data)
+
+
+def _parse_toml(text: str, path: Path) -> dict[str, Any]:
+    """TOML with bounds: nesting that exhausts the recursion limit, integers beyond Python's digit
+    limit: a ``ConfigError`` naming the file, like any malformed TOML."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"malformed TOML: {exc}", path=path) from None
+    except RecursionError:
+        raise ConfigError("malformed TOML: nested too deeply", path=path) from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise ConfigError(f"malformed TOML: {str(exc)[:120]}", path=path) from None
 
 
 def discover_suites(paths: Iterable[str | Path]) -> list[Path]:
@@ -164,6 +211,12 @@ def discover_suites(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise ConfigError(f"cannot use this path: {exc.strerror}", path=path) from None
         if path.is_dir():
             for candidate in sorted(path.rglob("*.toml")):
                 if is_suite_file(candidate) and not is_manual_suite(candidate):
@@ -177,8 +230,8 @@ def discover_suites(paths: Iterable[str | Path]) -> list[Path]:
 
 def _peek(path: Path) -> dict[str, Any] | None:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return _parse_toml(read_text(path), path)
+    except (InputError, ConfigError):
         return None
 
 

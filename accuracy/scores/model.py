@@ -91,10 +91,20 @@ class ScoreTable:
         return f"{self.source} ({', '.join(parts)})"
 
     def get(self, dataset: str, metric: str) -> Score | None:
-        for score in self.scores:
-            if score.dataset == dataset and score.metric == metric:
-                return score
-        return None
+        """The score of (dataset, metric), by a dict built once per table (a scan per lookup made
+        checking and recording quadratic in rows); rebuilt when ``scores`` was replaced or grew."""
+        index = self.__dict__.get("_index")
+        if index is None or index[0] is not self.scores or index[1] != len(self.scores):
+            by_key: dict[tuple[str, str], Score] = {}
+            for score in self.scores:
+                by_key.setdefault(score.key, score)  # the first one, as the scan found it
+            index = (self.scores, len(self.scores), by_key)
+            self.__dict__["_index"] = index
+        found = index[2].get((dataset, metric))
+        if found is not None and found.key != (dataset, metric):  # renamed in place since: look again
+            del self.__dict__["_index"]
+            return self.get(dataset, metric)
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         return {

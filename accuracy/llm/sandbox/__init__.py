@@ -2,48 +2,56 @@
 
 Each program runs in a fresh process forked by a clean helper interpreter (``_server.py``, standard
 library only), in its own session and its own PID and mount namespaces, without network (an empty
-network namespace, one per helper, with nothing in it that outlives a program), as an unprivileged
-user when the harness is root, with CPU, address-space, file-size, process and open-file limits, an
-empty temporary working directory removed afterwards (with a mount namespace: a size-capped tmpfs at
-/tmp, also over /var/tmp and /dev/shm, that vanishes with the program's namespace), a minimal environment, no stdin and a capped output. On timeout the whole namespace is killed; no process
-of a program is alive once its result exists.
+network namespace per helper), as a user id of its own when the harness is root (one per helper, so
+the process limit counts only that program), with CPU, address-space, file-size, process and
+open-file limits, a memory limit for the whole program (all its processes: a cgroup per run, v2 or v1,
+where one can be made, else accounting by its keeper), no way into new namespaces (seccomp), an empty
+size-capped private /tmp (also over /var/tmp and /dev/shm) as its working directory, /run hidden under
+an empty mount (no host sockets), a read-only view of the rest of the host, a minimal environment, no
+stdin and a capped output. On timeout or over memory the whole namespace is killed; no process of a
+program is alive once its result exists.
 
-A pass is decided by a per-run secret that the trusted wrapper writes on a private descriptor only
-after the program's source (for HumanEval: the tests' ``check(...)`` call, its last statement) has
-returned; exit codes and printed text mean nothing. What this does not defend against: a program that
-deliberately reads the wrapper's memory in its own process to find the secret, or that rigs the
-check itself (an object equal to everything); those are cheats of the test, not escapes.
+Nothing the program says decides a verdict: a ``Session`` runs the source, then lets the harness call
+one of its functions with plain data (``_wire``: numbers, strings, bytes, lists, tuples, dicts, sets,
+None) and get plain data back, rebuilt as exact builtin objects. Whatever judges the answers (for
+HumanEval: the problem's ``check``) runs in the harness, where the program cannot reach.
 
 Without root, the namespaces come from a user namespace (the program keeps the harness's uid outside,
 with no capabilities); where even that is refused, only a session, the limits and a sweep of leftover
-descendants remain. Every result's ``isolation`` says which of these held. Programs can read what is
-world-readable on the host; with a mount namespace they see it read-only (Linux 5.12+) except for their
-own directory, and with a network namespace they reach no network.
+descendants remain. Every result's ``isolation`` says which of these held.
 
-``Sandbox`` keeps one helper per worker; ``run_programs`` is the one-call form.
+``Sandbox`` keeps one helper per worker; ``run_programs`` is the one-call form of ``Sandbox.run``.
 """
 
 from __future__ import annotations
 
-import json
+import builtins
+import contextlib
+import math
 import os
-import pwd
 import queue
-import secrets
+import select
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from accuracy.errors import AccuracyError
+from accuracy.llm.sandbox import _memory, _wire
+from accuracy.llm.sandbox._wire import WireError
 
 SERVER = Path(__file__).with_name("_server.py")
-STATUSES = ("passed", "failed", "timed out", "error")
+RUN_STATUSES = ("completed", "raised", "timed out", "out of memory", "error")
+UID_BASE = 0x40000000  # program uids (as root): UID_BASE + the helper's pid, a user no one else is
+MAX_TIMEOUT = 24 * 3600.0
+GRACE = 10.0  # past a program's timeout, the harness stops waiting for its keeper
 
 
 class SandboxError(AccuracyError):
@@ -52,7 +60,8 @@ class SandboxError(AccuracyError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one program may use. ``timeout`` is wall-clock seconds; the CPU limit sits above it."""
+    """What one program may use. ``timeout`` is wall-clock seconds for the whole run (the source and
+    every call); the CPU limit sits above it. ``memory_bytes`` holds for all its processes together."""
 
     timeout: float = 5.0
     cpu_seconds: int = 10
@@ -64,16 +73,37 @@ class Limits:
     output_bytes: int = 4096
 
     def __post_init__(self) -> None:
-        if not self.timeout > 0:
-            raise ValueError(f"timeout must be positive, got {self.timeout}")
+        if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout)
+                and 0 < self.timeout <= MAX_TIMEOUT):
+            raise ValueError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {self.timeout}")
+        for name in ("cpu_seconds", "memory_bytes", "file_bytes", "tmp_bytes", "processes", "open_files",
+                     "output_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 < value < 2**62:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass
+class Ending:
+    """How a program's process tree ended, as its keeper saw it."""
+
+    timed_out: bool = False
+    memory_exceeded: bool = False
+    exit_code: int | None = None
+    signal: int | None = None
+    seconds: float | None = None
+    output: str = ""
+    output_truncated: bool = False
+    error: str | None = None  # the sandbox itself failed (setup, helper)
+    isolation: dict = field(default_factory=dict)
 
 
 @dataclass
 class RunResult:
-    """How one program ended. ``status`` is one of ``STATUSES``; ``passed`` only from the secret."""
+    """How one program ran (``Sandbox.run``); ``status`` is one of ``RUN_STATUSES``. "completed" is
+    the program's own word that its source returned: information, not a verdict."""
 
     status: str
-    passed: bool
     reason: str
     exception: str | None = None
     output: str = ""
@@ -83,6 +113,10 @@ class RunResult:
     seconds: float | None = None
     isolation: dict = field(default_factory=dict)
 
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -90,24 +124,205 @@ class RunResult:
 DEFAULT_LIMITS = Limits()
 
 
-def _user_ids(user: str) -> tuple[int, int]:
-    try:
-        entry = pwd.getpwnam(user)
-        return entry.pw_uid, entry.pw_gid
-    except KeyError:
-        return 65534, 65534
+class SessionOver(BaseException):
+    """The program can answer no more calls (timed out, died, broke the protocol, returned a value
+    that cannot cross). Raised out of ``Session.call``; ``Session.over`` keeps the reason even where
+    a caller's bare ``except:`` swallows it."""
 
 
-def _request(source: str, secret: str, limits: Limits, *, uid: int, gid: int, filename: str = "<program>") -> dict:
-    """One line of the helper protocol (``_server.py``): what to run, with which limits and secret."""
+class CandidateError(Exception):
+    """The called function raised an exception that has no builtin counterpart here."""
+
+
+def _exception(name: str, message: str) -> Exception:
+    """The program's exception, rebuilt on this side: the builtin class of that name, else
+    ``CandidateError``. Never an object of the program's."""
+    kind = getattr(builtins, name, None)
+    if isinstance(kind, type) and issubclass(kind, Exception):
+        with contextlib.suppress(Exception):  # a constructor that wants other arguments
+            return kind(message)
+    return CandidateError(f"{name}: {message}")
+
+
+class Session:
+    """One program, run once, whose function ``entry`` the harness may call with plain data."""
+
+    def __init__(self, server: _Server, calls_w: int, replies_r: int, limits: Limits) -> None:
+        self._server = server
+        self._calls_w = calls_w
+        self._replies_r = replies_r
+        self._buffer = bytearray()
+        self.deadline = time.monotonic() + limits.timeout + GRACE
+        self.over: str | None = None  # why the program can answer no more, once that is so
+        self.raised: tuple[str, str] | None = None  # the source's own exception (name, message)
+        self.calls = 0
+
+    def _stop(self, reason: str) -> SessionOver:
+        if self.over is None:
+            self.over = reason
+        return SessionOver(self.over)
+
+    def _read_reply(self) -> object:
+        """The next reply frame, decoded; ``SessionOver`` at end of file, past the deadline or on a
+        malformed or oversized frame."""
+        while True:
+            if len(self._buffer) >= 4:
+                size = int.from_bytes(self._buffer[:4], "little")
+                if size > _wire.MAX_FRAME:
+                    raise self._stop("the program sent an oversized reply")
+                if len(self._buffer) >= 4 + size:
+                    payload = bytes(self._buffer[4:4 + size])
+                    del self._buffer[:4 + size]
+                    try:
+                        return _wire.decode(payload)
+                    except WireError as exc:
+                        raise self._stop(f"the program broke the protocol ({exc})") from None
+            left = self.deadline - time.monotonic()
+            if left <= 0 or not select.select([self._replies_r], [], [], left)[0]:
+                raise self._stop("no answer before the deadline")
+            chunk = os.read(self._replies_r, 1 << 20)
+            if not chunk:
+                raise self._stop("the program ended")
+            self._buffer += chunk
+
+    def start(self) -> None:
+        """Wait until the source has run. ``SessionOver`` when it raised (``raised`` says what) or
+        the program never got there."""
+        reply = self._read_reply()
+        if reply == ("ready",):
+            return
+        if isinstance(reply, tuple) and len(reply) == 3 and reply[0] == "raised" and all(
+                isinstance(part, str) for part in reply[1:]):
+            self.raised = (reply[1], reply[2])
+            raise self._stop(f"the program raised {reply[1]}")
+        if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "setup":
+            raise self._stop(f"sandbox setup failed: {reply[1]}")
+        raise self._stop("the program broke the protocol (no ready message)")
+
+    def call(self, *args: object) -> object:
+        """Call the program's ``entry`` with ``args`` (plain data); its return value as exact builtin
+        objects. An exception it raised comes back as ``_exception``; ``SessionOver`` when it cannot
+        answer (then ``over`` says why)."""
+        if self.over is not None:
+            raise SessionOver(self.over)
+        self.calls += 1
+        try:
+            payload = _wire.encode(args)
+        except WireError as exc:
+            raise self._stop(f"an argument cannot be sent to the program: {exc}") from None
+        try:
+            _wire.write_frame(self._calls_w, payload)
+        except OSError:
+            raise self._stop("the program ended") from None
+        reply = self._read_reply()
+        if isinstance(reply, tuple) and reply:
+            if reply[0] == "ok" and len(reply) == 2:
+                return reply[1]
+            if reply[0] == "raised" and len(reply) == 3 and all(isinstance(part, str) for part in reply[1:]):
+                raise _exception(reply[1], reply[2])
+            if reply[0] == "unsupported" and len(reply) == 2 and isinstance(reply[1], str):
+                raise self._stop(f"the function returned a value that cannot cross: {reply[1]}")
+        raise self._stop("the program broke the protocol")
+
+    def finish(self) -> Ending:
+        """Hang up (the program exits) and wait for its keeper's account of how it ended."""
+        for fd in (self._calls_w, self._replies_r):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        answer = self._server.answer(max(1.0, self.deadline - time.monotonic() + GRACE))
+        return _ending(answer)
+
+
+def _ending(answer: dict) -> Ending:
+    error = answer.get("server_error") or answer.get("setup_error")
+    return Ending(
+        timed_out=bool(answer.get("timed_out")),
+        memory_exceeded=bool(answer.get("memory_exceeded")),
+        exit_code=answer.get("exit_code"),
+        signal=answer.get("signal"),
+        seconds=answer.get("seconds"),
+        output=str(answer.get("output", "")),
+        output_truncated=bool(answer.get("output_truncated")),
+        error=None if error is None else str(error),
+        isolation=dict(answer.get("isolation") or {}),
+    )
+
+
+class _Server:
+    """One helper interpreter; it runs one program at a time."""
+
+    def __init__(self, *, namespaces: bool = True, cgroups: bool = True) -> None:
+        # Run directories live here; made and removed by us, so not even a killed helper leaves any.
+        self.base_dir = tempfile.mkdtemp(prefix="accuracy-sandbox-")
+        os.chmod(self.base_dir, 0o711)
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        flags = [*([] if namespaces else ["--no-namespaces"]), *([] if cgroups else ["--no-cgroups"])]
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(SERVER), self.base_dir, str(theirs.fileno()), *flags],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),), env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            )
+        finally:
+            theirs.close()
+        self.uid = self.gid = UID_BASE + self.process.pid
+
+    def start(self, job: dict) -> tuple[int, int]:
+        """Send a job and the program's two pipe ends; ours (calls in, replies out) are returned."""
+        calls_r, calls_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        try:
+            _wire.write_frame(self.process.stdin.fileno(), _wire.encode(job))
+            socket.send_fds(self.control, [b"j"], [calls_r, replies_w])
+        except OSError:
+            os.close(calls_w)
+            os.close(replies_r)
+            raise
+        finally:
+            os.close(calls_r)
+            os.close(replies_w)
+        return calls_w, replies_r
+
+    def answer(self, wait: float) -> dict:
+        """The helper's account of the last job; a ``server_error`` one if it is dead or silent."""
+        fd = self.process.stdout.fileno()
+        if not select.select([fd], [], [], wait)[0]:
+            self.process.kill()
+            return {"server_error": "the helper did not answer in time"}
+        try:
+            frame = _wire.read_frame(fd)
+            return _wire.decode(frame) if frame is not None else {
+                "server_error": f"helper exited (code {self.process.poll()})"}
+        except (OSError, WireError) as exc:
+            self.process.kill()
+            return {"server_error": f"helper unreachable: {exc}"}
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+        self.control.close()
+        _memory.remove_leftovers(os.path.basename(self.base_dir))
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def _job(source: str, entry: str | None, limits: Limits, server: _Server, filename: str) -> dict:
     return {
         "source": source,
         "filename": filename,
-        "secret": secret,
-        "timeout": limits.timeout,
+        "entry": entry,
+        "timeout": float(limits.timeout),
         "output_bytes": limits.output_bytes,
-        "uid": uid,
-        "gid": gid,
+        "uid": server.uid,
+        "gid": server.gid,
         "limits": {
             "cpu_seconds": max(limits.cpu_seconds, int(limits.timeout) + 1),
             "memory_bytes": limits.memory_bytes,
@@ -119,99 +334,19 @@ def _request(source: str, secret: str, limits: Limits, *, uid: int, gid: int, fi
     }
 
 
-def _judge(answer: dict, secret: str) -> RunResult:
-    """Turn the helper's answer into a result. Only the exact secret on the report channel passes."""
-    common = {
-        "output": answer.get("output", ""),
-        "output_truncated": bool(answer.get("output_truncated")),
-        "exit_code": answer.get("exit_code"),
-        "signal": answer.get("signal"),
-        "seconds": answer.get("seconds"),
-        "isolation": answer.get("isolation", {}),
-    }
-    if "server_error" in answer:
-        return RunResult("error", False, f"sandbox failure: {answer['server_error']}", **common)
-    if "setup_error" in answer:
-        return RunResult("error", False, f"sandbox setup failed: {answer['setup_error']}", **common)
-    report = answer.get("report", "")
-    if report == secret + "\n":
-        return RunResult("passed", True, "check returned", **common)
-    if answer.get("timed_out"):
-        return RunResult("timed out", False, "wall-clock timeout: the whole process tree was killed", **common)
-    lines = report.splitlines()
-    last = lines[-1] if lines else ""
-    if last.startswith("setup "):
-        return RunResult("error", False, f"sandbox setup failed ({last[6:]})", **common)
-    if last.startswith("raised "):
-        name = last[7:].strip()[:100]
-        if name == "AssertionError":
-            return RunResult("failed", False, "a test assertion failed", name, **common)
-        return RunResult("error", False, f"the program raised {name}", name, **common)
-    if common["signal"] is not None:
-        return RunResult("error", False, f"killed by signal {common['signal']} (a resource limit?)", **common)
-    return RunResult("error", False, f"ended without its tests returning (exit code {common['exit_code']})", **common)
-
-
-class _Server:
-    """One helper interpreter; it runs one program at a time."""
-
-    def __init__(self, *, namespaces: bool = True) -> None:
-        # Run directories live here; made and removed by us, so not even a killed helper leaves any.
-        self.base_dir = tempfile.mkdtemp(prefix="accuracy-sandbox-")
-        os.chmod(self.base_dir, 0o711)
-        self.process = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(SERVER), self.base_dir, *([] if namespaces else ["--no-namespaces"])],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            close_fds=True,
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-        )
-
-    def ask(self, request: dict) -> dict:
-        try:
-            self.process.stdin.write(json.dumps(request).encode() + b"\n")
-            self.process.stdin.flush()
-            line = self.process.stdout.readline()
-        except (BrokenPipeError, OSError) as exc:
-            return {"server_error": f"helper unreachable: {exc}"}
-        if not line:
-            return {"server_error": f"helper exited (code {self.process.poll()})"}
-        return json.loads(line)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def close(self) -> None:
-        if self.process.stdin:
-            try:
-                self.process.stdin.close()
-            except OSError:
-                pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout:
-            self.process.stdout.close()
-        shutil.rmtree(self.base_dir, ignore_errors=True)
-
-
 class Sandbox:
-    """A pool of ``workers`` helpers (cores by default); ``run`` is safe to call from many threads.
+    """A pool of ``workers`` helpers (cores by default); ``session`` and ``run`` are safe to call from
+    many threads. Use as a context manager so the helpers stop with it. ``namespaces=False`` and
+    ``cgroups=False`` force the weaker fallbacks (as on hosts without them), for tests."""
 
-    Use as a context manager so the helpers stop with it.
-    """
-
-    def __init__(self, *, workers: int | None = None, limits: Limits = DEFAULT_LIMITS, user: str = "nobody",
-                 namespaces: bool = True):
+    def __init__(self, *, workers: int | None = None, limits: Limits = DEFAULT_LIMITS, namespaces: bool = True,
+                 cgroups: bool = True):
         if not sys.platform.startswith("linux"):
             raise SandboxError(f"the sandbox needs Linux (namespaces, pidfd); this is {sys.platform}")
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.limits = limits
-        self.namespaces = namespaces  # False: only the fallback (session, subreaper sweep), as without root
-        self.uid, self.gid = _user_ids(user)
+        self.namespaces = namespaces
+        self.cgroups = cgroups
         self._idle: queue.Queue[_Server] = queue.Queue()
         self._all: list[_Server] = []
         self._lock = threading.Lock()
@@ -220,48 +355,74 @@ class Sandbox:
 
     def _add(self) -> None:
         try:
-            server = _Server(namespaces=self.namespaces)
+            server = _Server(namespaces=self.namespaces, cgroups=self.cgroups)
         except OSError as exc:
             raise SandboxError(f"cannot start the sandbox helper {SERVER}: {exc}") from None
         with self._lock:
             self._all.append(server)
         self._idle.put(server)
 
-    def run(self, source: str, *, limits: Limits | None = None, filename: str = "<program>") -> RunResult:
-        """Run ``source`` once; it passes only if its last statement returns."""
-        secret = secrets.token_hex(24)
-        request = _request(source, secret, limits or self.limits, uid=self.uid, gid=self.gid, filename=filename)
+    @contextlib.contextmanager
+    def session(self, source: str, entry: str | None, *, limits: Limits | None = None,
+                filename: str = "<program>") -> Iterator[Session]:
+        """Run ``source`` in a fresh program and yield its ``Session`` (already started: ``over`` is
+        set if the source did not run to its end). ``session.ending`` holds how it ended afterwards."""
+        limits = limits or self.limits
         server = self._idle.get()
         try:
-            answer = server.ask(request)
+            try:
+                calls_w, replies_r = server.start(_job(source, entry, limits, server, filename))
+            except OSError as exc:
+                yield _DeadSession(_ending({"server_error": f"helper unreachable: {exc}"}))
+                return
+            session = Session(server, calls_w, replies_r, limits)
+            with contextlib.suppress(SessionOver):
+                session.start()
+            try:
+                yield session
+            finally:
+                session.ending = session.finish()
         finally:
             if server.alive():
                 self._idle.put(server)
             else:
+                with self._lock:
+                    if server in self._all:
+                        self._all.remove(server)
                 server.close()
                 self._add()
-        return _judge(answer, secret)
+
+    def run(self, source: str, *, limits: Limits | None = None, filename: str = "<program>") -> RunResult:
+        """Run ``source`` once (no calls) and say how it ended."""
+        with self.session(source, None, limits=limits, filename=filename) as session:
+            pass
+        return run_result(session)
 
     def run_many(self, sources: Sequence[str], *, progress: bool = True, description: str = "sandbox",
                  filenames: Iterable[str] | None = None) -> list[RunResult]:
-        """Run every source with ``workers`` in parallel, results in the input order; a progress bar on
-        stderr when ``progress``."""
+        """``run`` every source with ``workers`` in parallel, results in the input order."""
         names = list(filenames) if filenames is not None else ["<program>"] * len(sources)
+        return self.map(lambda index: self.run(sources[index], filename=names[index]), len(sources),
+                        progress=progress, description=description)
+
+    def map(self, task, count: int, *, progress: bool = True, description: str = "sandbox") -> list:
+        """``task(i)`` for i in range(count) on ``workers`` threads, in order, with a progress bar on
+        stderr when ``progress``."""
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(sources), desc=description, unit="program", file=sys.stderr, leave=False)
+            bar = tqdm(total=count, desc=description, unit="program", file=sys.stderr, leave=False)
 
-        def one(index: int) -> RunResult:
-            result = self.run(sources[index], filename=names[index])
+        def one(index: int):
+            result = task(index)
             if bar is not None:
                 bar.update(1)
             return result
 
         executor = ThreadPoolExecutor(max_workers=self.workers)
         try:
-            return list(executor.map(one, range(len(sources))))
+            return list(executor.map(one, range(count)))
         finally:  # on Ctrl-C: programs not started yet are dropped, running ones end within their timeout
             executor.shutdown(wait=True, cancel_futures=True)
             if bar is not None:
@@ -278,6 +439,37 @@ class Sandbox:
 
     def __exit__(self, *_exc) -> None:
         self.close()
+
+
+class _DeadSession:
+    """What ``Sandbox.session`` yields when the helper could not even take the job."""
+
+    def __init__(self, ending: Ending) -> None:
+        self.ending = ending
+        self.over = ending.error
+        self.raised = None
+        self.calls = 0
+
+    def call(self, *_args: object) -> object:
+        raise SessionOver(self.over)
+
+
+def run_result(session: Session) -> RunResult:
+    """How a session's program ended, as a ``RunResult``."""
+    ending = session.ending
+    common = {"output": ending.output, "output_truncated": ending.output_truncated, "exit_code": ending.exit_code,
+              "signal": ending.signal, "seconds": ending.seconds, "isolation": ending.isolation}
+    if ending.error:
+        return RunResult("error", f"sandbox failure: {ending.error}", **common)
+    if ending.memory_exceeded:
+        return RunResult("out of memory", "over its memory limit: the whole process tree was killed", **common)
+    if ending.timed_out:
+        return RunResult("timed out", "wall-clock timeout: the whole process tree was killed", **common)
+    if session.raised is not None:
+        return RunResult("raised", f"the program raised {session.raised[0]}", session.raised[0], **common)
+    if session.over is not None:
+        return RunResult("error", session.over, **common)
+    return RunResult("completed", "the source ran to its end", **common)
 
 
 def run_programs(sources: Sequence[str], *, workers: int | None = None, limits: Limits = DEFAULT_LIMITS,

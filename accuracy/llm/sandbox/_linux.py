@@ -35,7 +35,8 @@ PR_SET_NO_NEW_PRIVS = 38
 SECBIT_NOROOT = 1
 SECBIT_NOROOT_LOCKED = 2
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
-WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
+SOCKET_PLACES = ("/run", "/var/run")  # where host daemons keep their unix sockets: hidden under empty mounts
 
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -133,11 +134,71 @@ def private_mounts(tmp_bytes: int) -> bool:
         mount(f"/proc/self/fd/{keep}", prefix, None, MS_BIND | MS_REC)
         os.close(keep)
     read_only = set_read_only("/", True, recursive=True)
+    for place in SOCKET_PLACES:  # an empty, read-only tmpfs: no host socket (a /var/run link follows /run)
+        if os.path.isdir(place) and not os.path.islink(place):
+            mount("tmpfs", place, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "size=4k,mode=0755")
     mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(tmp_bytes)},mode=1777")
     for place in WORLD_WRITABLE[1:]:
         if os.path.isdir(place):
             mount("/tmp", place, None, MS_BIND)  # a bind keeps the tmpfs's own (writable) flags
     return read_only
+
+
+# seccomp: refuse every way into a new namespace (unshare, clone with namespace flags, setns) and
+# clone3, whose flags a filter cannot read (libc falls back to clone on ENOSYS).
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_RET_ERRNO = 0x00050000
+NAMESPACE_FLAGS = 0x7E020080  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME
+# audit arch -> (unshare, clone, setns, clone3)
+SYSCALLS = {0xC000003E: (272, 56, 308, 435),  # x86_64
+            0xC00000B7: (97, 220, 268, 435)}  # aarch64
+
+
+class SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(SockFilter))]
+
+
+def _arch() -> int | None:
+    machine = os.uname().machine
+    return {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}.get(machine)
+
+
+def forbid_namespaces() -> bool:
+    """Install the seccomp filter (needs no_new_privs first); False on an architecture it does not know."""
+    arch = _arch()
+    if arch is None:
+        return False
+    unshare_nr, clone_nr, setns_nr, clone3_nr = SYSCALLS[arch]
+    ld_w_abs, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
+    eperm, enosys = SECCOMP_RET_ERRNO | 1, SECCOMP_RET_ERRNO | 38
+    # jump offsets count from the next instruction
+    program = [
+        (ld_w_abs, 0, 0, 4),                  # 0: arch
+        (jeq, 1, 0, arch),                    # 1: our ABI -> 3
+        (ret, 0, 0, eperm),                   # 2: another ABI (i386/x32 calls): refused
+        (ld_w_abs, 0, 0, 0),                  # 3: syscall number
+        (jeq, 6, 0, unshare_nr),              # 4: -> 11
+        (jeq, 5, 0, setns_nr),                # 5: -> 11
+        (jeq, 6, 0, clone3_nr),               # 6: -> 13
+        (jeq, 0, 4, clone_nr),                # 7: clone -> 8, anything else -> 12
+        (ld_w_abs, 0, 0, 16),                 # 8: clone flags (args[0], low word)
+        (jset, 1, 0, NAMESPACE_FLAGS),        # 9: a namespace flag -> 11
+        (ret, 0, 0, SECCOMP_RET_ALLOW),       # 10
+        (ret, 0, 0, eperm),                   # 11
+        (ret, 0, 0, SECCOMP_RET_ALLOW),       # 12
+        (ret, 0, 0, enosys),                  # 13
+    ]
+    filters = (SockFilter * len(program))(*[SockFilter(*instruction) for instruction in program])
+    prog = SockFprog(len(program), filters)
+    check(libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog), 0, 0),
+          "seccomp")
+    return True
 
 
 def set_limit(kind: int, value: int) -> None:

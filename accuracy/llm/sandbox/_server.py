@@ -1,49 +1,50 @@
 """The trusted side inside the sandbox: a fork server that runs one untrusted program per request.
 
-Started by ``accuracy.llm.sandbox`` as ``python -I -S _server.py`` (standard library only, no
-site-packages, nothing of the harness imported), it reads one JSON request per line on stdin and
-answers one JSON line on stdout. For every request it forks a *keeper* (root, its own session) that
-unshares mount and PID namespaces, turns the host file system read-only except for a fresh, size-capped
-tmpfs at /tmp (the program's working directory, also over the other world-writable places) and forks
-the *program* process, PID 1 of the new PID namespace. The helper itself sits in an empty network
-namespace of its own, inherited by every program. The program process mounts its /proc, sets resource limits, drops to an
-unprivileged user, closes every inherited descriptor and executes the source. Only when the source
-returns does it write the run's secret on the report descriptor; the harness, not the program, decides
-what counts as a pass. When PID 1 exits or is killed at the timeout, the kernel kills every process
-left in its namespace, setsid'd double forks included, before the keeper can reap it; the keeper
-reports after that, so nothing of the program is alive once a result exists.
+Started by ``accuracy.llm.sandbox`` as ``python -I -S _server.py BASE`` (standard library only, no
+site-packages, nothing of the harness imported). It reads one request per frame on stdin (``_wire``:
+length-prefixed, plain data, no pickle), and with it, over the unix socket whose descriptor is its
+second argument, the two
+pipe ends the program will use to talk to the harness directly (calls in, replies out). For every
+request it forks a *keeper* (root, its own session) that moves into a cgroup of the run (``_memory``),
+unshares mount and PID namespaces, turns the host file system read-only, hides /run and the
+world-writable places under fresh private mounts, and forks the *program* (``_program.py``), PID 1 of
+the new PID namespace. The helper itself sits in an empty network namespace of its own, inherited by
+every program. The keeper enforces the wall-clock timeout and the whole-program memory limit; when PID 1
+exits or is killed the kernel kills every process left in its namespace before the keeper can reap it,
+and the keeper reports only after that, so nothing of the program is alive once an answer exists.
+The server drains the program's output meanwhile and answers one frame per request on stdout.
 
 Without root the namespaces come from a user namespace where the system allows one (the program keeps
 the harness's uid outside, with every capability dropped); where none can be had, the keeper becomes a
-child subreaper and kills whatever descendants remain. The answer says which isolation was in force.
+child subreaper and kills whatever descendants remain. The answer says which containment held.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
-import resource
 import select
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _linux as linux
+import _memory as memory
+import _program as program
+import _wire as wire
 
 sys.path.pop(0)  # the programs get the standard library's path, nothing of ours
 
-REPORT_FD = 3
 # What the helper established once, at start (``_prepare``): who it is and what it may unshare.
-_HOST = {"as_root": False, "namespaces": False, "network": False}
+_HOST = {"as_root": False, "namespaces": False, "network": False, "limiter": None}
 
 
-def _prepare(wanted: bool) -> None:
+def _prepare(wanted: bool, base_dir: str, cgroups: bool) -> None:
     """Once per helper: without root, enter a user namespace (where allowed) so that namespaces can be
     made at all; then move into a fresh, empty network namespace that every program of this helper
     inherits. Programs of one helper run one after another and none survives its run, so sharing it
@@ -57,7 +58,8 @@ def _prepare(wanted: bool) -> None:
             network = True
         except OSError:
             pass
-    _HOST.update(as_root=as_root, namespaces=able, network=network)
+    limiter = memory.Limiter(os.path.basename(base_dir), allowed=cgroups and as_root)
+    _HOST.update(as_root=as_root, namespaces=able, network=network, limiter=limiter)
 
 
 def _isolation_attempts() -> list[tuple[int, dict]]:
@@ -72,84 +74,33 @@ def _isolation_attempts() -> list[tuple[int, dict]]:
     ]
 
 
-def _program(job: dict, secret: str, run_dir: str, out_w: int, report_w: int, mounts: bool, as_root: bool,
-             user_namespace: bool) -> None:
-    """The program process: confine itself, run the source, report the secret only if it returned."""
-    try:
-        if mounts:  # made by the keeper; /proc has to be mounted from inside the new PID namespace
-            linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-            os.chdir("/tmp")
-        else:
-            os.chdir(run_dir)
-        limits = job["limits"]
-        linux.set_limit(resource.RLIMIT_CPU, int(limits["cpu_seconds"]))
-        linux.set_limit(resource.RLIMIT_AS, int(limits["memory_bytes"]))
-        linux.set_limit(resource.RLIMIT_FSIZE, int(limits["file_bytes"]))
-        linux.set_limit(resource.RLIMIT_NOFILE, int(limits["open_files"]))
-        linux.set_limit(resource.RLIMIT_CORE, 0)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out_w, 1)
-        os.dup2(out_w, 2)
-        os.dup2(report_w, REPORT_FD)
-        os.closerange(REPORT_FD + 1, 1 << 16)
-        if as_root or user_namespace:  # otherwise the count would include all of the harness user's processes
-            linux.set_limit(resource.RLIMIT_NPROC, int(limits["processes"]))
-        if as_root:
-            uid, gid = int(job["uid"]), int(job["gid"])
-            os.setgroups([])
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
-        elif user_namespace:
-            linux.drop_capabilities()
-        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)  # no setuid binary (su, mount ...) gives anything back
-        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # credentials changed: set again, after setuid
-        os.environ.clear()
-        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.getcwd(), "LANG": "C.UTF-8",
-                           "TMPDIR": os.getcwd()})
-        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the program's streams, for its whole life
-        sys.stdout = open(1, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
-        sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
-        source, filename = job["source"], job.get("filename", "<program>")
-    except BaseException as exc:  # noqa: BLE001 - a confinement step failed: never run the source
-        os.write(2, f"sandbox setup failed: {type(exc).__name__}: {exc}\n".encode(errors="replace"))
-        _report(f"setup {type(exc).__name__}")
-        os._exit(70)
-    job = None  # the program gets neither the request nor, by name, the secret
-    namespace = {"__name__": "__program__", "__builtins__": __builtins__}
-    try:
-        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - confined above: the point
-    except BaseException as exc:  # noqa: BLE001 - whatever the program raised is its failure
-        _flush()
-        with contextlib.suppress(BaseException):  # the program may have broken stderr or traceback
-            traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next, limit=-5, file=sys.stderr)
-        _flush()
-        _report(f"raised {type(exc).__name__}")
-        os._exit(1)
-    _flush()
-    _report(secret)
-    os._exit(0)
+def _wait(pid: int, pidfd: int, job: dict, folders: list[str], started: float) -> tuple[bool, bool]:
+    """Until the program ends, its wall-clock time is up or it goes over its memory: (timed out, memory)."""
+    limiter = _HOST["limiter"]
+    deadline = started + float(job["timeout"])
+    memory_bytes = int(job["limits"]["memory_bytes"])
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return True, False
+        if select.select([pidfd], [], [], min(left, limiter.tick))[0]:
+            return False, limiter.exceeded(folders, os.getpid(), memory_bytes)
+        if limiter.exceeded(folders, os.getpid(), memory_bytes):
+            return False, True
 
 
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(BaseException):  # a closed or broken stream is the program's doing
-            stream.flush()
-
-
-def _report(text: str) -> None:
-    try:
-        os.write(REPORT_FD, text.encode() + b"\n")
-    except OSError:
-        pass
-
-
-def _keeper(job: dict, run_dir: str, out_w: int, report_w: int, status_w: int) -> None:
-    """Forked per request: unshare, fork the program, enforce the wall-clock timeout, report how it ended."""
+def _keeper(job: dict, run_dir: str, fds: dict, status_w: int, folders: list[str]) -> None:
+    """Forked per request: join the run's cgroup, unshare, fork the program, enforce the timeout and the
+    memory limit, report how it ended."""
     os.setsid()
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     as_root = _HOST["as_root"]
     user_namespace = _HOST["namespaces"] and not as_root
+    limiter = _HOST["limiter"]
+    if folders:
+        limiter.join(folders)
+    else:
+        limiter.open_proc()
     isolation = {}
     for flags, isolation in _isolation_attempts():
         try:
@@ -158,12 +109,18 @@ def _keeper(job: dict, run_dir: str, out_w: int, report_w: int, status_w: int) -
             break
         except OSError:
             continue
-    isolation = dict(isolation, network=_HOST["network"], unprivileged_user=as_root, read_only_host=False)
+    isolation = dict(isolation, network=_HOST["network"], unprivileged_user=as_root, read_only_host=False,
+                     host_sockets_hidden=False, user_namespaces_forbidden=linux._arch() is not None,
+                     memory=limiter.version if folders else "accounting",
+                     processes=("own uid" if as_root or user_namespace else "shared uid")
+                     + (f" + {limiter.version} pids" if folders else ""))
+    job["forbid_namespaces"] = isolation["user_namespaces_forbidden"]
     if isolation["mount_namespace"]:
         try:
             isolation["read_only_host"] = linux.private_mounts(int(job["limits"]["tmp_bytes"]))
+            isolation["host_sockets_hidden"] = True
         except OSError as exc:
-            os.write(status_w, json.dumps({"setup_error": str(exc), "isolation": isolation}).encode())
+            os.write(status_w, wire.encode({"setup_error": str(exc), "isolation": isolation}))
             os._exit(0)
     if not isolation["pid_namespace"]:
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
@@ -171,38 +128,38 @@ def _keeper(job: dict, run_dir: str, out_w: int, report_w: int, status_w: int) -
     pid = os.fork()
     if pid == 0:
         os.close(status_w)
-        _program(job, job["secret"], run_dir, out_w, report_w, isolation["mount_namespace"], as_root,
-                 user_namespace)
-    job["secret"] = None
-    os.close(out_w)
-    os.close(report_w)
-    timed_out = False
+        program.run(job, run_dir, fds["out"], fds["calls"], fds["replies"], mounts=isolation["mount_namespace"],
+                    as_root=as_root, user_namespace=user_namespace)
+    for fd in fds.values():
+        os.close(fd)
+    job["source"] = None
     pidfd = os.pidfd_open(pid)
-    if not select.select([pidfd], [], [], float(job["timeout"]))[0]:
-        timed_out = True
+    timed_out, memory_exceeded = _wait(pid, pidfd, job, folders, started)
+    if timed_out or memory_exceeded:
         os.kill(pid, signal.SIGKILL)  # from the parent namespace: PID 1 cannot ignore it
     _, status = os.waitpid(pid, 0)  # returns once the kernel has emptied the PID namespace
     if not isolation["pid_namespace"]:
         linux.sweep_descendants()
+    memory_exceeded = memory_exceeded or (bool(folders) and limiter.exceeded(folders, os.getpid(), 0))
     answer = {
         "timed_out": timed_out,
+        "memory_exceeded": memory_exceeded,
         "seconds": round(time.monotonic() - started, 4),
         "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
         "isolation": isolation,
     }
-    os.write(status_w, json.dumps(answer).encode())
+    os.write(status_w, wire.encode(answer))
     os._exit(0)
 
 
-def _read_all(out_r: int, report_r: int, status_r: int, output_cap: int, deadline: float) -> tuple[bytes, int, bytes, bytes]:
-    """Drain the program's output (keeping ``output_cap`` bytes, closing the pipe past 64 times that),
-    its report and the keeper's status until every writer is gone."""
+def _read_all(out_r: int, status_r: int, output_cap: int, deadline: float) -> tuple[bytes, int, bytes]:
+    """Drain the program's output (keeping ``output_cap`` bytes, closing the pipe past 64 times that)
+    and the keeper's status until every writer is gone."""
     kept = bytearray()
     total = 0
-    report = bytearray()
     status = bytearray()
-    open_fds = {out_r, report_r, status_r}
+    open_fds = {out_r, status_r}
     while open_fds:
         ready, _, _ = select.select(list(open_fds), [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
@@ -222,76 +179,92 @@ def _read_all(out_r: int, report_r: int, status_r: int, output_cap: int, deadlin
                 if total > 64 * output_cap:  # an output flood: the writer gets EPIPE from now on
                     open_fds.discard(fd)
                     os.close(fd)
-            elif fd == report_r:
-                if len(report) < 4096:
-                    report += chunk
             else:
                 status += chunk
-    return bytes(kept), total, bytes(report), bytes(status)
+    return bytes(kept), total, bytes(status)
 
 
-def run_job(job: dict, base_dir: str) -> dict:
+def run_job(job: dict, base_dir: str, calls_r: int, replies_w: int, number: int) -> dict:
     """Run one request to completion and describe how it ended; nothing of it is alive afterwards."""
     run_dir = tempfile.mkdtemp(prefix="run-", dir=base_dir)
     if _HOST["as_root"]:
         os.chown(run_dir, int(job["uid"]), int(job["gid"]))
+    limits = job["limits"]
+    # +1: the keeper is in the group too
+    folders = _HOST["limiter"].make(f"run-{number}", int(limits["memory_bytes"]), int(limits["processes"]) + 1)
     out_r, out_w = os.pipe()
-    report_r, report_w = os.pipe()
     status_r, status_w = os.pipe()
     keeper = os.fork()
     if keeper == 0:
         try:
             os.close(out_r)
-            os.close(report_r)
             os.close(status_r)
-            _keeper(job, run_dir, out_w, report_w, status_w)
+            _keeper(job, run_dir, {"out": out_w, "calls": calls_r, "replies": replies_w}, status_w, folders)
         except BaseException as exc:  # noqa: BLE001 - the keeper must always answer
             with contextlib.suppress(OSError):
-                os.write(status_w, json.dumps({"setup_error": f"keeper: {type(exc).__name__}: {exc}"}).encode())
+                os.write(status_w, wire.encode({"setup_error": f"keeper: {type(exc).__name__}: {exc}"}))
         finally:
             os._exit(71)
-    for fd in (out_w, report_w, status_w):
+    for fd in (out_w, status_w, calls_r, replies_w):
         os.close(fd)
     deadline = time.monotonic() + float(job["timeout"]) + 30.0
     try:
-        output, total, report, status = _read_all(out_r, report_r, status_r, int(job["output_bytes"]), deadline)
+        output, total, status = _read_all(out_r, status_r, int(job["output_bytes"]), deadline)
     except TimeoutError:
         os.killpg(keeper, signal.SIGKILL)
-        output, total, report, status = b"", 0, b"", b""
+        output, total, status = b"", 0, b""
     os.waitpid(keeper, 0)
+    _HOST["limiter"].remove(folders)
     shutil.rmtree(run_dir, ignore_errors=True)
-    answer = json.loads(status) if status else {"setup_error": "the keeper ended without an answer"}
-    answer.update(
-        output=output.decode("utf-8", errors="replace"),
-        output_bytes=total,
-        output_truncated=total > len(output),
-        report=report.decode("utf-8", errors="replace")[:4096],
-    )
+    try:
+        answer = wire.decode(status) if status else {"setup_error": "the keeper ended without an answer"}
+    except wire.WireError:
+        answer = {"setup_error": "the keeper's answer was cut short"}
+    answer.update(output=output.decode("utf-8", errors="replace"), output_bytes=total,
+                  output_truncated=total > len(output))
     return answer
 
 
-def serve(base_dir: str, *, namespaces: bool = True) -> None:
+def serve(base_dir: str, control_fd: int, *, namespaces: bool = True, cgroups: bool = True) -> None:
     """Answer requests until stdin closes, with run directories under ``base_dir`` (the harness made it
     and removes it). The server itself never runs untrusted code. It stops when stdin closes, which
     the kernel does when the harness dies (a parent-death signal would follow the harness *thread*
     that started it, and worker threads come and go)."""
-    _prepare(namespaces)
-    requests, answers = sys.stdin.buffer, sys.stdout.buffer
-    for line in requests:
-        if not line.strip():
-            continue
-        try:
-            answer = run_job(json.loads(line), base_dir)
-        except Exception as exc:  # noqa: BLE001 - report the failure, keep serving
-            answer = {"server_error": f"{type(exc).__name__}: {exc}"}
-        answers.write(json.dumps(answer).encode() + b"\n")
-        answers.flush()
+    _prepare(namespaces, base_dir, cgroups)
+    control = socket.socket(fileno=control_fd)
+    number = 0
+    try:
+        while True:
+            frame = wire.read_frame(0)
+            if frame is None:
+                return
+            number += 1
+            fds: list[int] = []
+            try:
+                _, fds, _, _ = socket.recv_fds(control, 1, 2)
+                job = wire.decode(frame)
+                if len(fds) != 2 or not isinstance(job, dict):
+                    raise OSError("a request needs a job and its two pipe ends")
+            except Exception as exc:  # noqa: BLE001 - report the failure, keep serving
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                wire.write_frame(1, wire.encode({"server_error": f"{type(exc).__name__}: {exc}"}))
+                continue
+            try:
+                answer = run_job(job, base_dir, fds[0], fds[1], number)
+            except Exception as exc:  # noqa: BLE001 - report the failure, keep serving
+                answer = {"server_error": f"{type(exc).__name__}: {exc}"}
+            wire.write_frame(1, wire.encode(answer))
+    finally:
+        _HOST["limiter"].close()
 
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the harness decides when we stop (stdin closes)
     try:
-        serve(sys.argv[1], namespaces="--no-namespaces" not in sys.argv[2:])
+        serve(sys.argv[1], int(sys.argv[2]), namespaces="--no-namespaces" not in sys.argv[3:],
+              cgroups="--no-cgroups" not in sys.argv[3:])
     except BrokenPipeError:
         pass
     except OSError as exc:

@@ -132,10 +132,10 @@ def test_pass_at_k_skips_k_larger_than_samples():
     assert skipped == [100]
 
 
-def test_program_ends_with_the_check_call(problems):
+def test_the_sandboxed_program_is_prompt_and_completion_without_the_tests(problems):
     program = program_for(problems["HumanEval/0"], "    return False\n")
-    assert program.rstrip().endswith("check(has_close_elements)")
-    assert program.startswith(problems["HumanEval/0"].prompt)
+    assert program == problems["HumanEval/0"].prompt + "    return False\n\n"
+    assert "def check" not in program and "check(" not in program
 
 
 def test_custom_problem_file_gz_and_plain(tmp_path):
@@ -248,3 +248,156 @@ def test_opencompass_predictions_with_a_non_string_gold_name_file_and_key(tmp_pa
 def test_library_samples_without_a_completion_are_bad_input(problems):
     with pytest.raises(InputError, match=r"sample 1.*'completion'"):
         score_samples(problems, [{"task_id": "HumanEval/0", "completion": ""}, {"task_id": "HumanEval/0"}])
+
+
+# --- forging a pass from inside the program (issue 15): each first proves it ran ----------------------
+
+HUNT = textwrap.dedent("""
+    import gc, os, re, sys
+    found = set()
+    frame = sys._getframe()
+    while frame is not None:
+        for value in list(frame.f_locals.values()) + list(frame.f_globals.values()):
+            if isinstance(value, str) and re.fullmatch('[0-9a-f]{32,}', value):
+                found.add(value)
+        frame = frame.f_back
+    for value in gc.get_objects():
+        if isinstance(value, dict):
+            for item in list(value.values()):
+                if isinstance(item, str) and re.fullmatch('[0-9a-f]{32,}', item):
+                    found.add(item)
+    for fd in range(3, 64):
+        for secret in found:
+            try:
+                os.write(fd, (secret + '\\n').encode())
+            except OSError:
+                pass
+    print('hunted', len(found), flush=True)
+""")
+SETTRACE_HOOK = textwrap.dedent("""
+    import sys
+    def _hook(frame, event, arg):
+        if event == 'call' and frame.f_code.co_name == 'check':
+            frame.f_globals['check'] = lambda candidate: None
+            raise SystemExit(0)
+        return _hook
+    sys.settrace(_hook)
+    sys.setprofile(_hook)
+    print('hook installed', flush=True)
+""")
+ALWAYS_EQUAL = textwrap.dedent("""
+    class Liar(int):
+        def __eq__(self, other):
+            return True
+        def __ne__(self, other):
+            return False
+        __hash__ = int.__hash__
+    class LiarList(list):
+        def __eq__(self, other):
+            return True
+    print('liars made', flush=True)
+""")
+
+
+def _forge(problems, prelude: str, body: str, tasks=None) -> list:
+    """Every task (or ``tasks``) with a completion that runs ``prelude`` at import and returns via ``body``."""
+    completion = f"{body}\n{prelude}"
+    tasks = tasks or list(problems)
+    return score_samples(problems, [{"task_id": t, "completion": completion} for t in tasks], k=(1,)).results
+
+
+def test_a_secret_hunt_in_frames_and_heap_finds_nothing_that_passes(problems):
+    results = _forge(problems, HUNT, "    return None")
+    assert all("hunted" in r.run.output for r in results)  # it ran in every program
+    assert [r.task_id for r in results if r.passed] == []
+
+
+def test_a_settrace_hook_with_return_none_scores_zero_of_164(problems):
+    results = _forge(problems, SETTRACE_HOOK, "    return None")
+    assert all("hook installed" in r.run.output for r in results)
+    assert len(results) == 164 and [r.task_id for r in results if r.passed] == []
+
+
+def test_an_int_or_list_that_equals_everything_arrives_as_a_plain_value(problems):
+    liar_int = _forge(problems, ALWAYS_EQUAL, "    return Liar(0)", ["HumanEval/53", "HumanEval/13"])
+    liar_list = _forge(problems, ALWAYS_EQUAL, "    return LiarList()", ["HumanEval/0", "HumanEval/29"])
+    for result in liar_int + liar_list:
+        assert "liars made" in result.run.output
+        assert (result.passed, result.run.status) == (False, "failed"), result.run
+
+
+def test_a_value_that_cannot_cross_is_an_error_not_a_pass(problems):
+    results = _forge(problems, "print('made an object', flush=True)", "    return object()", ["HumanEval/53"])
+    assert "made an object" in results[0].run.output
+    assert results[0].run.status == "error" and "cannot cross" in results[0].run.reason
+
+
+@pytest.mark.usefixtures("full_isolation")
+def test_a_fork_bomb_next_to_correct_samples_leaves_them_passing(problems):
+    bomb = textwrap.indent(textwrap.dedent("""
+        import os, time
+        print('bombing', flush=True)
+        while True:
+            try:
+                if os.fork() == 0:
+                    time.sleep(60)
+                    os._exit(0)
+            except OSError:
+                time.sleep(0.01)
+    """), "    ")
+    tasks = ["HumanEval/0", "HumanEval/2", "HumanEval/4", "HumanEval/12", "HumanEval/53", "HumanEval/35"]
+    samples = [{"task_id": "HumanEval/0", "completion": bomb}]
+    samples += [{"task_id": t, "completion": problems[t].canonical_solution} for t in tasks] * 2
+    result = score_samples(problems, samples, k=(1,), workers=2, limits=Limits(timeout=3.0, processes=24))
+    assert "bombing" in result.results[0].run.output and result.results[0].run.status == "timed out"
+    assert [r.run.status for r in result.results[1:]] == ["passed"] * 12
+
+
+def test_a_check_that_never_returns_is_stopped_at_the_timeout(tmp_path):
+    problems_file = tmp_path / "problems.jsonl"
+    _write_jsonl(problems_file, [{
+        "task_id": "Slow/0", "prompt": "def f(x):\n", "entry_point": "f",
+        "test": "def check(candidate):\n    assert candidate(1) == 2\n    while True:\n        pass\n",
+    }])
+    problems = load_problems(problems_file)
+    result = score_samples(problems, [{"task_id": "Slow/0", "completion": "    return x + 1\n"}], k=(1,),
+                           limits=Limits(timeout=1.0))
+    run = result.results[0].run
+    assert run.calls == 1  # the check ran, the candidate answered
+    assert run.status == "timed out" and run.seconds < 10
+
+
+def test_a_crashing_or_endless_candidate_fails_cleanly_and_exceptions_keep_their_builtin_type(tmp_path):
+    problems_file = tmp_path / "problems.jsonl"
+    test = ("def check(candidate):\n    try:\n        candidate(-1)\n    except ValueError:\n        pass\n"
+            "    else:\n        raise AssertionError('no ValueError')\n    assert candidate(2) == 4\n")
+    _write_jsonl(problems_file, [{"task_id": "T/0", "prompt": "def f(x):\n", "entry_point": "f", "test": test}])
+    problems = load_problems(problems_file)
+    completions = {
+        "right": "    if x < 0:\n        raise ValueError(x)\n    return x * 2\n",
+        "crash": "    import os\n    os._exit(3)\n",
+        "endless": "    while True:\n        pass\n",
+        "swallowed": "    import os\n    if x < 0:\n        raise ValueError(x)\n    os._exit(0)\n",
+    }
+    result = score_samples(problems, [{"task_id": "T/0", "completion": c} for c in completions.values()], k=(1,),
+                           limits=Limits(timeout=1.5))
+    statuses = {name: r.run.status for name, r in zip(completions, result.results)}
+    assert statuses == {"right": "passed", "crash": "error", "endless": "timed out", "swallowed": "error"}
+
+
+@pytest.mark.parametrize("flags", [("--timeout", "inf"), ("--timeout", "nan"), ("--timeout", "1e300"),
+                                   ("--timeout", "-1"), ("--memory-mb", "1e15"), ("--memory-mb", "nan")])
+def test_cli_refuses_unbounded_limits_in_one_line(tmp_path, flags):
+    samples = tmp_path / "samples.jsonl"
+    _write_jsonl(samples, [{"task_id": "HumanEval/0", "completion": "    return False\n"}])
+    ran = _cli("--samples", str(samples), *flags)
+    assert ran.returncode == 2 and flags[0] in ran.stderr
+    assert ran.stderr.strip().count("\n") == 0 and "Traceback" not in ran.stderr
+
+
+def test_cli_deeply_nested_samples_are_one_line(tmp_path):
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    ran = _cli("--samples", str(samples))
+    assert ran.returncode == 2 and "line 1" in ran.stderr and "nested" in ran.stderr
+    assert ran.stderr.strip().count("\n") == 0 and "Traceback" not in ran.stderr

@@ -64,7 +64,10 @@ def trusted_code(task_id: str, prompt: str, test: str, entry_point: str) -> Code
         if key in _compiled:
             return _compiled[key]
     try:
-        prompt_tree = ast.parse(prompt)
+        try:
+            prompt_tree = ast.parse(prompt)
+        except SyntaxError:  # a prompt that ends at the signature, the body left to the model
+            prompt_tree = ast.parse(prompt.rstrip("\n") + "\n    pass\n")
         test_tree = ast.parse(test)
     except SyntaxError as exc:
         raise InputError(f"the problem's prompt or test is not valid Python: {exc.msg} (line {exc.lineno})",

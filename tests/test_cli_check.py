@@ -103,3 +103,101 @@ def test_json_that_cannot_be_written_is_exit_2(tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
     assert main(["check", "--baseline", str(gpu), "--candidate", str(gpu), "--json", "/proc/nope/r.json"]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_rel_tol_as_percentage_and_a_bare_one_is_refused_with_a_hint(tmp_path, capsys):
+    gpu = summary_csv(tmp_path / "gpu.csv", [("mmlu", "v", "accuracy", "gen", "47.00")])
+    npu = summary_csv(tmp_path / "npu.csv", [("mmlu", "v", "accuracy", "gen", "46.20")])  # -1.70 %
+    assert main(["check", "--baseline", str(gpu), "--candidate", str(npu), "--rel-tol", "2%"]) == 0
+    assert main(["check", "--baseline", str(gpu), "--candidate", str(npu), "--rel-tol", "0.02"]) == 0
+    assert main(["check", "--baseline", str(gpu), "--candidate", str(npu), "--rel-tol", "1%"]) == 1
+    capsys.readouterr()
+    assert main(["check", "--baseline", str(gpu), "--candidate", str(npu), "--rel-tol", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "1%" in err and "0.01" in err
+
+
+def test_counts_only_compared_rows_and_says_which_run_was_read(tmp_path, capsys):
+    from tests.scores_writers import opencompass_run
+
+    gpu = summary_csv(
+        tmp_path / "gpu.csv",
+        [("--------- Exam ---------", "-", "-", "-", "-"), ("gsm8k", "v", "accuracy", "gen", "75.00"),
+         ("ceval", "-", "-", "-", "-"), ("mmlu", "v", "accuracy", "gen", "47.00")],
+    )
+    work = tmp_path / "npu_out"
+    opencompass_run(work, "20260101_000000", {"gsm8k": {"accuracy": 75.0}, "mmlu": {"accuracy": 46.8}, "ceval": {"accuracy": 40.0}})
+    opencompass_run(work, "20260102_000000", {"gsm8k": {"accuracy": 1.0}}, summarize=False)  # killed before its summary
+    out = tmp_path / "r.json"
+    assert main(["check", "--baseline", str(gpu), "--candidate", str(work), "--ignore-version", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "PASS: 2 of 2 compared checks aligned; not compared (1): ceval/accuracy" in text
+    assert f"baseline:  {gpu} (model m, opencompass)" in text
+    assert "(model npu, opencompass, run 20260101_000000)" in text
+    assert "newer run 20260102_000000 has no summary (incomplete?): read run 20260101_000000 instead" in text
+    result = json.loads(out.read_text())
+    assert result["counts"] == {"compared": 2, "aligned": 2, "not_compared": 1}
+    assert result["candidate"]["run"] == "20260101_000000" and result["candidate"]["source"].endswith(".csv")
+    assert result["candidate"]["notes"][0].startswith("newer run 20260102_000000")
+    assert result["baseline"] == {"source": str(gpu), "model": "m", "tool": "opencompass"}
+    ceval = next(c for c in result["checks"] if c["dataset"] == "ceval")
+    assert ceval["metric"] == "accuracy" and ceval["status"] == "skipped"
+
+
+def test_aisbench_without_model_lists_only_model_columns(tmp_path, capsys):
+    from tests.scores_writers import aisbench_summary
+
+    path = aisbench_summary(tmp_path / "ais.csv", [("gsm8k", "v", "accuracy", "gen", "40", "75.00 (30/40)", "72.50 (29/40)")],
+                            models=("gpu", "npu"))
+    assert main(["check", "--baseline", str(path), "--candidate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "(gpu, npu)" in err and "total_count" not in err
+    assert main(["check", "--baseline", str(path), "--baseline-model", "gpu", "--candidate", str(path), "--model", "npu",
+                 "--rel-tol", "4%"]) == 0
+
+
+def test_lmeval_baseline_against_opencompass_candidate_with_a_names_mapping(tmp_path, capsys):
+    """The README's example: a GPU baseline from lm-eval, the NPU run from OpenCompass."""
+    from tests.scores_writers import gen_details, lmeval_run, opencompass_run
+
+    flags_gpu = [i < 30 for i in range(40)]
+    flags_npu = [i < 29 for i in range(40)]
+    lmeval_run(
+        tmp_path / "lm_eval_out",
+        {
+            "gsm8k": {
+                "metrics": {"exact_match,strict-match": 0.75, "exact_match_stderr,strict-match": 0.0693,
+                            "exact_match,flexible-extract": 0.775, "exact_match_stderr,flexible-extract": 0.0669},
+                "samples": [{"doc_id": i, "filter": "strict-match", "exact_match": float(f)} for i, f in enumerate(flags_gpu)],
+            },
+            "arc_easy": {"metrics": {"acc,none": 0.80, "acc_stderr,none": 0.02, "acc_norm,none": 0.78}},
+        },
+    )
+    opencompass_run(
+        tmp_path / "oc_out",
+        "20260101_000000",
+        {"gsm8k": {"accuracy": 72.5, "details": gen_details("gsm8k", flags_npu)}, "ARC-e": {"accuracy": 80.2}},
+    )
+    suite = tmp_path / "mixed.toml"
+    suite.write_text(
+        '[scores]\ncandidate = "oc_out"\n[baseline]\npath = "lm_eval_out"\n'
+        '[tolerance]\nrel = "4%"\nrequire_significance = true\n'
+        '[names]\n"gsm8k/exact_match,strict-match" = "gsm8k/accuracy"\n"gsm8k/exact_match,flexible-extract" = ""\n'
+        'arc_easy = "ARC-e"\n"arc_easy/acc_norm,none" = ""\n'
+    )
+    out = tmp_path / "r.json"
+    args = ["check", "--baseline", str(tmp_path / "lm_eval_out"), "--candidate", str(tmp_path / "oc_out"), "--json", str(out)]
+    assert main(args) == 1  # without the mapping: flexible-extract, acc_norm and ARC-e cannot be matched
+    capsys.readouterr()
+    assert main([*args, "--suite", str(suite)]) == 0
+    text = capsys.readouterr().out
+    assert "(model org/tiny-gpu, lm-eval, run" in text
+    assert "PASS: 2 of 2 compared checks aligned; not compared (2): gsm8k/exact_match,flexible-extract, arc_easy/acc_norm,none" in text
+    result = json.loads(out.read_text())
+    checks = {(c["dataset"], c["metric"]): c for c in result["checks"]}
+    strict = checks[("gsm8k", "exact_match,strict-match")]
+    assert strict["passed"] and strict["candidate_name"] == "gsm8k/accuracy"
+    assert strict["flipped"]["paired_by"] == "number" and strict["flipped"]["common"] == 40
+    assert checks[("arc_easy", "acc,none")]["passed"] and checks[("arc_easy", "acc,none")]["candidate_name"] == "ARC-e/accuracy"
+    assert checks[("arc_easy", "acc_norm,none")]["status"] == "skipped"
+    assert result["baseline"]["tool"] == "lm-eval" and result["candidate"]["tool"] == "opencompass"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from accuracy.compare.scores import ScorePolicy, Tolerance, compare_scores
+from accuracy.compare.scores import ScorePolicy, Tolerance, compare_scores, parse_rel_tol
 from accuracy.errors import InputError
 from accuracy.scores.model import Score, ScoreTable
 
@@ -122,3 +122,78 @@ def test_failed_requests_fail_the_check_unless_allowed():
     assert check.status == "invalid" and not check.passed and "mmlu_3" in check.notes[-1]
     allowed = ScorePolicy(default=Tolerance(max_invalid=2))
     assert compare_scores(table(base), table(cand), allowed).checks[0].passed
+
+
+def test_unpaired_samples_are_no_evidence_and_the_plain_rule_decides():
+    # The false pass: no ids in common, different counts -> McNemar used to say p = 1, "not significant".
+    base = Score("gsm8k", "accuracy", 75.0, samples={f"gsm8k_test_{i}": i < 30 for i in range(40)})
+    cand = Score("gsm8k", "accuracy", 55.0, samples={str(i): i < 21 for i in range(39)})
+    check = compare_scores(table(base), table(cand), ScorePolicy(require_significance=True)).checks[0]
+    assert not check.passed and check.flipped is None
+    notes = " ".join(check.notes)
+    assert "nothing can be paired" in notes and "judged by the plain rule" in notes
+
+
+def test_renamed_samples_of_the_same_count_pair_by_number_and_a_big_drop_is_significant():
+    base = Score("gsm8k", "accuracy", 75.0, samples={f"gsm8k_test_{i}": i < 30 for i in range(40)})
+    cand = Score("gsm8k", "accuracy", 55.0, samples={str(i): i < 22 for i in range(40)})  # -26.67 %
+    check = compare_scores(table(base), table(cand), ScorePolicy(require_significance=True)).checks[0]
+    assert check.flipped["paired_by"] == "number" and check.flipped["common"] == 40
+    assert check.flipped["p_value"] < 0.01 and not check.passed
+    assert any("paired by the number" in note for note in check.notes)
+
+
+def test_rows_not_compared_are_not_counted_as_aligned():
+    base = table(Score("mmlu", "accuracy", 47.0), Score("ceval", "-", None), Score("gsm8k", "accuracy", None))
+    cand = table(Score("mmlu", "accuracy", 47.0), Score("ceval", "accuracy", 40.0), Score("gsm8k", "accuracy", 50.0))
+    result = compare_scores(base, cand)
+    assert result.counts == {"compared": 1, "aligned": 1, "not_compared": 2}
+    assert result.summary() == "PASS: 1 of 1 compared checks aligned; not compared (2): ceval/accuracy, gsm8k/accuracy"
+
+
+def test_a_dash_row_takes_the_real_metric_name_or_none():
+    base = table(Score("ceval", "-", None), Score("cmmlu", "-", None))
+    cand = table(Score("ceval", "accuracy", 40.0))
+    checks = compare_scores(base, cand).checks
+    assert [(c.dataset, c.metric, c.status) for c in checks] == [("ceval", "accuracy", "skipped"), ("cmmlu", "-", "skipped")]
+
+
+def test_metric_names_of_another_tool_are_matched_and_said():
+    base = table(Score("arc_easy", "acc,none", 80.0), Score("gsm8k", "exact_match,strict-match", 50.0))
+    cand = table(Score("arc_easy", "accuracy", 79.5), Score("gsm8k", "accuracy", 49.8))
+    checks = compare_scores(base, cand).checks
+    assert [c.status for c in checks] == ["pass", "pass"]
+    assert checks[0].candidate_name == "arc_easy/accuracy" and "matched to accuracy" in checks[0].notes[0]
+    assert "only metric of gsm8k" in checks[1].notes[0]
+
+
+def test_names_map_what_cannot_be_matched():
+    base = table(Score("gsm8k", "exact_match,strict-match", 50.0), Score("gsm8k", "exact_match,flexible-extract", 60.0),
+                 Score("arc_easy", "acc,none", 80.0))
+    cand = table(Score("gsm8k", "accuracy", 59.9), Score("ARC-e", "accuracy", 80.0))
+    unmapped = compare_scores(base, cand).checks
+    assert [c.status for c in unmapped] == ["missing", "missing", "missing"]
+    assert "[names]" in unmapped[0].notes[0]
+    names = {"gsm8k/exact_match,flexible-extract": "gsm8k/accuracy", "gsm8k/exact_match,strict-match": "gsm8k/none",
+             "arc_easy": "ARC-e"}
+    mapped = compare_scores(base, cand, ScorePolicy(names=names)).checks
+    assert [c.status for c in mapped] == ["missing", "pass", "pass"]
+    assert "which the candidate lacks" in mapped[0].notes[0]
+
+
+def test_versions_of_different_tools_are_not_compared():
+    base = ScoreTable(model="gpu", scores=[Score("gsm8k", "acc,none", 50.0, version="3.0")], provenance={"tool": "lm-eval"})
+    cand = table(Score("gsm8k", "accuracy", 50.0, version="1d7fe4"))
+    assert compare_scores(base, cand).verdict == "pass"
+
+
+@pytest.mark.parametrize("text,expected", [("1%", 0.01), ("0.01", 0.01), ("2.5%", 0.025), ("0", 0.0), ("150%", 1.5)])
+def test_rel_tol_takes_a_percentage_or_a_fraction(text, expected):
+    assert parse_rel_tol(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text,hint", [("1", "write 1% for a percentage or 0.01 for a fraction"), ("abc", "not a number"),
+                                       ("-1%", ">= 0"), ("nan", "finite")])
+def test_rel_tol_refuses_what_would_silently_mislead(text, hint):
+    with pytest.raises(ValueError, match=hint):
+        parse_rel_tol(text)

@@ -11,7 +11,8 @@ check says so); no pairs is no evidence, and the plain rule decides.
 Baseline and candidate may come from different tools (lm-eval against OpenCompass): rows are matched
 by dataset and metric name (``acc,none`` matches ``accuracy``; a dataset with one metric on each side
 pairs them), and ``ScorePolicy.names`` maps the rest (``"gsm8k/exact_match,strict-match" =
-"gsm8k/accuracy"``, or a whole dataset ``"arc_easy" = "ARC-e"``).
+"gsm8k/accuracy"``, or a whole dataset ``"arc_easy" = "ARC-e"``); a name mapped to ``""`` is not
+judged (a metric the other tool does not have).
 """
 
 from __future__ import annotations
@@ -165,9 +166,9 @@ class ScoreComparison:
         line = f"{self.verdict.upper()}: {counts['aligned']} of {counts['compared']} compared checks aligned"
         if failed:
             line += f"; failing: {', '.join(f'{c.dataset}/{c.metric}' for c in failed)}"
-        skipped = [c.dataset for c in self.checks if not c.compared]
+        skipped = [c.dataset if c.metric == NO_METRIC else f"{c.dataset}/{c.metric}" for c in self.checks if not c.compared]
         if skipped:
-            line += f"; not compared ({len(skipped)}, no baseline value): {', '.join(skipped)}"
+            line += f"; not compared ({len(skipped)}): {', '.join(skipped)}"
         return line
 
     def to_dict(self) -> dict[str, Any]:
@@ -346,6 +347,12 @@ def compare_scores(baseline: ScoreTable, candidate: ScoreTable, policy: ScorePol
             check.metric = _real_metric(base, candidate, policy.names)
             checks.append(check)
             used.update(s.key for s in candidate.scores if s.dataset == policy.names.get(base.dataset, base.dataset))
+            continue
+        if "" in (policy.names.get(f"{base.dataset}/{base.metric}"), policy.names.get(base.dataset)):
+            check = judge_score(Score(base.dataset, base.metric, None), None, policy.for_dataset(base.dataset), policy)
+            check.baseline = base.value
+            check.notes = ["not judged: [names] maps it to \"\" (no counterpart in the candidate's tool)"]
+            checks.append(check)
             continue
         cand, note = match_candidate(base, baseline, candidate, policy.names)
         check = judge_score(base, cand, policy.for_dataset(base.dataset), policy)

@@ -148,7 +148,7 @@ def _read_samples(path: Path) -> dict[str, dict[str, bool]]:
 def _leaves(group: str, subtasks: dict[str, list[str]], seen: frozenset[str] = frozenset()) -> list[str]:
     leaves: list[str] = []
     for child in subtasks.get(group, []):
-        if child in subtasks and child not in seen:
+        if subtasks.get(child) and child not in seen:
             leaves.extend(_leaves(child, subtasks, seen | {group}))
         else:
             leaves.append(child)

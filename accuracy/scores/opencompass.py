@@ -207,14 +207,15 @@ def read_workdir(work_dir: str | Path, *, model: str | None = None) -> ScoreTabl
     run_dir, notes = pick_run(Path(work_dir))
     table = read_summary(_summary_of(run_dir), model=model)
     results_dir = run_dir / "results" / table.model
+    groups = summary_groups(run_dir)
+    wanted = [s.dataset for s in table.scores] + [d for s in table.scores for d in groups.get(s.dataset, [])]
     flags_of: dict[str, dict[str, bool]] = {}
-    for dataset in dict.fromkeys(s.dataset for s in table.scores):
+    for dataset in dict.fromkeys(wanted):
         details_path = results_dir / f"{dataset}.json"
         if details_path.is_file():
             flags = read_sample_flags(details_path)
             if flags:
                 flags_of[dataset] = flags
-    groups = summary_groups(run_dir)
     for score in table.scores:
         score.samples = _flags_for(score, flags_of, groups)
     table.provenance["opencompass_run"] = run_dir.name
@@ -282,7 +283,18 @@ def summary_groups(run_dir: Path) -> dict[str, list[str]]:
                 subsets = [s[0] if isinstance(s, (list, tuple)) and s else s for s in group.get("subsets", [])]
                 if subsets and all(isinstance(s, str) for s in subsets):
                     groups[group["name"]] = subsets
-    return groups
+    return {name: _leaves(name, groups) for name in groups}
+
+
+def _leaves(name: str, groups: dict[str, list[str]], seen: frozenset[str] = frozenset()) -> list[str]:
+    """A group's datasets, with groups of groups (mmlu over mmlu-humanities ...) expanded."""
+    leaves: list[str] = []
+    for subset in groups.get(name, []):
+        if subset in groups and subset not in seen | {name}:
+            leaves.extend(_leaves(subset, groups, seen | {name}))
+        else:
+            leaves.append(subset)
+    return list(dict.fromkeys(leaves))
 
 
 def _literal(node: ast.AST) -> Any:

@@ -20,6 +20,7 @@ rel = "2%"                         # a fraction (0.02) or a percentage string; a
 [names]                            # baseline "dataset[/metric]" -> the candidate's name (mixed tools)
 "gsm8k/exact_match,strict-match" = "gsm8k/accuracy"
 arc_easy = "ARC-e"
+"arc_easy/acc_norm,none" = ""      # "" = not judged (the other tool has no such metric)
 ```
 """
 
@@ -99,7 +100,7 @@ def names_from_suite(suite: Suite) -> dict[str, str]:
     names = {}
     for key in table.data:
         value = table.get(key, str)
-        if "/" in key and "/" not in value:
+        if "/" in key and value and "/" not in value:
             raise table.error(key, f"maps a dataset/metric, so its value must be dataset/metric too, got {value!r}")
         names[key] = value
     return names

@@ -128,3 +128,62 @@ def test_the_committed_suite_is_valid(tmp_path):
     (folder / "llm-tiny.toml").write_text(text)
     llm = read_llm_suite(load_suite(folder / "llm-tiny.toml"))
     assert llm.dataset_names == ["add", "add_more"]
+
+
+def fake_vllm(root: Path, *, limit: int = 256):
+    """A scripted server answering like vLLM: /v1/models with root and max_model_len, /tokenize."""
+    models = {"data": [{"id": "tiny-lm", "root": str(root), "max_model_len": limit}]}
+    count = lambda body: {"count": len(body["messages"][0]["content"]), "max_model_len": limit}
+    return Stub({("GET", "/v1/models"): [(200, models)], ("POST", "/tokenize"): [(200, count)]})
+
+
+def bare_suite(folder: Path, base_url: str, rows: list[dict]) -> Path:
+    """A suite that names neither the model nor the tokenizer: preflight asks the server."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "add.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (folder / "b.json").write_text(json.dumps({"schema": 1, "model": "s", "scores": [
+        {"dataset": "add", "metric": "accuracy", "value": 100.0}]}))
+    path = folder / "s.toml"
+    path.write_text(f'[suite]\nname = "s"\n[llm]\nbase_url = "{base_url}"\n[llm.generation]\nmax_out_len = 4\n'
+                    '[llm.datasets]\ncustom = ["add.jsonl"]\n[baseline]\npath = "b.json"\n')
+    return path
+
+
+def test_fake_vllm_names_the_model_and_its_folder_gives_the_tokenizer(tmp_path):
+    from accuracy.config import load_suite
+    from accuracy.llm.suite import prepare
+
+    server = fake_vllm(tmp_path)
+    try:
+        prepared = prepare(load_suite(bare_suite(tmp_path / "s", f"{server.url}/v1", [ROW])))
+    finally:
+        server.stop()
+    assert prepared.llm.model == "tiny-lm" and prepared.llm.tokenizer == tmp_path.resolve()
+    assert prepared.llm.generation.max_seq_len == 256  # OpenCompass's limit capped to the server's
+    config = prepared.config.read_text()
+    assert "'path': 'tiny-lm'" in config and f"'tokenizer_path': '{tmp_path.resolve()}'" in config
+    assert any("max_model_len 256" in note for note in prepared.notes)
+
+
+def test_fake_vllm_model_folder_elsewhere_asks_for_the_tokenizer(tmp_path, capsys):
+    server = fake_vllm(Path("/models/not-on-this-machine"))
+    try:
+        suite = bare_suite(tmp_path, f"{server.url}/v1", [ROW])
+        code, err = run(capsys, str(suite))
+    finally:
+        server.stop()
+    assert code == 2 and f"{suite} [llm.tokenizer]" in err and "not a folder here" in err
+
+
+def test_fake_vllm_a_prompt_that_cannot_fit_is_named_before_the_run(tmp_path, capsys):
+    long_row = {**ROW, "question": "x" * 300}
+    server = fake_vllm(tmp_path)
+    try:
+        suite = bare_suite(tmp_path, f"{server.url}/v1", [ROW, long_row])
+        code, err = run(capsys, str(suite))
+    finally:
+        server.stop()
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and f"{tmp_path / 'add.jsonl'} [line 2]" in line and "max_model_len 256" in line
+    assert not any(path == "/v1/chat/completions" for _, path, _ in server.requests)
+    assert no_opencompass_run(tmp_path / ".accuracy-work" / "s")

@@ -1,4 +1,5 @@
-"""Endpoint preflight against fake (scripted) servers on 127.0.0.1: up, down, wrong model, flaky."""
+"""Endpoint preflight against fake (scripted) servers on 127.0.0.1: up, down, wrong model, flaky, and
+what a vLLM server adds (served name, max_model_len, /tokenize). Real vLLM: tests/test_llm_suite.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import time
 import pytest
 
 from accuracy.errors import ConfigError
-from accuracy.llm.endpoint import check_endpoint, fetch
+from accuracy.llm.endpoint import Probe, check_endpoint, check_prompts_fit, context_limit, fetch
+from accuracy.llm.opencompass.custom_prompts import PromptSample
 from tests.fixtures.llm_servers import free_port
 
 MODELS = {"object": "list", "data": [{"id": "tiny", "object": "model"}]}
@@ -63,3 +65,53 @@ def test_fake_vllm_generate_servers_are_checked_on_health(stub):
     down = stub({("GET", "/health"): [(500, {})]})
     with pytest.raises(ConfigError, match="HTTP 500"):
         check_endpoint("vllm", [down.url], "any", timeout=1.0)
+
+
+VLLM_MODELS = {"object": "list", "data": [{"id": "tiny-lm", "object": "model", "owned_by": "vllm",
+                                           "root": "/models/tiny", "max_model_len": 256}]}
+
+
+def test_fake_vllm_models_card_gives_the_context_and_the_model_folder(stub):
+    server = stub({("GET", "/v1/models"): [(200, VLLM_MODELS)]})
+    (probe,) = check_endpoint("openai", [f"{server.url}/v1"], "tiny-lm")
+    assert (probe.model, probe.max_model_len, probe.root) == ("tiny-lm", 256, "/models/tiny")
+
+
+def test_fake_server_without_a_model_name_in_the_suite_uses_the_one_it_serves(stub):
+    server = stub({("GET", "/v1/models"): [(200, VLLM_MODELS)]})
+    assert check_endpoint("openai", [f"{server.url}/v1"], "")[0].model == "tiny-lm"
+    several = stub({("GET", "/v1/models"): [(200, {"data": [{"id": "a"}, {"id": "b"}]})]})
+    with pytest.raises(ConfigError, match=r"\[llm.model\]: .* serves 2 models \(a, b\); name one"):
+        check_endpoint("openai", [f"{several.url}/v1"], "", path="s.toml")
+
+
+def test_context_limit_is_the_smallest_replicas():
+    probes = [Probe("a", ["m"], "m", 512), Probe("b", ["m"], "m", 256), Probe("c", ["m"], "m", None)]
+    assert context_limit(probes) == 256
+    assert context_limit([Probe("c", ["m"], "m", None)]) is None
+
+
+def samples(tmp_path, *prompts):
+    return [PromptSample("add", tmp_path / "add.jsonl", line, prompt) for line, prompt in enumerate(prompts, 1)]
+
+
+def test_fake_vllm_tokenize_finds_the_prompt_that_cannot_fit(stub, tmp_path):
+    count = lambda body: {"count": len(body["messages"][0]["content"]), "max_model_len": 256}
+    server = stub({("POST", "/tokenize"): [(200, count)]})
+    with pytest.raises(ConfigError) as caught:
+        check_prompts_fit(f"{server.url}/v1", "tiny-lm", samples(tmp_path, "x" * 10, "x" * 253, "x" * 300),
+                          max_out_len=4, max_model_len=256)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'add.jsonl'} [line 2]: sample of dataset 'add'")
+    assert "253 prompt tokens + max_out_len 4 > max_model_len 256 (1 more samples do not fit" in message
+    _, path, body = server.requests[0]
+    assert path == "/tokenize" and body["add_generation_prompt"] and body["model"] == "tiny-lm"
+    assert check_prompts_fit(f"{server.url}/v1", "tiny-lm", samples(tmp_path, "x" * 252), max_out_len=4,
+                             max_model_len=256) == 252  # exactly full fits
+
+
+def test_fake_server_without_tokenize_is_not_checked(stub, tmp_path):
+    server = stub({("GET", "/v1/models"): [(200, MODELS)]})  # no /tokenize: 404
+    assert check_prompts_fit(f"{server.url}/v1", "tiny", samples(tmp_path, "q"), max_out_len=4,
+                             max_model_len=8) is None
+    assert len(server.requests) == 1  # one probe, not one per sample

@@ -79,3 +79,33 @@ def test_openai_sdk_marks_a_request_that_keeps_failing(stub, oc_models, tokenize
     (answer,) = model.generate(["q"], max_out_len=4)
     assert predictions.classify(answer) == "failed"
     assert len(server.requests) == 2
+
+
+VLLM_400 = {"error": {"message": "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)",
+                      "type": "BadRequestError", "param": "max_tokens", "code": 400}}
+
+
+def test_openai_sdk_failed_prediction_carries_the_fake_vllm_error_message(stub, oc_models, tokenizer_dir):
+    server = stub({("POST", "/v1/chat/completions"): [(400, VLLM_400)]})
+    model = oc_models.AccuracyOpenAISDK(path="tiny", openai_api_base=f"{server.url}/v1", key="k", retry=2,
+                                        query_per_second=100, temperature=0.0, tokenizer_path=tokenizer_dir)
+    (answer,) = model.generate(["q"], max_out_len=4)
+    assert len(server.requests) == 1  # a 400 is not retried
+    assert predictions.failure_reason(answer) == ("HTTP 400: max_tokens must be at least 1, got 0. "
+                                                  "(parameter=max_tokens, value=0)")
+
+
+def test_vllm_generate_failed_prediction_carries_the_fake_servers_message(stub, oc_models):
+    server = stub({("POST", "/generate"): [(400, {"detail": "prompt too long"})]})
+    model = oc_models.VLLMGenerateAPI(url=f"{server.url}/generate", retry=0, query_per_second=100)
+    (answer,) = model.generate(["q"], max_out_len=4)
+    assert predictions.failure_reason(answer) == "HTTP 400: prompt too long"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [({"error": {"message": "m1"}}, "m1"), ({"message": "m2"}, "m2"), ({"detail": "m3"}, "m3"),
+     (b'{"error": {"message": "m4"}}', "m4"), (b"plain text", "plain text"), (b"", None), ({}, None)],
+)
+def test_server_message_reads_the_usual_error_bodies(oc_models, body, message):
+    assert oc_models.server_message(body) == message

@@ -85,3 +85,15 @@ def test_other_metrics_and_clean_scores_are_left_alone():
     clean = Score("add", "accuracy", 50.0, samples={"add_0": True, "add_1": False})
     assert not exclude_invalid(bleu) and bleu.value == 31.2 and len(bleu.samples) == 2
     assert not exclude_invalid(clean) and clean.value == 50.0
+
+
+def test_failure_reasons_are_read_back_per_sample(tmp_path):
+    folder = tmp_path / "predictions" / "m"
+    folder.mkdir(parents=True)
+    (folder / "add.json").write_text(json.dumps({
+        "0": {"prediction": "B"},
+        "1": {"prediction": "[accuracy: request failed: HTTP 400: too long]"},
+        "2": {"prediction": "[accuracy: request failed]"},
+    }))
+    report = check_predictions(tmp_path, "m", "add")
+    assert report.failed == ["1", "2"] and report.reasons == {"1": "HTTP 400: too long"}

@@ -77,10 +77,9 @@ def test_bad_suites_name_the_file_and_key(tmp_path, llm, where, words):
     assert message.startswith(str(suite.resolve())) and f"[{where}]" in message and words in message
 
 
-def test_an_openai_endpoint_needs_a_local_tokenizer(tmp_path):
+def test_the_tokenizer_defaults_to_a_local_model_folder_else_is_left_to_preflight(tmp_path):
     suite = write_suite(tmp_path, BASE.replace('tokenizer = "."\n', ""))
-    with pytest.raises(ConfigError, match=r"\[llm.tokenizer\]: give the local tokenizer folder"):
-        read_llm_suite(load_suite(suite))
+    assert read_llm_suite(load_suite(suite)).tokenizer is None  # preflight asks the server (vLLM's root)
     served_from_a_folder = write_suite(tmp_path, BASE.replace('tokenizer = "."\n', "").replace('"m"', f'"{tmp_path}"'))
     assert read_llm_suite(load_suite(served_from_a_folder)).tokenizer == tmp_path.resolve()
 

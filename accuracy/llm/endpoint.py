@@ -1,9 +1,16 @@
-"""Preflight for a served model: is the endpoint up, and does it serve the model the suite names?
+"""Preflight for a served model: is the endpoint up, which model does it serve, and does every prompt fit?
 
 Checked before OpenCompass starts, so a typo in a URL costs seconds, not a run. Requests here are
 retried on 5xx, 429 and timeouts with exponential backoff; a refused connection is not retried
 (nothing is listening). During the run, retries belong to OpenCompass's model classes
 (``oc_models``: the ``openai`` client retries 408/429/5xx/timeouts with backoff ``retry`` times).
+
+vLLM's OpenAI-compatible server says more than the OpenAI API requires, and preflight uses it:
+``/v1/models`` lists each served name with its ``max_model_len`` (the context the server accepts) and
+``root`` (the folder it was loaded from), and ``POST /tokenize`` counts a chat prompt's tokens with
+the served model's own tokenizer and chat template. A prompt whose tokens plus ``max_out_len`` exceed
+``max_model_len`` is reported here, naming the dataset file and line, instead of becoming a run of
+HTTP 400s (vLLM refuses a prompt longer than its context, and cuts the answer of one that nearly fills it).
 """
 
 from __future__ import annotations
@@ -12,20 +19,27 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from accuracy.errors import ConfigError
+from accuracy.llm.opencompass.custom_prompts import PromptSample
 
 RETRIED_STATUS = (408, 429, 500, 502, 503, 504)
 
 
 @dataclass
 class Probe:
-    """What one replica answered: its URL, and the served model names (OpenAI API only)."""
+    """What one replica answered: its URL, the served model names (OpenAI API only), and what it
+    reports of the suite's model (vLLM: ``max_model_len`` and the ``root`` folder it was loaded from)."""
 
     url: str
     models: list[str]
+    model: str = ""
+    max_model_len: int | None = None
+    root: str | None = None
 
 
 def fetch(url: str, *, key: str = "EMPTY", timeout: float = 5.0, retries: int = 2,
@@ -59,7 +73,9 @@ def check_endpoint(api: str, base_urls: list[str], model: str, *, key: str = "EM
                    path=None, timeout: float = 5.0) -> list[Probe]:
     """Every replica answers, and (OpenAI API) lists ``model`` among its served models.
 
-    Errors are ``ConfigError`` naming the suite file and ``llm.base_url`` / ``llm.model``.
+    An empty ``model`` means "the one model the server serves" (its name is read from ``/v1/models``;
+    a server with several names them). Errors are ``ConfigError`` naming the suite file and
+    ``llm.base_url`` / ``llm.model``.
     """
     probes = []
     for index, base in enumerate(base_urls):
@@ -69,17 +85,106 @@ def check_endpoint(api: str, base_urls: list[str], model: str, *, key: str = "EM
             body = fetch(url, key=key, timeout=timeout)
         except OSError as exc:
             raise ConfigError(f"endpoint {url} is not serving: {exc}", path=path, where=where) from None
-        served: list[str] = []
-        if api == "openai":
-            data = body.get("data") if isinstance(body, dict) else None
-            if not isinstance(data, list):
-                raise ConfigError(f"{url} did not answer like an OpenAI-compatible server (no 'data' list)",
-                                  path=path, where=where)
-            served = [str(item.get("id")) for item in data if isinstance(item, dict)]
-            if model not in served:
-                raise ConfigError(
-                    f"{base} does not serve model {model!r}; it serves: {', '.join(served) or '(none)'}",
-                    path=path, where="llm.model",
-                )
-        probes.append(Probe(url=base, models=served))
+        if api != "openai":
+            probes.append(Probe(url=base, models=[], model=model))
+            continue
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise ConfigError(f"{url} did not answer like an OpenAI-compatible server (no 'data' list)",
+                              path=path, where=where)
+        cards = {str(item.get("id")): item for item in data if isinstance(item, dict)}
+        served = list(cards)
+        name = model or (probes[0].model if probes else _the_only_model(base, served, path))
+        if name not in cards:
+            raise ConfigError(f"{base} does not serve model {name!r}; it serves: {', '.join(served) or '(none)'}",
+                              path=path, where="llm.model")
+        card = cards[name]
+        limit = card.get("max_model_len")
+        probes.append(Probe(url=base, models=served, model=name,
+                            max_model_len=limit if isinstance(limit, int) and limit > 0 else None,
+                            root=card.get("root") if isinstance(card.get("root"), str) else None))
     return probes
+
+
+def _the_only_model(base: str, served: list[str], path) -> str:
+    if len(served) == 1:
+        return served[0]
+    raise ConfigError(f"{base} serves {len(served)} models ({', '.join(served) or 'none'}); name one with llm.model",
+                      path=path, where="llm.model")
+
+
+def context_limit(probes: list[Probe]) -> int | None:
+    """The smallest ``max_model_len`` any replica reports (None when none reports one)."""
+    limits = [probe.max_model_len for probe in probes if probe.max_model_len]
+    return min(limits) if limits else None
+
+
+def check_prompts_fit(base_url: str, model: str, samples: Iterable[PromptSample], *, max_out_len: int,
+                      max_model_len: int, key: str = "EMPTY", timeout: float = 10.0,
+                      workers: int = 4) -> int | None:
+    """Count each sample's chat prompt with the server's ``/tokenize`` (vLLM) and refuse, before the run,
+    any whose tokens plus ``max_out_len`` exceed ``max_model_len``.
+
+    Returns the longest prompt's token count, or None when the server has no ``/tokenize`` (not a
+    vLLM server: nothing is checked). Raises ``ConfigError`` naming the first sample that does not fit
+    (its dataset file and line) and how many others do not.
+    """
+    samples = list(samples)
+    if not samples:
+        return 0
+    url = base_url.rstrip("/").removesuffix("/v1") + "/tokenize"
+
+    def count(sample: PromptSample) -> int | None:
+        body = post_json(url, {"model": model, "messages": [{"role": "user", "content": sample.prompt}],
+                               "add_generation_prompt": True}, key=key, timeout=timeout)
+        value = body.get("count") if isinstance(body, dict) else None
+        return value if isinstance(value, int) else None
+
+    try:
+        first = count(samples[0])
+    except TokenizeUnsupported:
+        return None
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        counts = [first, *pool.map(count, samples[1:])]
+    if any(value is None for value in counts):
+        return None
+    too_long = [(sample, value) for sample, value in zip(samples, counts) if value + max_out_len > max_model_len]
+    if too_long:
+        sample, value = too_long[0]
+        others = f" ({len(too_long) - 1} more samples do not fit either)" if len(too_long) > 1 else ""
+        raise ConfigError(
+            f"sample of dataset {sample.dataset!r} does not fit the served model's context: "
+            f"{value} prompt tokens + max_out_len {max_out_len} > max_model_len {max_model_len}{others}; "
+            "shorten it, lower llm.generation.max_out_len, or serve with a larger --max-model-len",
+            path=sample.path, where=f"line {sample.line}",
+        )
+    return max(counts)
+
+
+class TokenizeUnsupported(OSError):
+    """The server has no ``/tokenize`` endpoint (404/405): it is not a vLLM server."""
+
+
+def post_json(url: str, payload: dict, *, key: str = "EMPTY", timeout: float = 10.0, retries: int = 2,
+              backoff: float = 0.5) -> Any:
+    """POST JSON and parse the answer; retried like ``fetch``. 404/405 raise ``TokenizeUnsupported``."""
+    data = json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            if exc.code in (404, 405):
+                raise TokenizeUnsupported(f"HTTP {exc.code}") from None
+            if exc.code not in RETRIED_STATUS or attempt == retries:
+                raise OSError(f"HTTP {exc.code} {exc.reason}: {exc.read()[:300].decode(errors='replace')}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            if attempt == retries:
+                raise OSError(f"unreachable ({getattr(exc, 'reason', exc)})") from None
+        except ValueError:
+            return None
+    raise OSError("unreachable")  # pragma: no cover - the loop always returns or raises

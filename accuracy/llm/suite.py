@@ -2,7 +2,8 @@
 
 Everything that can be wrong with the input is found before OpenCompass starts (minutes of work):
 the suite's keys, the OpenCompass interpreter, dataset names, custom dataset columns, the
-endpoint and its served model, the baseline and tolerance tables, and whether the work dir
+endpoint and its served model (name, tokenizer folder and context as vLLM reports them), whether
+every custom prompt fits that context, the baseline and tolerance tables, and whether the work dir
 belongs to this suite. After the run, predictions that are failed or empty requests are counted
 per dataset (``Score.invalid``) so the score layer fails them instead of scoring them as answers.
 """
@@ -11,14 +12,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from accuracy.config.suite import Suite
 from accuracy.errors import ConfigError
 from accuracy.io import write_json_atomic
-from accuracy.llm.endpoint import check_endpoint
+from accuracy.llm.endpoint import check_endpoint, check_prompts_fit, context_limit
 from accuracy.llm.opencompass.config import write_config
+from accuracy.llm.opencompass.custom_prompts import custom_prompts
 from accuracy.llm.opencompass.predictions import PredictionReport, check_predictions, exclude_invalid
 from accuracy.llm.opencompass.runner import (
     RunOutcome,
@@ -42,6 +44,7 @@ class Prepared:
     llm: LLMSuite
     config: Path
     resume: bool
+    notes: list[str] = field(default_factory=list)  # what preflight learnt from the endpoint
 
 
 def prepare(suite: Suite, *, work_dir: str | Path | None = None, resume: bool = False,
@@ -58,10 +61,50 @@ def prepare(suite: Suite, *, work_dir: str | Path | None = None, resume: bool = 
     root = opencompass_root(llm.python, path=suite.path)
     dataset_files = find_dataset_configs(root, llm.dataset_configs, path=suite.path)
     claim_work_dir(llm, resume=resume)
+    notes: list[str] = []
     if check_server:
-        check_endpoint(llm.api, llm.base_urls, llm.model, key=llm.key, path=suite.path)
+        notes = check_served_model(llm)
+    elif llm.api == "openai" and (not llm.model or llm.tokenizer is None):
+        raise ConfigError("give llm.model and llm.tokenizer (a local folder) when the server is not asked",
+                          path=suite.path, where="llm.tokenizer" if llm.model else "llm.model")
     config = write_config(llm, llm.work_dir / "_accuracy", dataset_files)
-    return Prepared(llm=llm, config=config, resume=resume)
+    return Prepared(llm=llm, config=config, resume=resume, notes=notes)
+
+
+def check_served_model(llm: LLMSuite) -> list[str]:
+    """Ask the endpoint what it serves and fill in what the suite left to it: the model name
+    (``/v1/models``), the tokenizer folder (vLLM's ``root``, when it is on this machine) and the
+    context (vLLM's ``max_model_len``: every custom prompt must fit with its answer; OpenCompass's
+    ``max_seq_len`` is capped to it). Returns lines for the progress output."""
+    path = llm.suite.path
+    probes = check_endpoint(llm.api, llm.base_urls, llm.model, key=llm.key, path=path)
+    if llm.api != "openai":
+        return []
+    llm.model = probes[0].model
+    if llm.tokenizer is None:
+        root = probes[0].root
+        if not root or not Path(root).expanduser().is_dir():
+            raise ConfigError(
+                "give the local tokenizer folder of the served model (OpenCompass counts tokens with it; "
+                f"nothing is fetched){f'; the server loaded it from {root}, not a folder here' if root else ''}",
+                path=path, where="llm.tokenizer")
+        llm.tokenizer = Path(root).expanduser().resolve()
+    limit = context_limit(probes)
+    notes = [f"endpoint serves {llm.model!r}" + (f", max_model_len {limit}" if limit else "")]
+    if limit is None:
+        return notes
+    llm.generation.max_seq_len = min(llm.generation.max_seq_len, limit)
+    samples = [sample for dataset in llm.custom_datasets for sample in custom_prompts(dataset)]
+    try:
+        longest = check_prompts_fit(llm.base_urls[0], llm.model, samples, max_out_len=llm.generation.max_out_len,
+                                    max_model_len=limit, key=llm.key)
+    except OSError as exc:
+        raise ConfigError(f"could not count prompt tokens at {llm.base_urls[0]}: {exc}", path=path,
+                          where="llm.base_url") from None
+    if longest is not None and samples:
+        notes.append(f"longest custom prompt {longest} tokens + max_out_len {llm.generation.max_out_len} "
+                     f"fits max_model_len {limit}")
+    return notes
 
 
 def claim_work_dir(llm: LLMSuite, *, resume: bool) -> None:
@@ -147,6 +190,8 @@ def run_suite(
     prepared = prepare(suite, work_dir=work_dir, resume=resume, update_baselines=update_baselines)
     llm = prepared.llm
     if progress:
+        for note in prepared.notes:
+            progress(f"{suite.name}: {note}")
         progress(f"{suite.name}: OpenCompass on {', '.join(llm.dataset_names)} "
                  f"({'resuming' if resume else 'work dir'} {llm.work_dir})")
     outcome = run_opencompass(prepared.config, llm.work_dir, python=llm.python, model_abbr=llm.abbr,
@@ -160,6 +205,6 @@ def run_suite(
         "run_dir": str(outcome.run_dir),
         "opencompass_seconds": round(outcome.seconds, 1),
         "predictions": {r.dataset: {"total": r.total, "failed": r.failed, "empty": r.empty,
-                                    "complete": r.complete} for r in reports},
+                                    "complete": r.complete, "reasons": r.reasons} for r in reports},
     })
     return result

@@ -4,10 +4,10 @@
 [llm]
 api = "openai"                          # "openai": OpenAI-compatible server (/v1); "vllm": /generate
 base_url = "http://127.0.0.1:8000/v1"   # or base_urls = [...] for several replicas
-model = "my-model"                      # the served model name
+model = "my-model"                      # the served model name (default: the one the server lists)
 abbr = "npu-fp16"                       # the model's column in OpenCompass's summary (default: suite name)
 key = "EMPTY"                           # or key_env = "OPENAI_API_KEY"
-tokenizer = "/models/my-model"          # a local tokenizer folder: nothing is fetched
+tokenizer = "/models/my-model"          # a local tokenizer folder (default: vLLM's model folder, if here)
 python = "/opt/oc-venv/bin/python"      # the interpreter that has opencompass (default: this one)
 work_dir = "work/my-suite"              # default: .accuracy-work/<suite name> beside the suite file
 [llm.generation]                        # temperature, max_out_len, max_seq_len, batch_size,
@@ -122,18 +122,18 @@ def read_llm_suite(suite: Suite, *, work_dir: str | Path | None = None) -> LLMSu
     llm.reject_unknown(LLM_KEYS)  # first: a typo reads "unknown key", not "missing required key"
     api = llm.string("api", "openai", choices=APIS)
     base_urls = _base_urls(llm)
-    model = llm.string("model")
+    # openai: without a name, preflight takes the one model the server lists on /v1/models
+    model = llm.string("model", "") if api == "openai" else llm.string("model")
     abbr = llm.string("abbr", suite.name)
     if not abbr or "/" in abbr:
         raise llm.error("abbr", "must be a non-empty name without '/'")
     key = _key(llm)
     tokenizer = llm.path_to("tokenizer", suite.folder, None)
-    if api == "openai" and tokenizer is None:
-        # OpenCompass counts prompt tokens with it; without a local folder it would try the hub.
-        if not Path(model).expanduser().is_dir():
-            raise llm.error("tokenizer", "give the local tokenizer folder of the served model "
-                                         "(OpenCompass counts tokens with it; nothing is fetched)")
+    if api == "openai" and tokenizer is None and model and Path(model).expanduser().is_dir():
         tokenizer = Path(model).expanduser().resolve()
+    # still None: preflight takes the folder a vLLM server reports it loaded the model from
+    # (/v1/models "root") when that folder is here, else asks for llm.tokenizer (OpenCompass counts
+    # prompt tokens with it; without a local folder it would try the hub).
     python = llm.string("python", sys.executable)
     default_work = suite.folder / ".accuracy-work" / suite.name
     configured_work = llm.path_to("work_dir", suite.folder, str(default_work), must_exist=False)

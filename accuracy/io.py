@@ -151,6 +151,30 @@ def existing(path: str | Path) -> os.stat_result | None:
         raise InputError(f"cannot use this path: {_reason(exc)}", path=_short(path)) from None
 
 
+def writable_folder(path: str | Path, *, what: str = "folder", where: str | None = None) -> Path:
+    """``path`` as a folder this process can write in, made when missing; a file there, a part of
+    the path that is a file, or no permission: an ``InputError`` naming it (and ``where``, e.g. the
+    environment variable or flag that chose it)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"the {what} is a file, not a folder", path=_short(path), where=where) from None
+    except NotADirectoryError:
+        raise InputError(f"the {what} cannot be made: a part of its path is a file", path=_short(path),
+                         where=where) from None
+    except OSError as exc:
+        raise InputError(f"the {what} cannot be made: {_reason(exc)}", path=_short(path), where=where) from None
+    try:
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "permission denied")
+        with tempfile.TemporaryFile(dir=path):  # the real test (root passes access(), not a read-only mount)
+            pass
+    except OSError as exc:
+        raise InputError(f"the {what} is not writable: {_reason(exc)}", path=path, where=where) from None
+    return path
+
+
 def _reason(exc: OSError) -> str:
     if exc.errno == errno.ENAMETOOLONG:
         return "file name too long (the limit is 255 bytes per name, 4096 per path)"
@@ -311,9 +335,8 @@ def loads_json(text: str, *, path: str | Path) -> Any:
         raise InputError(f"malformed JSON: nested too deeply (at most {MAX_JSON_DEPTH} levels)", path=path) from None
     except (ValueError, OverflowError) as exc:
         raise InputError(f"malformed JSON: {str(exc)[:120]}", path=path) from None
-    depth = json_depth(data)
-    if depth > MAX_JSON_DEPTH:
-        raise InputError(f"malformed JSON: nested {depth} levels deep (at most {MAX_JSON_DEPTH})", path=path)
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise InputError(f"malformed JSON: nested more than {MAX_JSON_DEPTH} levels deep", path=path)
     return data
 
 

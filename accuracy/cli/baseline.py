@@ -14,6 +14,7 @@ from pathlib import Path
 from accuracy.baselines import record_baseline
 from accuracy.cli.common import emit_json, say
 from accuracy.errors import AccuracyError, ConfigError, UsageError
+from accuracy.io import existing
 from accuracy.scores.readers import read_scores
 
 
@@ -61,7 +62,7 @@ def _record_suite(args: argparse.Namespace) -> dict:
 
 
 def _record_table(table, out: Path, args: argparse.Namespace) -> dict:
-    existed = out.exists()
+    existed = existing(out) is not None  # a name the OS refuses is one line
     changes = record_baseline(table, out, force=args.force, label=args.label)
     if existed:
         say(f"replaced {out}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -16,6 +17,19 @@ def emit_json(args: argparse.Namespace, result: Any) -> None:
     path = getattr(args, "json_path", None)
     if path:
         write_json_atomic(path, result)
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type`` for thresholds and limits: a finite number (``inf``/``nan`` refused with
+    the reason), so a flag can never silently disable the check it sets."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number: a threshold of inf or nan would pass "
+                                         "(or fail) everything; leave the flag out to keep the default")
+    return value
 
 
 def say(text: str = "") -> None:

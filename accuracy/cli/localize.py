@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from accuracy.cli.common import emit_json, exit_code_for, say, warn
+from accuracy.cli.common import emit_json, exit_code_for, finite_float, say, warn
 from accuracy.errors import UsageError
 
 
@@ -19,12 +19,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs", required=True, metavar="FEEDS.npz", help="the model's inputs by name (.npz)")
     parser.add_argument("--map", dest="name_map", metavar="FILE",
                         help='JSON {"onnx tensor": "dump file"} for a dump folder whose names differ')
-    parser.add_argument("--cosine-min", type=float, default=0.99, help="per-tensor cosine bound (default 0.99)")
+    parser.add_argument("--cosine-min", type=finite_float, default=0.99, help="per-tensor cosine bound (default 0.99)")
     parser.add_argument("--rel-l2-max", type=_bound, default=0.15,
                         help="per-tensor relative L2 error bound, |c - r| / |r| (default 0.15: catches scale errors "
                              "cosine cannot see; 'none' turns it off)")
-    parser.add_argument("--max-abs", type=float, default=None, help="per-tensor max abs error bound")
-    parser.add_argument("--max-rel", type=float, default=None, help="per-tensor max element-wise relative error bound")
+    parser.add_argument("--max-abs", type=finite_float, default=None, help="per-tensor max abs error bound")
+    parser.add_argument("--max-rel", type=finite_float, default=None, help="per-tensor max element-wise relative error bound")
     parser.add_argument("--keep-fp32", default="", metavar="NODE,...", help="nodes already kept in fp32")
     parser.add_argument("--suggest-fp32", action="store_true",
                         help="search the smallest set of nodes to keep in fp32 and verify it")

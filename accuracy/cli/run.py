@@ -13,6 +13,7 @@ import argparse
 from accuracy.cli.common import emit_json, exit_code_for, say, warn
 from accuracy.config import load_suite
 from accuracy.errors import UsageError
+from accuracy.io import writable_folder
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     if suite.kind != "llm":
         raise UsageError(f"{args.suite} is a {suite.kind} suite; `accuracy run` takes [llm] suites "
                          "(use `accuracy gate` for the others)")
+    if args.work_dir is not None:  # a file there, or no permission: one line naming the flag, not a traceback
+        writable_folder(args.work_dir, what="work dir", where="--work-dir")
     result = run_suite(suite, update_baselines=args.update_baselines, work_dir=args.work_dir,
                        resume=args.resume, progress=warn)
     predictions = result.details.get("predictions", {})

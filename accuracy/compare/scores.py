@@ -361,6 +361,8 @@ def compare_scores(baseline: ScoreTable, candidate: ScoreTable, policy: ScorePol
             if cand.key != base.key:
                 check.candidate_name = f"{cand.dataset}/{cand.metric}"
         if note:
+            if cand is None and check.notes == ["missing in the candidate"]:
+                check.notes = []  # the matcher's note says more
             check.notes.insert(0, note)
         checks.append(check)
     extra = [f"{s.dataset}/{s.metric}" for s in candidate.scores if s.key not in used and s.metric != NO_METRIC]

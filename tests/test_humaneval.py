@@ -252,37 +252,43 @@ def test_library_samples_without_a_completion_are_bad_input(problems):
 
 # --- forging a pass from inside the program (issue 15): each first proves it ran ----------------------
 
+# Finds every long hex string in its frames and heap (where the old per-run secret lived), writes each
+# to every descriptor it may have (the old report channel was one), then ends at once: a pass, had
+# any of them decided the verdict.
 HUNT = textwrap.dedent("""
-    import gc, os, re, sys
-    found = set()
-    frame = sys._getframe()
-    while frame is not None:
-        for value in list(frame.f_locals.values()) + list(frame.f_globals.values()):
-            if isinstance(value, str) and re.fullmatch('[0-9a-f]{32,}', value):
-                found.add(value)
-        frame = frame.f_back
-    for value in gc.get_objects():
-        if isinstance(value, dict):
-            for item in list(value.values()):
-                if isinstance(item, str) and re.fullmatch('[0-9a-f]{32,}', item):
-                    found.add(item)
-    for fd in range(3, 64):
-        for secret in found:
-            try:
-                os.write(fd, (secret + '\\n').encode())
-            except OSError:
-                pass
-    print('hunted', len(found), flush=True)
+    def _hunt():
+        import gc, os, re, sys
+        found = set()
+        frame = sys._getframe()
+        while frame is not None:
+            for value in list(frame.f_locals.values()) + list(frame.f_globals.values()):
+                if isinstance(value, str) and re.fullmatch('[0-9a-f]{32,}', value):
+                    found.add(value)
+            frame = frame.f_back
+        for value in gc.get_objects():
+            if isinstance(value, dict):
+                for item in list(value.values()):
+                    if isinstance(item, str) and re.fullmatch('[0-9a-f]{32,}', item):
+                        found.add(item)
+        print('hunted', flush=True)
+        for fd in range(3, 64):
+            for secret in found:
+                try:
+                    os.write(fd, (secret + '\\n').encode())
+                except OSError:
+                    pass
+        os._exit(0)
 """)
-SETTRACE_HOOK = textwrap.dedent("""
+# A trace hook that takes over whichever of check and the candidate is called first: it hunts the
+# secret from there and ends the program (the old design let it pass every problem with return None).
+SETTRACE_HOOK = HUNT + textwrap.dedent("""
     import sys
     def _hook(frame, event, arg):
-        if event == 'call' and frame.f_code.co_name == 'check':
-            frame.f_globals['check'] = lambda candidate: None
-            raise SystemExit(0)
-        return _hook
+        if event == 'call' and frame.f_code.co_name in ('check', ENTRY):
+            print('hook fired in', frame.f_code.co_name, flush=True)
+            _hunt()
+        return None
     sys.settrace(_hook)
-    sys.setprofile(_hook)
     print('hook installed', flush=True)
 """)
 ALWAYS_EQUAL = textwrap.dedent("""
@@ -301,20 +307,21 @@ ALWAYS_EQUAL = textwrap.dedent("""
 
 def _forge(problems, prelude: str, body: str, tasks=None) -> list:
     """Every task (or ``tasks``) with a completion that runs ``prelude`` at import and returns via ``body``."""
-    completion = f"{body}\n{prelude}"
     tasks = tasks or list(problems)
-    return score_samples(problems, [{"task_id": t, "completion": completion} for t in tasks], k=(1,)).results
+    samples = [{"task_id": t, "completion": f"{body}\n{prelude.replace('ENTRY', repr(problems[t].entry_point))}"}
+               for t in tasks]
+    return score_samples(problems, samples, k=(1,)).results
 
 
 def test_a_secret_hunt_in_frames_and_heap_finds_nothing_that_passes(problems):
-    results = _forge(problems, HUNT, "    return None")
+    results = _forge(problems, HUNT + "_hunt()\n", "    return None")
     assert all("hunted" in r.run.output for r in results)  # it ran in every program
     assert [r.task_id for r in results if r.passed] == []
 
 
 def test_a_settrace_hook_with_return_none_scores_zero_of_164(problems):
     results = _forge(problems, SETTRACE_HOOK, "    return None")
-    assert all("hook installed" in r.run.output for r in results)
+    assert all("hook installed" in r.run.output and "hook fired in" in r.run.output for r in results)
     assert len(results) == 164 and [r.task_id for r in results if r.passed] == []
 
 

@@ -178,3 +178,10 @@ def test_compare_outputs_must_name_outputs_of_the_pipeline(tmp_path, capsys, com
     assert main(["bisect", str(suite), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert str(suite) in err and key in err and words in err and "Traceback" not in err
+
+
+def test_gate_judges_each_output_by_its_own_criteria(tmp_path, capsys):
+    suite = ocr_suite(tmp_path, compare=PER_OUTPUT)
+    assert main(["gate", str(suite)]) == 1
+    out = capsys.readouterr().out
+    assert "1/2 checks pass" in out and "text: cer 0.2 > 0.1" in out and "boxes:" not in out

@@ -51,6 +51,8 @@ def test_shape_mismatch_is_a_failure_showing_both_shapes_and_counts():
     assert not c.passed and c.shape_expected == (5, 4) and c.shape_obtained == (3, 4)
     assert c.failures == ("shape (3, 4) differs from the reference's (5, 4) (3 rows, the reference has 5)",)
     assert c.cosine is None  # no metric across shapes, and none pretending to pass
+    boxes = t.compare_tensors(np.zeros(5, np.int64), np.zeros(3, np.int64))
+    assert boxes.failures == ("shape (3,) differs from the reference's (5,) (3 values, the reference has 5)",)
 
 
 def test_non_finite_on_both_sides_at_the_same_places_agrees():

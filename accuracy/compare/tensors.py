@@ -159,7 +159,8 @@ def _shape_failure(expected, obtained, kind, other, shapes) -> TensorComparison:
     what = (f"shape {obtained.shape} differs from the reference's {expected.shape}" if kind == other
             else f"{other} {obtained.shape} where the reference is {kind} {expected.shape}")
     if expected.ndim == obtained.ndim >= 1 and expected.shape[1:] == obtained.shape[1:]:
-        what += f" ({obtained.shape[0]} rows, the reference has {expected.shape[0]})"
+        unit = "rows" if expected.ndim > 1 else "values"
+        what += f" ({obtained.shape[0]} {unit}, the reference has {expected.shape[0]})"
     return TensorComparison(cosine=None, max_abs=None, mean_abs=None, rmse=None, max_rel=None, rel_l2=None,
                             nonfinite_expected=nonfinite_count(expected), nonfinite_obtained=nonfinite_count(obtained),
                             passed=False, failures=(what,), kind=kind, **shapes)

@@ -181,7 +181,9 @@ def _exact(expected, obtained, kind, shapes) -> TensorComparison:
         failures = (f"{count} of {differ.size} values differ ({fraction:.2%}), first at index {_index(first)}: "
                     + f"{_value(expected[first])} -> {_value(obtained[first])}",)
     metrics = dict.fromkeys(("cosine", "max_abs", "mean_abs", "rmse", "max_rel", "rel_l2"))
-    if kind in ("integer", "float"):
+    if kind in ("integer", "float") and not count:
+        metrics["max_abs"] = 0.0
+    elif kind in ("integer", "float"):
         with np.errstate(invalid="ignore"):  # inf - inf where both sides agree on an inf
             diff = np.abs(expected.astype(np.float64) - obtained.astype(np.float64))
         finite = diff[np.isfinite(diff)]

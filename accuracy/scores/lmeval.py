@@ -14,13 +14,12 @@ baselines use, so one tool's run can be judged against another's; their stderr i
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from accuracy.errors import InputError
-from accuracy.io import read_json
+from accuracy.io import loads_json, read_json, read_text
 from accuracy.scores.model import Score, ScoreTable
 
 # lm-eval metrics that are fractions of documents (or means of 0/1 per document): shown x100.
@@ -120,24 +119,19 @@ def _samples_beside(results_path: Path) -> dict[str, dict[str, dict[str, bool]]]
 
 def _read_samples(path: Path) -> dict[str, dict[str, bool]]:
     values: dict[str, dict[str, Any]] = {}
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
-    with handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                sample = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON: {exc.msg}", path=path, where=f"line {line_no}") from None
-            if not isinstance(sample, dict) or "doc_id" not in sample:
-                raise InputError("not an lm-eval sample: expected an object with 'doc_id'", path=path, where=f"line {line_no}")
-            filter_name = sample.get("filter", "none")
-            for metric in sample.get("metrics") or []:
-                if isinstance(metric, str) and metric in sample:
-                    values.setdefault(f"{metric},{filter_name}", {})[str(sample["doc_id"])] = sample[metric]
+    for line_no, line in enumerate(read_text(path).splitlines(), start=1):  # a regular file only
+        if not line.strip():
+            continue
+        try:
+            sample = loads_json(line, path=path)
+        except InputError as exc:
+            raise InputError(exc.message, path=path, where=f"line {line_no}") from None
+        if not isinstance(sample, dict) or "doc_id" not in sample:
+            raise InputError("not an lm-eval sample: expected an object with 'doc_id'", path=path, where=f"line {line_no}")
+        filter_name = sample.get("filter", "none")
+        for metric in sample.get("metrics") or []:
+            if isinstance(metric, str) and metric in sample:
+                values.setdefault(f"{metric},{filter_name}", {})[str(sample["doc_id"])] = sample[metric]
     flags: dict[str, dict[str, bool]] = {}
     for key, per_doc in values.items():
         if per_doc and all(isinstance(v, (bool, int, float)) and v in (0, 1) for v in per_doc.values()):

@@ -270,9 +270,9 @@ def summary_groups(run_dir: Path) -> dict[str, list[str]]:
     if not configs:
         return {}
     try:
-        tree = ast.parse(configs[-1].read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
-        return {}
+        tree = ast.parse(read_text(configs[-1]))
+    except (InputError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return {}  # groups are extra evidence: an unreadable config only means no pooled flags
     groups: dict[str, list[str]] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "summarizer" for t in node.targets):

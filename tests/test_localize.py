@@ -197,7 +197,7 @@ def test_integer_tensors_constants_and_duplicate_names_stream_through(tmp_path):
     feeds = {"x": np.arange(12, dtype=np.float32).reshape(3, 4) * 1000}  # values up to 33000: fits fp16
     result = localize_model(path, feeds, segment_bytes=1)
     names = [r["node"] for r in result["tensors"]]
-    assert names == ["input:x", "v", "k", "w", "y"]  # float tensors, topological; unnamed nodes by output
+    assert names == ["input:x", "dup", "flat", "v", "k", "w", "y"]  # topological; a repeated name: by output
     assert result["verdict"] == "pass" and result["work"]["segments"] == 6
     big = {"x": feeds["x"] * 2.5}  # x fits fp16 (<= 27500); 3x passes 65504 for the last three values
     first = localize_model(path, big, segment_bytes=1)["first_divergent"]

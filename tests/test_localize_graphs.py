@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 
 from accuracy.compare.tensors import TensorThresholds
@@ -37,6 +39,39 @@ def test_a_mask_made_with_minus_inf_is_not_blamed(tmp_path):
     assert nodes["apply_mask"]["passed"] is True
 
 
+def test_a_repair_that_fails_in_plain_onnxruntime_is_not_offered_fake_check(hazard_onnx, normalizer_inputs, tmp_path):
+    """The deploy check is injected (fake) to fail: the keep-list is kept, the model file is not written."""
+    seen = []
+    result = localize_model(hazard_onnx, normalizer_inputs, suggest_fp32=True, out_dir=tmp_path,
+                            deploy_check=lambda model: seen.append(model) or {"passed": False})
+    repair = result["repair"]
+    assert seen and any(i.data_type == onnx.TensorProto.FLOAT16 for i in seen[0].graph.initializer)
+    assert repair["keep_fp32"] == ["sum_sq"] and not repair["passed"] and "not offered" in repair["note"]
+    assert "model" not in repair["files"] and not (tmp_path / "model_fp16_repaired.onnx").exists()
+
+
+def test_snippets_name_unnamed_nodes_by_their_output_tensor(tmp_path, normalizer_inputs):
+    """The chain's Tanh has no name in the file: localize calls it by its output ``y``, the snippet says so,
+    and the converted model blocks it under that name."""
+    from accuracy.localize.offer import converter_snippets, repaired_fp16_model
+    from tests.fixtures.onnx_graphs import normalizer_chain
+
+    text = converter_snippets(["sum_sq", "y"], {"sum_sq": "ReduceSumSquare", "y": "Tanh"}, unnamed=["y"])
+    assert "OpName::y" in text and "y: unnamed in your file" in text
+    converted = repaired_fp16_model(normalizer_chain(scale=1.0), ["y"])
+    tanh = next(n for n in converted.graph.node if n.op_type == "Tanh")
+    assert tanh.name == "y" and tanh.input[0].endswith("fp32")  # blocked: fed through a Cast to fp32
+
+
+def test_a_mask_of_float32_minimum_saturates_and_is_not_blamed(tmp_path):
+    """Converters saturate it to -65504 (what fp16 holds): the same softmax, not an error's entry."""
+    mask = np.triu(np.full((4, 4), np.finfo(np.float32).min, np.float32), k=1)
+    path = save(attention_mask_model(mask), tmp_path / "mask_min.onnx")
+    result = localize_model(path, {"scores": np.linspace(-2, 2, 16, dtype=np.float32).reshape(4, 4)})
+    assert result["verdict"] == "pass"
+    assert _by_node(result)["causal_mask"]["metrics"]["saturated"] == 6
+
+
 def test_layers_inside_an_if_branch_are_emulated_and_compared(tmp_path):
     path = save(if_branch_model(), tmp_path / "if.onnx")
     feeds = {"x": np.full((1, 64), 1.0, np.float32), "use_norm": np.array(True)}
@@ -53,8 +88,12 @@ def test_layers_inside_an_if_branch_are_emulated_and_compared(tmp_path):
     assert emulation["in_subgraphs"] == 5 and emulation["not_emulated"] == 0
     assert emulation["by_op_type"]["emulated"]["ReduceSumSquare"] == 1
     # a keep-list naming the branch node repairs it, verified on the model's outputs
-    repaired = localize_model(path, feeds, suggest_fp32=True)["repair"]
-    assert repaired["passed"] and repaired["keep_fp32"] == ["sum_sq"]
+    repaired = localize_model(path, feeds, suggest_fp32=True, out_dir=tmp_path / "repair")["repair"]
+    assert repaired["passed"] and repaired["keep_fp32"] == ["sum_sq"] and repaired["repaired_model"]["passed"]
+    # the converter's model (its Casts around the blocked branch node put back into the branch) in plain ORT
+    session = ort.InferenceSession(repaired["files"]["model"], providers=["CPUExecutionProvider"])
+    reference = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(session.run(None, feeds)[0], reference, rtol=1e-3)
     other = localize_model(path, {**feeds, "use_norm": np.array(False)})
     assert other["verdict"] == "pass" and other["control_flow"]["expanded"][0]["branch"] == "else_branch"
 
@@ -110,3 +149,19 @@ def test_feeds_of_another_dtype_are_one_line_exit_2(tmp_path, dtype, said):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert str(feeds) in lines[0] and "'x'" in lines[0] and said in lines[0]
+
+
+def test_consecutive_blocked_nodes_keep_fp32_between_them_in_the_converted_model(tmp_path, normalizer_inputs):
+    """The converter puts Cast(fp16)->Cast(fp32) between two blocked nodes: the fp32 sum of squares
+    overflows there and the model outputs zeros. The repaired model drops that round trip."""
+    from accuracy.localize.offer import repaired_fp16_model
+    from tests.fixtures.onnx_graphs import HAZARD_SCALE, normalizer_chain
+
+    chain = normalizer_chain(scale=HAZARD_SCALE)
+    repaired = repaired_fp16_model(chain, ["sum_sq", "norm"])
+    onnx.checker.check_model(repaired)
+    got = ort.InferenceSession(repaired.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, normalizer_inputs)[0]
+    want = ort.InferenceSession(chain.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, normalizer_inputs)[0]
+    assert np.abs(got).max() > 0.1 and np.allclose(got, want, atol=5e-3)
+    norm = next(n for n in repaired.graph.node if n.name == "norm")
+    assert norm.input[0] == next(n for n in repaired.graph.node if n.name == "sum_sq").output[0]

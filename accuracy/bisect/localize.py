@@ -21,6 +21,7 @@ repair is reported as passing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +30,12 @@ from typing import Any
 import numpy as np
 
 from accuracy.backends.recorded.loader import load_arrays
-from accuracy.bisect.swaps import JudgedRuns, beyond_noise, summary
+from accuracy.bisect.swaps import JudgedRuns
 from accuracy.compare.criteria import Judgement
-from accuracy.compare.tensors import TensorThresholds
-from accuracy.errors import AccuracyError
+from accuracy.compare.tensors import TensorThresholds, compare_tensors
+from accuracy.errors import AccuracyError, UsageError
 from accuracy.localize.stream import DEFAULT_THRESHOLDS
-from accuracy.pipelines.recording import Recording
+from accuracy.pipelines.recording import Call, CallCache, Recording
 from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
 
 FP16 = "onnxruntime-fp16"
@@ -45,13 +46,16 @@ SHOWN = 12  # diverging tensors summarised in the bisect JSON; the whole record 
 class LocalizeRequest:
     """What ``bisect_pipeline(..., localize=...)`` does after the swap search.
 
-    ``out_dir`` receives ``<model>/localize.json`` and, with ``suggest_fp32``, the repair's files
+    ``call`` picks the recorded call localized (``--call N``); by default it is the call whose
+    candidate outputs are furthest from the recorded reference in the isolated phase (a streaming
+    model's first call is its zero state, often the least informative). ``out_dir`` receives ``<model>/localize.json`` and, with ``suggest_fp32``, the repair's files
     (keep_fp32.json, converter_snippets.txt, model_fp16_repaired.onnx). ``full`` is filled with each
     culprit's whole localize JSON (for reports); the bisect JSON carries a summary.
     """
 
     suggest_fp32: bool = False
     out_dir: Path | None = None
+    call: int | None = None  # which recorded call to localize (its index); None: the worst in isolation
     thresholds: TensorThresholds = field(default_factory=lambda: DEFAULT_THRESHOLDS)
     full: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -76,6 +80,7 @@ def localize_culprits(runs: JudgedRuns, recording: Recording, culprits: Sequence
 
     Returns (model -> summary for ``models[model]["localize"]``, the combined repair or ``None``).
     """
+    from accuracy.bisect.repair import repair_culprit, verify_all, with_suite_list
     from accuracy.io import write_json_atomic
     from accuracy.localize import localize_model
 
@@ -85,47 +90,42 @@ def localize_culprits(runs: JudgedRuns, recording: Recording, culprits: Sequence
     targets: dict[str, Target] = {}
     for position, model in enumerate(culprits, 1):
         progress(f"localize {position}/{len(culprits)}: which operator of {model} departs first")
-        target = culprit_target(runner, recording, model)
+        target = culprit_target(runner, recording, model, call=request.call, cache=runs.cache)
         if isinstance(target, str):
             found[model] = {"verdict": "skipped", "reason": target}
             continue
         targets[model] = target
-        check = None
-        if request.suggest_fp32:
-            check = PipelineCheck(runs, model, target, culprits=culprits, repaired=repaired, noise=noise)
         out = None if request.out_dir is None else Path(request.out_dir) / safe_name(model)
         try:
             full = localize_model(target.model_file, target.feeds, target.candidate, name_map=target.name_map,
-                                  thresholds=request.thresholds, keep_fp32=target.keep_fp32,
-                                  suggest_fp32=request.suggest_fp32, out_dir=out,
-                                  repair_criterion=check)
+                                  thresholds=request.thresholds, keep_fp32=target.keep_fp32)
         except AccuracyError as exc:
             found[model] = {"verdict": "error", "error": str(exc), "stand_in": target.stand_in}
             continue
         full["inputs"] = target.inputs
         full["stand_in"] = target.stand_in
+        if request.suggest_fp32:
+            progress(f"repair {model}: keep-fp32 trials judged on {model}'s recorded calls, the pipeline confirms")
+            full["repair"] = repair_culprit(runs, recording, model, target, full, culprits=culprits,
+                                            repaired=repaired, noise=noise, thresholds=request.thresholds, out_dir=out)
         file = None
         if out is not None:
             file = str(out / "localize.json")
             write_json_atomic(file, full, overwrite=True)
         request.full[model] = full
         found[model] = summarize(full, target, file=file)
-        if check is not None:
-            repair = found[model]["repair"] = _repair_summary(full, check)
-            if repair["passed"] and not repair["keep_fp32"] and not check.native:
-                repair.update(passed=False, files={}, note=(
-                    f"{model} on the {FP16} stand-in already passes the pipeline's check: its failure on "
-                    f"{runner.candidate_backend_name(model)} is not fp16 rounding that a keep-list could fix"))
-                repair.pop("snippets", None)
+        if request.suggest_fp32:
+            repair = found[model]["repair"] = full["repair"]
             if repair["passed"]:
-                repaired[model] = _with_suite_list(target, repair["keep_fp32"])
+                repaired[model] = with_suite_list(target, repair["keep_fp32"])
     combined = None
     if request.suggest_fp32 and targets:
-        combined = _verify_all(runs, found, repaired, targets, noise=noise, progress=progress)
+        combined = verify_all(runs, found, repaired, targets, noise=noise, progress=progress)
     return found, combined
 
 
-def culprit_target(runner: PipelineRunner, recording: Recording, model: str) -> Target | str:
+def culprit_target(runner: PipelineRunner, recording: Recording, model: str, *, call: int | None = None,
+                   cache: CallCache | None = None) -> Target | str:
     """The localize run for ``model``, or why there is none (a string)."""
     reference_file = runner.model_file(model, REFERENCE)
     if reference_file.suffix.lower() != ".onnx":
@@ -133,8 +133,9 @@ def culprit_target(runner: PipelineRunner, recording: Recording, model: str) -> 
     calls = recording.of(model)
     if not calls:
         return f"the reference run never called {model}"
-    feeds = dict(recording.feeds(calls[0]))
-    first = f"recorded reference call {calls[0].index} of {len(calls)}"
+    chosen, why = choose_call(recording, calls, model, call=call, cache=cache)
+    feeds = dict(recording.feeds(chosen))
+    first = f"recorded reference call {chosen.index} of {len(calls)} ({why})"
     backend = runner.candidate_backend_name(model)
     if backend == FP16:
         keep = runner.spec.candidate.options.get("keep_fp32", [])
@@ -151,6 +152,37 @@ def culprit_target(runner: PipelineRunner, recording: Recording, model: str) -> 
     stand_in = (f"{reason}: localized the reference ONNX under {FP16} emulation instead, a stand-in for the "
                 "device's fp16 (it shows fp16 hazards, not other differences of the candidate)")
     return Target(reference_file, feeds, first, FP16, stand_in=stand_in)
+
+
+def choose_call(recording: Recording, calls: Sequence[Call], model: str, *, call: int | None,
+                cache: CallCache | None) -> tuple[Call, str]:
+    """The recorded call to localize and why: ``call`` when given (``--call N``), else the one whose
+    candidate outputs (from the isolated phase's cache) are worst against the recorded reference —
+    most outputs failing, then most one-sided non-finite values, then the largest relative L2."""
+    if call is not None:
+        found = next((c for c in calls if c.index == call), None)
+        if found is None:
+            raise UsageError(f"--call {call}: {model} was called {len(calls)} time(s), indices "
+                             f"{calls[0].index}..{calls[-1].index}")
+        return found, "chosen by --call"
+    if len(calls) == 1:
+        return calls[0], "its only call"
+    scored = []
+    for candidate in calls:
+        obtained = None if cache is None else cache.get(model, CANDIDATE, candidate.index, candidate.digest)
+        if obtained is None:
+            continue
+        comparisons = [compare_tensors(e, o, thresholds=DEFAULT_THRESHOLDS)
+                       for e, o in zip(recording.outputs(candidate), obtained)]
+        rel_l2 = max((c.rel_l2 for c in comparisons if c.rel_l2 is not None), default=0.0)
+        score = (sum(not c.passed for c in comparisons), sum(getattr(c, "mismatches", c.nonfinite_obtained) for c in comparisons),
+                 rel_l2 if not math.isnan(rel_l2) else float("inf"))
+        scored.append((score, -candidate.index, candidate))
+    if not scored:
+        return calls[0], "the first call: no isolated outputs to rank the calls by"
+    (failed, _, rel_l2), _, worst = max(scored, key=lambda item: (item[0], item[1]))
+    return worst, (f"the worst of {len(scored)} in isolation: {failed} output(s) failing, rel_l2 {rel_l2:.3g}; "
+                   "--call N picks another")
 
 
 def first_dump(recording_folder: Path) -> Path | None:
@@ -179,121 +211,10 @@ def summarize(full: dict[str, Any], target: Target, *, file: str | None) -> dict
                       "cosine": r["metrics"]["cosine"], "local_cosine": (r.get("local") or {}).get("cosine"),
                       "nonfinite": r["metrics"]["nonfinite_obtained"]} for r in diverged[:SHOWN]],
         "warnings": full["warnings"][:SHOWN],
+        "emulation": full.get("emulation"),
+        "control_flow": full.get("control_flow"),
         "file": file,
     }
-
-
-class PipelineCheck:
-    """``keep_fp32 -> bool``: does the pipeline pass with the culprit on ``onnxruntime-fp16`` keeping
-    those nodes in fp32, the other models as in the failing run? Judged by the suite's ``[compare]``
-    (and, as bisect blames, only beyond the reference's own noise). Each keep-list runs once."""
-
-    def __init__(self, runs: JudgedRuns, model: str, target: Target, *, culprits: Sequence[str],
-                 repaired: dict[str, tuple[str, ...]], noise: Judgement):
-        self.runs, self.model, self.target, self.noise = runs, model, target, noise
-        self.fixed = dict(repaired)  # earlier culprits, on their verified lists
-        waiting = set(culprits) - set(repaired) - {model}  # later (or unrepaired) culprits: on the reference
-        self.on_candidate = tuple(m for m in runs.runner.candidate_models if m not in waiting)
-        self.waiting = sorted(waiting)
-        self.native = runs.runner.candidate_backend_name(model) == FP16  # else fp16 emulation stands in
-        self.judged: dict[tuple[str, ...], Judgement] = {}
-        self.last: tuple[list[str], Judgement] | None = None
-        self.pipeline_runs = 0
-
-    def __call__(self, keep: Sequence[str]) -> bool:
-        key = tuple(sorted(keep))
-        if key not in self.judged:
-            self.judged[key] = self._judge(list(keep))
-        self.last = (list(keep), self.judged[key])
-        return not beyond_noise(self.judged[key], self.noise)
-
-    def _judge(self, keep: list[str]) -> Judgement:
-        if not keep and self.native and not self.fixed:
-            return self.runs.judge(self.on_candidate)  # the failing run itself: judged already
-        sessions = {self.model: fp16_session(self.runs.runner, self.model, self.target,
-                                             _with_suite_list(self.target, keep))}
-        for other, other_keep in self.fixed.items():
-            sessions[other] = fp16_session(self.runs.runner, other, None, other_keep)
-        try:
-            self.pipeline_runs += 1
-            return self.runs.judge_with(self.on_candidate, sessions)
-        finally:
-            for session in sessions.values():
-                session.close()
-
-
-def fp16_session(runner: PipelineRunner, model: str, target: Target | None, keep: Sequence[str]):
-    """``model`` on ``onnxruntime-fp16`` with ``keep`` in fp32 (converted in memory: trials leave no cache)."""
-    from accuracy.backends import get_backend
-
-    native = runner.candidate_backend_name(model) == FP16
-    options = dict(runner.spec.candidate.options) if native else {}
-    options.update(keep_fp32=list(keep), cache=False)
-    path = target.model_file if target is not None else (
-        runner.model_file(model, CANDIDATE) if native else runner.model_file(model, REFERENCE))
-    return get_backend(FP16, **options).load(path, reference=runner.session(model, REFERENCE))
-
-
-def _with_suite_list(target: Target, keep: Sequence[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys([*target.keep_fp32, *keep]))
-
-
-def _repair_summary(full: dict[str, Any], check: PipelineCheck) -> dict[str, Any]:
-    from accuracy.localize.repair import converter_snippets
-
-    repair = full["repair"]
-    runner = check.runs.runner
-    others = [m for m in check.on_candidate if m != check.model]
-    described = (f"the pipeline's [compare] with {check.model} on {FP16} keep_fp32=[...], "
-                 + (f"{', '.join(others)} on {runner.spec.candidate.name}" if others else "no other model on the candidate")
-                 + (f"; {', '.join(check.waiting)} on the reference (repaired separately)" if check.waiting else ""))
-    op_types = {r["node"]: r["op_type"] for r in full["tensors"] if r.get("index", -1) >= 0}
-    result = {
-        "keep_fp32": repair["keep_fp32"],
-        "passed": repair["passed"],
-        "trials": repair["trials"],
-        "pipeline_runs": check.pipeline_runs,
-        "criterion": described,
-        "note": repair.get("note", ""),
-        "files": repair.get("files", {}),
-    }
-    result["op_types"] = {node: op_types.get(node, "?") for node in repair["keep_fp32"]}
-    if not check.native:
-        result["stand_in"] = (f"verified with {check.model} on {FP16} (the stand-in), not on "
-                              f"{runner.candidate_backend_name(check.model)}")
-    if check.last is not None:
-        result["pipeline"] = summary(check.last[1])
-    if repair["passed"]:
-        result["snippets"] = converter_snippets(repair["keep_fp32"], op_types)
-    return result
-
-
-def _verify_all(runs: JudgedRuns, found: dict[str, dict[str, Any]], repaired: dict[str, tuple[str, ...]],
-                targets: dict[str, Target], *, noise: Judgement, progress: Callable[[str], None]) -> dict[str, Any]:
-    """One fresh all-candidate run with every culprit on its keep-list: the proof behind ``passed``."""
-    failed = [m for m in targets if m not in repaired]
-    if failed:
-        return {"passed": False, "keep_fp32": {m: list(k) for m, k in repaired.items()},
-                "note": f"no keep-list found for {', '.join(failed)}: convert it with precision_mode=enforce_fp32"}
-    progress(f"verifying the repair: all models on the candidate, {', '.join(repaired)} keeping fp32 nodes")
-    runner = runs.runner
-    sessions = {m: fp16_session(runner, m, targets[m], keep) for m, keep in repaired.items()}
-    try:
-        judgement = runs.judge_with(runner.candidate_models, sessions)
-    finally:
-        for session in sessions.values():
-            session.close()
-    passed = not beyond_noise(judgement, noise)
-    for model in repaired:
-        repair = found[model]["repair"]
-        repair["verified"] = passed
-        if not passed:
-            repair["passed"] = False
-            repair["note"] = "the keep-lists together failed the final all-candidate run"
-    return {"passed": passed, "keep_fp32": {m: list(k) for m, k in repaired.items()},
-            "pipeline": summary(judgement),
-            "configuration": f"all candidate models on {runner.spec.candidate.name}; "
-                             + ", ".join(f"{m} on {FP16} keeping {len(k)} node(s) in fp32" for m, k in repaired.items())}
 
 
 def safe_name(name: str, *, fallback: str = "model") -> str:

@@ -32,6 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suggest-fp32", action="store_true",
                         help="(implies --localize) then the smallest set of nodes to keep in fp32 so that the "
                              "whole pipeline passes, verified by running it")
+    parser.add_argument("--call", type=int, metavar="N",
+                        help="localize the culprit's recorded call N (default: the call worst in isolation)")
     parser.add_argument("--localize-out", metavar="DIR", help="where localize and repair files go (default: beside --json, else beside "
                              "--report, else under the cache folder)")
 
@@ -49,10 +51,13 @@ def run(args: argparse.Namespace) -> int:
     spec = load_pipeline_spec(suite)
     progress = (lambda text: None) if args.quiet else (lambda text: warn(f"[bisect] {text}"))
     request = None
+    if args.call is not None and not (args.localize or args.suggest_fp32):
+        raise UsageError("--call applies to --localize / --suggest-fp32")
     if args.localize or args.suggest_fp32:
         from accuracy.bisect.localize import LocalizeRequest
 
-        request = LocalizeRequest(suggest_fp32=args.suggest_fp32, out_dir=_localize_out(args, spec.name))
+        request = LocalizeRequest(suggest_fp32=args.suggest_fp32, out_dir=_localize_out(args, spec.name),
+                                  call=args.call)
     pictures = Path(args.report).with_suffix(".pictures") if args.report else None
     result = bisect_pipeline(spec, progress=progress, budget_bytes=args.budget_mb << 20, full=args.full,
                              localize=request, pictures_dir=pictures)

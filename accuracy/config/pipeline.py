@@ -60,6 +60,15 @@ class BackendSpec:
     options: dict[str, Any] = field(default_factory=dict)
     models: dict[str, Path] = field(default_factory=dict)
 
+    def options_for(self, model: str) -> dict[str, Any]:
+        """The options one model's backend gets: a per-model ``keep_fp32`` table (``[candidate.keep_fp32]``
+        ``model = ["node", ...]``) becomes that model's list (empty when the table does not name it);
+        a flat list applies to every model."""
+        keep = self.options.get("keep_fp32")
+        if not isinstance(keep, dict):
+            return self.options
+        return {**self.options, "keep_fp32": list(keep.get(model, []))}
+
 
 @dataclass(frozen=True)
 class GoldenSpec:
@@ -142,6 +151,7 @@ def load_pipeline_spec(suite: Suite) -> PipelineSpec:
         if name not in models:
             raise ConfigError(f"no model called {name!r} in the pipeline (it has {', '.join(models)})",
                               path=suite.path, where=f"candidate.models.{name}")
+    _check_keep_fp32(candidate.options.get("keep_fp32"), models, suite.path)
     compare = _compare(suite.table("compare", required=False))
     converter = _converter(suite.table("converter", required=False), base, models)
     golden = _golden(suite.table("golden"), suite) if "golden" in suite.data else None
@@ -176,6 +186,23 @@ def _backend(table: TableReader, base: Path, *, allow_models: bool) -> BackendSp
     if "models" in table.data and not allow_models:
         raise table.error("models", "only [candidate] may list its own model files")
     return BackendSpec(name=name, options=options, models=models)
+
+
+def _check_keep_fp32(keep: Any, models: dict[str, Path], path: Path) -> None:
+    """``keep_fp32``: a list of node names (every model), or a table ``model = ["node", ...]``."""
+    if keep is None:
+        return
+    if isinstance(keep, dict):
+        for name, nodes in keep.items():
+            if name not in models:
+                raise ConfigError(f"no model called {name!r} in the pipeline (it has {', '.join(models)})",
+                                  path=path, where=f"candidate.keep_fp32.{name}")
+            if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+                raise ConfigError("must be a list of node names", path=path, where=f"candidate.keep_fp32.{name}")
+        return
+    if not isinstance(keep, list) or not all(isinstance(n, str) for n in keep):
+        raise ConfigError('must be a list of node names, or a table [candidate.keep_fp32] model = ["node", ...]',
+                          path=path, where="candidate.keep_fp32")
 
 
 def _compare(table: TableReader) -> Criteria:

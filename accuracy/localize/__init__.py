@@ -55,6 +55,7 @@ def localize_model(
     segment_bytes: int = DEFAULT_SEGMENT_BYTES,
     progress: Callable[[int, int], None] | None = None,
     repair_criterion: Callable[[Sequence[str]], bool] | None = None,
+    deploy_check: Callable | None = None,
 ) -> dict:
     """Localize where ``candidate`` departs from the fp32 reference; the JSON of DESIGN.md as a dict.
 
@@ -127,23 +128,65 @@ def localize_model(
         "skipped": run.skipped,
     }
     if suggest_fp32:
-        result["repair"] = _repair(graph, feeds, run.records, thresholds, keep_fp32, out_dir, repair_criterion)
+        repair = suggest_repair(graph, feeds, run.records, thresholds=thresholds, keep_fp32=keep_fp32,
+                                criterion=repair_criterion)
+        if repair["passed"] and repair["keep_fp32"]:
+            _offer(repair, graph, feeds, thresholds, out_dir, deploy_check)
+        result["repair"] = repair
     return result
+
+
+def _offer(repair: dict, graph: ModelGraph, feeds, thresholds, out_dir, deploy_check) -> None:
+    """The real converter's model with the keep-list, judged in plain ONNX Runtime before it is offered."""
+    import onnx
+
+    from accuracy.localize.offer import offer_repair, plain_runtime_check
+
+    model = onnx.load(str(graph.path))
+    check = deploy_check or plain_runtime_check(model, feeds, thresholds)
+    offered = offer_repair(model, repair["keep_fp32"], check=check, op_types=op_types(graph, repair["keep_fp32"]),
+                           out_dir=None if out_dir is None else Path(out_dir))
+    repair["repaired_model"] = {k: v for k, v in offered.items() if k != "files"}
+    repair["files"] = offered.get("files", {})
+    if not offered["passed"]:
+        repair.update(passed=False, note=offered["note"])
+
+
+def op_types(graph: ModelGraph, names: Sequence[str]) -> dict[str, str]:
+    """Op type of each named node, main graph and subgraphs."""
+    from accuracy.backends.onnxrt_fp16.emulate import node_names, subgraphs
+
+    found: dict[str, str] = {}
+
+    def walk(g, scope: str) -> None:
+        for name, node in zip(node_names(g, scope=scope), g.node):
+            found[name] = node.op_type
+            for attr, sub in subgraphs(node):
+                walk(sub, f"{name}/{attr}/")
+
+    walk(graph.model.graph, "")
+    return {n: found.get(n, "?") for n in names}
 
 
 def _preview(names: Sequence[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def _repair(graph: ModelGraph, feeds, records, thresholds, keep_fp32, out_dir, criterion) -> dict:
+def suggest_repair(graph: ModelGraph, feeds, records, *, thresholds: TensorThresholds = DEFAULT_THRESHOLDS,
+                   keep_fp32: Sequence[str] = (), criterion: Callable[[Sequence[str]], bool] | None = None,
+                   first_try: Sequence[str] = ()) -> dict:
+    """The keep-fp32 search seeded by localize's ``records``: the nodes that introduce error first (most
+    severe first), then those that inherit it; ``criterion`` judges a keep-list (default: the model's
+    outputs under fp16 emulation against fp32). ``first_try`` is tried before anything else."""
     import onnx
 
-    from accuracy.localize.repair import suggest_fp32, write_repair
+    from accuracy.localize.repair import suggest_fp32
 
     def severity(record: dict) -> tuple:
         local = record.get("local") or record["metrics"]
-        cosine = local["cosine"]
-        return (-(local["nonfinite_obtained"] or 0), cosine if isinstance(cosine, float) and not math.isnan(cosine) else -2.0)
+        cosine, rel_l2 = local.get("cosine"), local.get("rel_l2")
+        return (-(local["nonfinite_obtained"] or 0), -(rel_l2 if isinstance(rel_l2, float) else 0.0),
+                cosine if isinstance(cosine, float) and not math.isnan(cosine) else -2.0)
 
     diverged = [r for r in records if r["passed"] is False and r["index"] >= 0]  # nodes, not inputs
     ranked = sorted((r for r in diverged if r["status"] == "introduced"), key=severity)
@@ -155,14 +198,11 @@ def _repair(graph: ModelGraph, feeds, records, thresholds, keep_fp32, out_dir, c
                         f"(this one has {weight_bytes / 2**30:.2f} GiB of weights); try the 'introduced' nodes with "
                         "the onnxruntime-fp16 backend's keep_fp32 option"}
     model = onnx.load(str(graph.path))
-    first_try = list(dict.fromkeys([*keep_fp32, *(r["node"] for r in ranked)]))
-    found = suggest_fp32(model, feeds, ranking, first_try=first_try, thresholds=thresholds, criterion=criterion)
-    repair = {"keep_fp32": found.keep_fp32, "passed": found.passed, "trials": found.trials,
-              "outputs": found.outputs, "note": found.note,
-              "criterion": "model outputs, fp16 emulation" if criterion is None else "caller's check (pipeline)"}
-    if out_dir is not None and found.passed:
-        repair["files"] = write_repair(Path(out_dir), model, found, {n.name: n.op_type for n in graph.nodes})
-    return repair
+    seed = list(dict.fromkeys([*keep_fp32, *first_try])) or list(dict.fromkeys([*keep_fp32, *(r["node"] for r in ranked)]))
+    found = suggest_fp32(model, feeds, ranking, first_try=seed, thresholds=thresholds, criterion=criterion)
+    return {"keep_fp32": found.keep_fp32, "passed": found.passed, "trials": found.trials,
+            "outputs": found.outputs, "note": found.note,
+            "criterion": "model outputs, fp16 emulation" if criterion is None else "caller's check"}
 
 
-__all__ = ["CANDIDATE_BACKENDS", "localize_model"]
+__all__ = ["CANDIDATE_BACKENDS", "localize_model", "op_types", "suggest_repair"]

@@ -6,6 +6,11 @@ takes a shortcut for the common case, a float32 tensor finite on both sides: fou
 and one difference in float32 with float64 results, no float64 copies and no masks. ``max_rel``
 (two more passes) is computed when a bound asks for it or the tensor fails. Anything else goes
 to ``compare_tensors`` itself.
+
+fp16's limit: where the reference holds a finite value past 65504 and the candidate holds +-65504 of
+the same sign, the candidate stored what fp16 can (converters saturate constants, e.g. an attention
+mask's float32 minimum, and it changes nothing downstream). Those elements count as agreeing, like
+infinities that match, and are counted (``saturated``) instead of failing the relative bounds.
 """
 
 from __future__ import annotations
@@ -15,19 +20,38 @@ import math
 
 import numpy as np
 
+from accuracy.backends.onnxrt_fp16.emulate import FP16_MAX
 from accuracy.compare.tensors import TensorComparison, TensorThresholds, compare_tensors
+
+_FP16_MAX_SQUARED = FP16_MAX * FP16_MAX
 
 
 def compare_tensor(expected: np.ndarray, obtained: np.ndarray, thresholds: TensorThresholds) -> TensorComparison:
-    """``compare_tensors(expected, obtained, thresholds=thresholds)``, faster for finite float32 pairs."""
+    """``compare_tensors(expected, obtained, thresholds=thresholds)``, faster for finite float32 pairs
+    (and fp16 saturation agreeing, see the module docstring): use ``compare_saturating`` for the count."""
+    return compare_saturating(expected, obtained, thresholds)[0]
+
+
+def compare_saturating(expected: np.ndarray, obtained: np.ndarray,
+                       thresholds: TensorThresholds) -> tuple[TensorComparison, int]:
+    """(the comparison, how many elements agreed by fp16 saturation)."""
     a, b = np.asarray(expected), np.asarray(obtained)
     if (a.dtype != np.float32 or b.dtype != np.float32 or a.shape != b.shape or not a.size
             or getattr(thresholds, "exact", False)):
-        return compare_tensors(a, b, thresholds=thresholds)
+        return compare_tensors(a, b, thresholds=thresholds), 0
     a, b = a.ravel(), b.ravel()
     aa, bb = float(np.dot(a, a)), float(np.dot(b, b))
+    saturated = 0
+    if not aa <= _FP16_MAX_SQUARED:  # some |value| may pass fp16's limit (or be non-finite)
+        with np.errstate(invalid="ignore"):
+            held = (np.abs(a) > FP16_MAX) & np.isfinite(a) & (np.abs(b) == FP16_MAX) & (np.sign(a) == np.sign(b))
+        saturated = int(np.count_nonzero(held))
+        if saturated:
+            a = np.where(held, b, a)
+            expected = a.reshape(np.shape(expected))
+            aa = float(np.dot(a, a))
     if not (math.isfinite(aa) and math.isfinite(bb)):  # a non-finite value (or a float32 overflow of the sum)
-        return compare_tensors(expected, obtained, thresholds=thresholds)
+        return compare_tensors(expected, obtained, thresholds=thresholds), saturated
     ab = float(np.dot(a, b))
     diff = np.subtract(b, a)
     sq = float(np.dot(diff, diff))
@@ -60,7 +84,7 @@ def compare_tensor(expected: np.ndarray, obtained: np.ndarray, thresholds: Tenso
     return TensorComparison(cosine=cosine, max_abs=max_abs, mean_abs=mean_abs, rmse=math.sqrt(sq / a.size),
                             max_rel=max_rel, rel_l2=rel_l2, nonfinite_expected=0, nonfinite_obtained=0,
                             passed=not failures, failures=tuple(failures),
-                            **{k: v for k, v in extra.items() if k in _FIELDS})
+                            **{k: v for k, v in extra.items() if k in _FIELDS}), saturated
 
 
 _FIELDS = {f.name for f in dataclasses.fields(TensorComparison)}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -120,78 +119,3 @@ def suggest_fp32(
     verified = passes(keep)  # the final list, checked once more before it is reported
     note = "" if verified else "the shrunk list failed its final check"
     return RepairResult(list(keep), verified, passes.trials, passes.last, note)
-
-
-def repaired_fp16_model(model: onnx.ModelProto, keep_fp32: Sequence[str]) -> onnx.ModelProto:
-    """A real fp16 model (onnxruntime.transformers.float16) with ``keep_fp32`` blocked in fp32,
-    fp32 inputs/outputs: what a user deploys or hands to a converter."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    named = onnx.ModelProto()
-    named.CopyFrom(model)
-    for name, node in zip(node_names(named.graph), named.graph.node):
-        node.name = name
-    converted = convert_float_to_float16(named, keep_io_types=True, node_block_list=list(keep_fp32))
-    _sort_topologically(converted.graph)  # the converter appends its Casts at the end: invalid ONNX
-    return converted
-
-
-def _sort_topologically(graph: onnx.GraphProto) -> None:
-    """Reorder ``graph.node`` so every node comes after the producers of what it reads (stable)."""
-    from accuracy.localize.graph import _subgraph_reads
-
-    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        rest = []
-        for node in pending:
-            if all(t in available for t in [*node.input, *_subgraph_reads(node)]):
-                ordered.append(node)
-                available.update(node.output)
-            else:
-                rest.append(node)
-        if len(rest) == len(pending):  # reads something nothing produces: leave the order as it was
-            return
-        pending = rest
-    copies = [onnx.NodeProto() for _ in ordered]
-    for copy, node in zip(copies, ordered):
-        copy.CopyFrom(node)
-    del graph.node[:]
-    graph.node.extend(copies)
-
-
-def converter_snippets(keep_fp32: Sequence[str], op_types: Mapping[str, str]) -> str:
-    """Config text for converters: the whole-model fix and the operator keep-list."""
-    keep_lines = "\n".join(f"{name}=data_type:float32" for name in keep_fp32)
-    keep_dtype = "\n".join(f"OpName::{name}" for name in keep_fp32)
-    types = ", ".join(f"{n} ({op_types.get(n, '?')})" for n in keep_fp32)
-    return f"""# Nodes to keep in fp32: {types or 'none'}
-
-# 1. MindSpore Lite (converter_lite --configFile=...): the whole model in fp32 (slow, always works)
-[ascend_context]
-precision_mode=enforce_fp32
-
-# 2. MindSpore Lite mixed precision: only these operators in fp32 (Model.build_from_file config_path)
-[execution_plan]
-{keep_lines}
-
-# 3. ATC / Ascend mixed precision: precision_mode=allow_mix_precision plus --keep_dtype=keep_dtype.cfg:
-{keep_dtype}
-
-# 4. ONNX fp16 conversion (onnxconverter-common / onnxruntime.transformers.float16):
-# convert_float_to_float16(model, keep_io_types=True, node_block_list={list(keep_fp32)!r})
-"""
-
-
-def write_repair(out_dir: Path, model: onnx.ModelProto, result: RepairResult, op_types: Mapping[str, str]) -> dict:
-    """Write keep_fp32.json, the repaired fp16 model and the converter snippets; return their paths."""
-    from accuracy.io import write_bytes_atomic, write_json_atomic
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"keep_fp32": out_dir / "keep_fp32.json", "snippets": out_dir / "converter_snippets.txt",
-             "model": out_dir / "model_fp16_repaired.onnx"}
-    write_json_atomic(paths["keep_fp32"], {"keep_fp32": result.keep_fp32, "passed": result.passed}, overwrite=True)
-    write_bytes_atomic(paths["snippets"], converter_snippets(result.keep_fp32, op_types).encode())
-    repaired = repaired_fp16_model(model, result.keep_fp32)
-    write_bytes_atomic(paths["model"], repaired.SerializeToString())
-    return {k: str(v) for k, v in paths.items()}

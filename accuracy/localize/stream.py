@@ -22,7 +22,7 @@ from onnx import TensorProto
 from accuracy.backends.onnxrt_fp16.emulate import all_graphs, subgraphs
 from accuracy.compare.tensors import TensorThresholds
 from accuracy.localize.graph import ModelGraph, Node, is_expandable
-from accuracy.localize.metrics import compare_tensor
+from accuracy.localize.metrics import compare_saturating, compare_tensor
 from accuracy.localize.sides import DumpSide, OnnxSide
 
 # cosine >= 0.99 as Ascend's compare tools, and relative L2 <= 0.15, which a direction error within
@@ -171,10 +171,13 @@ def _compare_node(stream: _Stream, node: Node, ref_out, cand_out) -> None:
     graph, candidate, result = stream.graph, stream.candidate, stream.result
     diverged = []
     for tensor in node.outputs:
-        if not tensor or not graph.is_float(tensor):
+        if not tensor or tensor not in ref_out:
             continue
+        exact = not graph.is_float(tensor)  # integer, bool, text: compared exactly, a changed shape diverges
         expected = ref_out[tensor]
         obtained = cand_out.get(tensor) if isinstance(candidate, OnnxSide) else candidate.get(tensor)
+        if obtained is None and exact:
+            continue  # dumps hold the float tensors
         record = {"tensor": tensor, "node": node.name, "op_type": node.op_type, "index": node.index,
                   "shape": list(expected.shape)}
         if node.scope:
@@ -183,15 +186,17 @@ def _compare_node(stream: _Stream, node: Node, ref_out, cand_out) -> None:
             result.missing.append(tensor)
             result.records.append({**record, "status": "missing", "passed": None, "metrics": None})
             continue
-        aligned, note = _align(expected, np.asarray(obtained))
+        aligned, note = (np.asarray(obtained), None) if exact else _align(expected, np.asarray(obtained))
         if aligned is None:
             result.records.append({**record, "status": "shape-mismatch", "passed": None, "metrics": None,
                                    "note": note})
             continue
-        comparison = compare_tensor(expected, aligned, stream.thresholds)
+        comparison, saturated = compare_saturating(expected, aligned, stream.thresholds)
         stream.passed[tensor] = comparison.passed
         record.update(status="ok" if comparison.passed else "diverged", passed=comparison.passed,
                       metrics=_metrics(comparison))
+        if saturated:
+            record["metrics"]["saturated"] = saturated
         if note:
             record["note"] = note
         result.records.append(record)
@@ -241,4 +246,4 @@ def _run_alone(stream: _Stream, node: Node, ref_out) -> dict:
     outputs = [t for t in node.outputs if t and graph.is_tensor(t)]
     single = graph.submodel([node], inputs, outputs)
     obtained = stream.candidate.run(single, inputs, outputs, graph_inputs=(), source=graph.path)
-    return {t: compare_tensor(ref_out[t], obtained[t], stream.thresholds) for t in outputs if graph.is_float(t)}
+    return {t: compare_tensor(ref_out[t], obtained[t], stream.thresholds) for t in outputs if t in obtained}

@@ -85,7 +85,7 @@ class PipelineRunner:
                 reference = self.session(model, REFERENCE)
                 name = self.candidate_backend_name(model)
                 table = CANDIDATE if name == self.spec.candidate.name else REFERENCE
-                options = self.spec.candidate.options if table == CANDIDATE else self.spec.reference.options
+                options = self.spec.candidate.options_for(model) if table == CANDIDATE else self.spec.reference.options
                 session = self._load(table, name, options, self.model_file(model, CANDIDATE), reference=reference)
                 _check_output_count(model, reference, session)
                 self._sessions[key] = session

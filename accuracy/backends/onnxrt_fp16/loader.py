@@ -79,7 +79,8 @@ def convert(model_path: Path, *, keep_fp32: Collection[str] = (), use_cache: boo
     try:
         emulated = emulate_fp16(model, keep_fp32=keep_fp32)
     except ConfigError as exc:
-        raise ConfigError(exc.message, path=model_path, where="keep_fp32") from None
+        raise ConfigError(f"{exc.message} (a suite of several models names each model's nodes in a table: "
+                          '[candidate.keep_fp32] model = ["node", ...])', path=model_path, where="keep_fp32") from None
     if target is None:
         if emulated.ByteSize() > _TWO_GB:
             raise BackendError("models over 2 GB need the cache (cache = true)", path=model_path)

@@ -1,0 +1,266 @@
+"""The repair as a user deploys it: the fp16 model made by a real converter with the keep-list, run in
+plain ONNX Runtime and judged before it is offered, and the files that carry it.
+
+The converter is ``onnxruntime.transformers.float16.convert_float_to_float16(model,
+keep_io_types=True, node_block_list=[...])``. It blocks nodes by ``node.name``; localize names an
+unnamed node by its first output tensor (``emulate.node_names``), so the converted copy gives such
+nodes that name first -- the converter snippet shows the same line for the user's own script.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from accuracy.backends.onnxrt_fp16.emulate import node_names, subgraphs
+from accuracy.compare.tensors import TensorThresholds
+
+CONVERTER = "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True, node_block_list=[...])"
+RUNTIME = "plain ONNX Runtime (CPU)"
+
+
+def name_nodes(graph: onnx.GraphProto, scope: str = "") -> list[str]:
+    """Give every node of ``graph`` and its subgraphs the name localize uses for it (in place);
+    returns the nodes that had none in the user's file (named by their output tensor)."""
+    unnamed = []
+    for name, node in zip(node_names(graph, scope=scope), graph.node):
+        if not node.name:
+            unnamed.append(name)
+        node.name = name
+        for attr, sub in subgraphs(node):
+            unnamed += name_nodes(sub, f"{name}/{attr}/")
+    return unnamed
+
+
+def repaired_fp16_model(model: onnx.ModelProto, keep_fp32: Sequence[str]) -> onnx.ModelProto:
+    """A real fp16 model (onnxruntime.transformers.float16) with ``keep_fp32`` blocked in fp32,
+    fp32 inputs/outputs: what a user deploys or hands to a converter."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    named = onnx.ModelProto()
+    named.CopyFrom(model)
+    name_nodes(named.graph)
+    converted = convert_float_to_float16(named, keep_io_types=True, node_block_list=list(keep_fp32))
+    _relocate_stray_nodes(converted.graph)  # the Casts around a blocked node inside an If land in the main graph
+    _sort_topologically(converted.graph)  # the converter appends its Casts at the end: invalid ONNX
+    _drop_fp16_round_trips(converted)
+    return converted
+
+
+def _drop_fp16_round_trips(model: onnx.ModelProto) -> None:
+    """Between two blocked nodes the converter still puts ``Cast(fp16) -> Cast(fp32)``: a sum of squares
+    kept in fp32 for its range overflows there on its way to the next fp32 node (the repaired model
+    outputs zeros). Consumers of such a pair read the fp32 value itself; a Cast to fp16 that nothing
+    reads any more goes too. What ``keep_fp32`` means, and what the emulation verified."""
+    from onnx import TensorProto
+
+    try:
+        types = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # noqa: BLE001 - without types nothing is changed
+        return
+    float32 = {vi.name for g in _graphs(types.graph) for vi in [*g.input, *g.value_info, *g.output]
+               if vi.type.tensor_type.elem_type == TensorProto.FLOAT}
+    float32 |= {t.name for g in _graphs(types.graph) for t in g.initializer if t.data_type == TensorProto.FLOAT}
+    for graph in _graphs(model.graph):
+        producer = {t: node for node in graph.node for t in node.output}
+        outputs = {o.name for o in graph.output}
+        renames: dict[str, str] = {}
+        for node in graph.node:
+            first = producer.get(node.input[0]) if node.op_type == "Cast" and node.input else None
+            if (first is not None and first.op_type == "Cast" and _cast_to(node) == TensorProto.FLOAT
+                    and _cast_to(first) == TensorProto.FLOAT16 and first.input[0] in float32
+                    and node.output[0] not in outputs):
+                renames[node.output[0]] = first.input[0]
+        if not renames:
+            continue
+        kept = [n for n in graph.node if not (n.op_type == "Cast" and n.output[0] in renames)]
+        for node in kept:
+            for i, tensor in enumerate(node.input):
+                node.input[i] = renames.get(tensor, tensor)
+        read = {t for n in kept for t in n.input} | outputs | _reads_below(kept)
+        kept = [n for n in kept if not (n.op_type == "Cast" and _cast_to(n) == TensorProto.FLOAT16
+                                        and n.output[0] not in read)]
+        copies = [onnx.NodeProto() for _ in kept]
+        for copy, node in zip(copies, kept):
+            copy.CopyFrom(node)
+        del graph.node[:]
+        graph.node.extend(copies)
+
+
+def _cast_to(node: onnx.NodeProto) -> int | None:
+    return next((a.i for a in node.attribute if a.name == "to"), None)
+
+
+def _graphs(graph: onnx.GraphProto):
+    from accuracy.backends.onnxrt_fp16.emulate import all_graphs
+
+    return list(all_graphs(graph))
+
+
+def _reads_below(nodes) -> set[str]:
+    from accuracy.localize.graph import _subgraph_reads
+
+    return {t for node in nodes for t in _subgraph_reads(node)}
+
+
+def _relocate_stray_nodes(graph: onnx.GraphProto) -> None:
+    """Move each main-graph node that reads a tensor only a subgraph produces into that subgraph
+    (the converter inserts the Casts of a blocked branch node at the top level, where ORT rejects them)."""
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    known |= {t for node in graph.node for t in node.output}
+    for node in list(graph.node):
+        stray = next((t for t in node.input if t not in known), None)
+        home = None if stray is None else _producer_graph(graph, stray)
+        if home is not None and home is not graph:
+            graph.node.remove(node)
+            home.node.append(node)
+
+
+def _producer_graph(graph: onnx.GraphProto, tensor: str) -> onnx.GraphProto | None:
+    """The (deepest) subgraph below ``graph`` whose nodes produce ``tensor``."""
+    for node in graph.node:
+        for _, sub in subgraphs(node):
+            deeper = _producer_graph(sub, tensor)
+            if deeper is not None:
+                return deeper
+            if any(tensor in inner.output for inner in sub.node):
+                return sub
+    return None
+
+
+def _sort_topologically(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph.node`` (and each subgraph's) so every node comes after the producers of what it
+    reads (stable); names no node of the graph produces (inputs, initializers, outer scope) are ready."""
+    from accuracy.localize.graph import _subgraph_reads
+
+    for node in graph.node:
+        for _, sub in subgraphs(node):
+            _sort_topologically(sub)
+    produced = {t for node in graph.node for t in node.output if t}
+    available: set[str] = set()
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(t not in produced or t in available for t in [*node.input, *_subgraph_reads(node)]):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):  # a cycle: leave the order as it was
+            return
+        pending = rest
+    copies = [onnx.NodeProto() for _ in ordered]
+    for copy, node in zip(copies, ordered):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def plain_runtime_check(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
+                        thresholds: TensorThresholds) -> Callable[[onnx.ModelProto], dict[str, Any]]:
+    """``check(repaired) -> {"passed", "outputs"}``: the repaired model in plain ONNX Runtime against
+    the fp32 model's outputs on ``feeds``, by ``thresholds`` (localize's own criterion)."""
+    from accuracy.backends.onnxrt.loader import open_session
+    from accuracy.localize.metrics import compare_tensor
+
+    names = [o.name for o in model.graph.output]
+    expected = open_session(model.SerializeToString(), model_path="<reference>",
+                            graph_optimization_level="disable").run_outputs(names, dict(feeds))
+
+    def check(repaired: onnx.ModelProto) -> dict[str, Any]:
+        session = open_session(repaired.SerializeToString(), model_path="<repaired fp16 model>")
+        obtained = session.run_outputs(names, dict(feeds))
+        comparisons = {n: compare_tensor(e, o, thresholds) for n, e, o in zip(names, expected, obtained)}
+        return {"passed": all(c.passed for c in comparisons.values()),
+                "outputs": {n: c.to_dict() for n, c in comparisons.items()}}
+
+    return check
+
+
+def offer_repair(model: onnx.ModelProto, keep_fp32: Sequence[str], *, check: Callable[[onnx.ModelProto], dict],
+                 op_types: Mapping[str, str], out_dir: Path | None = None, model_name: str | None = None) -> dict:
+    """Convert ``model`` with the keep-list by the real converter, judge it with ``check`` and, with
+    ``out_dir``, write keep_fp32.json, keep_fp32.toml, the converter snippets and -- only when it
+    passed -- model_fp16_repaired.onnx. Returns ``{"passed", "converter", "runtime", ..., "files"}``."""
+    named = onnx.ModelProto()
+    named.CopyFrom(model)
+    unnamed = name_nodes(named.graph)
+    try:
+        repaired = repaired_fp16_model(model, keep_fp32)
+        verdict = dict(check(repaired))
+    except Exception as exc:  # noqa: BLE001 - the converter or ORT refusing the result is a verdict
+        repaired, verdict = None, {"passed": False, "error": f"{type(exc).__name__}: {exc}"}
+    offered = {"converter": CONVERTER, "runtime": RUNTIME, **verdict}
+    if not verdict["passed"]:
+        offered["note"] = ("the keep-list passes under fp16 emulation, but the model converted with it fails in "
+                           f"{RUNTIME}: not offered")
+    if out_dir is not None:
+        offered["files"] = write_repair(Path(out_dir), keep_fp32, op_types,
+                                        repaired if verdict["passed"] else None,
+                                        unnamed=[n for n in keep_fp32 if n in unnamed], model_name=model_name)
+    return offered
+
+
+def keep_fp32_table(lists: Mapping[str, Sequence[str]]) -> str:
+    """The suite's ``[candidate.keep_fp32]`` table for per-model keep-lists (TOML)."""
+    import json
+
+    lines = ["[candidate.keep_fp32]"]
+    lines += [f"{json.dumps(name) if not name.replace('_', '').replace('-', '').isalnum() else name} = "
+              f"[{', '.join(json.dumps(n) for n in nodes)}]" for name, nodes in lists.items()]
+    return "\n".join(lines) + "\n"
+
+
+def converter_snippets(keep_fp32: Sequence[str], op_types: Mapping[str, str], *, unnamed: Sequence[str] = ()) -> str:
+    """Config text for converters: the whole-model fix and the operator keep-list."""
+    keep_lines = "\n".join(f"{name}=data_type:float32" for name in keep_fp32)
+    keep_dtype = "\n".join(f"OpName::{name}" for name in keep_fp32)
+    types = ", ".join(f"{n} ({op_types.get(n, '?')})" for n in keep_fp32)
+    naming = ""
+    if unnamed:
+        naming = (f"\n# {', '.join(unnamed)}: unnamed in your file, named here by their first output tensor. Name them so "
+                  "before converting\n# (for n in model.graph.node: n.name = n.name or n.output[0]); converters that "
+                  "read the file unnamed\n# give them names of their own, which these lists would not match.\n")
+    return f"""# Nodes to keep in fp32: {types or 'none'}
+{naming}
+# 1. MindSpore Lite (converter_lite --configFile=...): the whole model in fp32 (slow, always works)
+[ascend_context]
+precision_mode=enforce_fp32
+
+# 2. MindSpore Lite mixed precision: only these operators in fp32 (Model.build_from_file config_path)
+[execution_plan]
+{keep_lines}
+
+# 3. ATC / Ascend mixed precision: precision_mode=allow_mix_precision plus --keep_dtype=keep_dtype.cfg:
+{keep_dtype}
+
+# 4. ONNX fp16 conversion (onnxconverter-common / onnxruntime.transformers.float16):
+# convert_float_to_float16(model, keep_io_types=True, node_block_list={list(keep_fp32)!r})
+"""
+
+
+def write_repair(out_dir: Path, keep_fp32: Sequence[str], op_types: Mapping[str, str],
+                 repaired: onnx.ModelProto | None, *, unnamed: Sequence[str] = (), model_name: str | None = None) -> dict:
+    """keep_fp32.json, keep_fp32.toml (the suite table, with ``model_name``), converter_snippets.txt and
+    the repaired model when there is one; returns their paths."""
+    from accuracy.io import write_bytes_atomic, write_json_atomic
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"keep_fp32": out_dir / "keep_fp32.json", "snippets": out_dir / "converter_snippets.txt"}
+    write_json_atomic(paths["keep_fp32"], {"keep_fp32": list(keep_fp32)}, overwrite=True)
+    write_bytes_atomic(paths["snippets"], converter_snippets(keep_fp32, op_types, unnamed=unnamed).encode())
+    if model_name is not None:
+        paths["suite_table"] = out_dir / "keep_fp32.toml"
+        write_bytes_atomic(paths["suite_table"], keep_fp32_table({model_name: keep_fp32}).encode())
+    stale = out_dir / "model_fp16_repaired.onnx"
+    if repaired is not None:
+        paths["model"] = stale
+        write_bytes_atomic(stale, repaired.SerializeToString())
+    else:
+        stale.unlink(missing_ok=True)
+    return {k: str(v) for k, v in paths.items()}

@@ -43,6 +43,7 @@ from accuracy.goldens import NAME_PATTERN
 DIFFUSERS_MODELS = ("text_encoder", "unet", "vae_encoder", "vae_decoder", "safety_checker")
 SECTIONS = ("suite", "pipeline", "reference", "candidate", "compare", "converter", "golden")
 BOUND_KEYS = ("cosine_min", "max_abs", "rel_l2_max", "max_rel", "ssim_min", "psnr_min", "cer_max", "wer_max")
+FLOAT_BOUND_KEYS = BOUND_KEYS[:6]  # cer_max / wer_max bound text only: floats keep their default check
 CRITERIA_KEYS = (*BOUND_KEYS, "data_range", "exact")
 COMPARE_KEYS = (*CRITERIA_KEYS, "outputs")
 GOLDEN_KEYS = ("folder", "outputs", "latents", "backend", "ssim_min", "psnr_min", "max_abs", "cases")
@@ -233,14 +234,14 @@ def _criteria(table: TableReader, *, own: bool) -> Criteria:
     if values["data_range"] is not None and values["data_range"] <= 0:
         raise table.error("data_range", f"must be > 0 (the span of pixel values, e.g. 1.0 or 255), "
                                         f"got {values['data_range']}")
-    named = tuple(key for key in CRITERIA_KEYS if key in table.data)
-    if not any(values[key] is not None for key in BOUND_KEYS) and not values["exact"]:
-        if own:
-            raise ConfigError(f"name at least one criterion for this output ({', '.join(BOUND_KEYS)} or "
-                              "exact = true)", path=table.path, where=table.prefix)
-        values["cosine_min"] = Criteria.cosine_min  # no bound named: DESIGN's default check
     if own:
         table.reject_unknown(CRITERIA_KEYS)
+    named = tuple(key for key in CRITERIA_KEYS if key in table.data)
+    if own and not any(values[key] is not None for key in BOUND_KEYS) and not values["exact"]:
+        raise ConfigError(f"name at least one criterion for this output ({', '.join(BOUND_KEYS)} or "
+                          "exact = true)", path=table.path, where=table.prefix)
+    if not own and not any(values[key] is not None for key in FLOAT_BOUND_KEYS) and not values["exact"]:
+        values["cosine_min"] = Criteria.cosine_min  # no float bound named: DESIGN's default check for floats
     return Criteria(**values, named=named)
 
 

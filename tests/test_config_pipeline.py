@@ -82,3 +82,31 @@ def test_config_and_goldens_share_one_name_rule():
     from accuracy.goldens import NAME_PATTERN
 
     assert pipeline.NAME_PATTERN is NAME_PATTERN
+
+
+def test_compare_outputs_tables_give_one_output_its_own_criteria(tmp_path):
+    text = SUITE + "[compare.outputs.y]\nmax_abs = 0.5\n[compare.outputs.z]\ncer_max = 0.02\nwer_max = 0.1\n"
+    compare = spec_of(tmp_path, text).compare
+    assert compare.cosine_min == 0.999 and compare.outputs == ()
+    own = compare.for_output("y")
+    assert own.max_abs == 0.5 and own.cosine_min is None and own.named == ("max_abs",)  # replaces, not merges
+    assert compare.for_output("z").cer_max == 0.02 and compare.for_output("z").wer_max == 0.1
+    assert compare.for_output("other") is compare
+
+
+def test_text_bounds_alone_keep_the_default_check_for_floats(tmp_path):
+    compare = spec_of(tmp_path, SUITE.replace("cosine_min = 0.999", "cer_max = 0.05")).compare
+    assert compare.cer_max == 0.05 and compare.cosine_min == 0.99
+
+
+@pytest.mark.parametrize("extra, key, words", [
+    ("[compare.outputs.y]\n", "compare.outputs.y", "name at least one criterion"),
+    ("[compare.outputs.y]\ncosine_minimum = 0.9\n", "compare.outputs.y.cosine_minimum", "unknown key"),
+    ("[compare.outputs.y]\ncer_max = -1\n", "compare.outputs.y.cer_max", "must be >= 0"),
+    ("[compare.outputs.y]\nexact = 1\n", "compare.outputs.y.exact", "must be"),
+    ("[compare.outputs]\ny = 0.5\n", "compare.outputs.y", "must be"),
+])
+def test_compare_outputs_mistakes_name_the_key(tmp_path, extra, key, words):
+    with pytest.raises(ConfigError) as caught:
+        spec_of(tmp_path, SUITE + extra)
+    assert caught.value.where == key and words in caught.value.message

@@ -22,13 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from accuracy.compare.matching import NO_METRIC, match_candidate, real_metric
 from accuracy.compare.significance import pair_samples, paired_flips, score_scale, standard_error
 from accuracy.errors import InputError
 from accuracy.scores.model import Score, ScoreTable
 
 # Scores are printed with two decimals by OpenCompass; a hair of slack keeps "exactly 1 %" exact.
 _EPS = 1e-9
-NO_METRIC = "-"  # a summary row of a dataset without any result
 
 
 def parse_rel_tol(text: str) -> float:
@@ -288,52 +288,6 @@ def _add_significance(check: ScoreCheck, base: Score, cand: Score) -> None:
         )
 
 
-def _normal_metric(metric: str) -> str:
-    """``acc,none`` (lm-eval, no filter) and ``accuracy`` (OpenCompass) name the same thing."""
-    name = metric.lower().removesuffix(",none")
-    return {"acc": "accuracy"}.get(name, name)
-
-
-def match_candidate(base: Score, baseline: ScoreTable, candidate: ScoreTable, names: Mapping[str, str]) -> tuple[Score | None, str | None]:
-    """The candidate row for a baseline row, and a note when it was not matched by identical names.
-
-    Order: ``names["dataset/metric"]``; the dataset renamed by ``names["dataset"]``, then the same
-    metric; the same metric once normalised (``acc,none`` = ``accuracy``); the only metric of the
-    dataset on each side.
-    """
-    full = f"{base.dataset}/{base.metric}"
-    if full in names:
-        dataset, _, metric = names[full].rpartition("/")
-        found = candidate.get(dataset, metric) if dataset else None
-        return found, f"matched by [names]: {full} -> {names[full]}" if found else f"[names] maps {full} to {names[full]}, which the candidate lacks"
-    dataset = names.get(base.dataset, base.dataset)
-    renamed = f"dataset named {dataset} in the candidate ([names]); " if dataset != base.dataset else ""
-    exact = candidate.get(dataset, base.metric)
-    if exact is not None:
-        return exact, (renamed.rstrip("; ") or None)
-    rows = [s for s in candidate.scores if s.dataset == dataset and s.metric != NO_METRIC]
-    same = [s for s in rows if _normal_metric(s.metric) == _normal_metric(base.metric)]
-    if len(same) == 1:
-        return same[0], f"{renamed}metric {base.metric} matched to {same[0].metric}"
-    base_rows = [s for s in baseline.scores if s.dataset == base.dataset and s.metric != NO_METRIC]
-    if len(rows) == 1 and len(base_rows) == 1:
-        return rows[0], f"{renamed}metric names differ ({base.metric} vs {rows[0].metric}): paired as the only metric of {base.dataset} on each side"
-    if rows:
-        return None, (
-            f"{renamed}the candidate has {dataset} with metric {', '.join(s.metric for s in rows)} but not {base.metric}: "
-            f"map it in the suite's [names] (\"{full}\" = \"{dataset}/<metric>\")"
-        )
-    if candidate.get(dataset, NO_METRIC) is not None:
-        return candidate.get(dataset, NO_METRIC), f"{renamed}the candidate lists {dataset} without a result ('-' row)"
-    return None, renamed.rstrip("; ") or None
-
-
-def _real_metric(base: Score, candidate: ScoreTable, names: Mapping[str, str]) -> str:
-    """A baseline '-' row has no metric name; the candidate's only metric for it, if any, is the real one."""
-    rows = [s for s in candidate.scores if s.dataset == names.get(base.dataset, base.dataset) and s.metric != NO_METRIC]
-    return rows[0].metric if len(rows) == 1 else NO_METRIC
-
-
 def compare_scores(baseline: ScoreTable, candidate: ScoreTable, policy: ScorePolicy = ScorePolicy()) -> ScoreComparison:
     """Judge every (dataset, metric) present in the baseline. Raises ``InputError`` on a prompt
     version mismatch unless ``policy.ignore_version``."""
@@ -344,7 +298,7 @@ def compare_scores(baseline: ScoreTable, candidate: ScoreTable, policy: ScorePol
     for base in baseline.scores:
         if base.metric == NO_METRIC:
             check = judge_score(base, None, policy.for_dataset(base.dataset), policy)
-            check.metric = _real_metric(base, candidate, policy.names)
+            check.metric = real_metric(base, candidate, policy.names)
             checks.append(check)
             used.update(s.key for s in candidate.scores if s.dataset == policy.names.get(base.dataset, base.dataset))
             continue

@@ -1,0 +1,23 @@
+"""localize compares non-float tensors too, exactly: a bool that flips and an int64 whose shape
+changes under fp16 are divergences, on a real onnxruntime session of a graph built here."""
+
+from __future__ import annotations
+
+import onnx
+
+from accuracy.localize import localize_model
+from tests.fixtures.output_kinds import THRESHOLD_X, threshold_hits
+
+
+def test_integer_and_bool_tensors_diverge_exactly_and_a_changed_shape_is_a_divergence(tmp_path):
+    path = tmp_path / "hits.onnx"
+    onnx.save(threshold_hits(), str(path))
+    result = localize_model(path, {"x": THRESHOLD_X}, "onnxruntime-fp16")
+    assert result["verdict"] == "fail"  # the float tensors alone all pass: scaled differs by 2e-4
+    records = {r["tensor"]: r for r in result["tensors"]}
+    assert records["scaled"]["passed"] is True
+    assert records["over"]["passed"] is False  # bool: exact
+    assert records["over"]["metrics"]["failures"] == ["3 of 8 values differ (37.50%), first at index (0, 0): True -> False"]
+    hits = records["hits"]  # int64 NonZero rows: 6 on the reference, 3 under fp16
+    assert hits["passed"] is False
+    assert hits["metrics"]["failures"] == ["shape (3, 2) differs from the reference's (6, 2) (3 rows, the reference has 6)"]

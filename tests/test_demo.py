@@ -38,6 +38,9 @@ def test_demo_blames_text_encoder(demo):
     # localize and the repair ran through bisect's own --localize --suggest-fp32 path
     assert text["localize"]["first_divergent"]["op_type"] == "Pow" and text["localize"]["stand_in"] is None
     assert text["localize"]["repair"]["passed"] and result["repair"]["passed"]
+    # the keep-list applied by the real converter, run in plain ONNX Runtime in the pipeline, passes too
+    deployed = text["localize"]["repair"]["repaired_model"]
+    assert deployed["passed"] and deployed["pipeline"]["passed"] and "node_block_list" in deployed["converter"]
 
 
 def test_demo_story_says_which_how_far_why(demo):

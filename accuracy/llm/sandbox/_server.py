@@ -184,14 +184,14 @@ def _read_all(out_r: int, status_r: int, output_cap: int, deadline: float) -> tu
     return bytes(kept), total, bytes(status)
 
 
-def run_job(job: dict, base_dir: str, calls_r: int, replies_w: int, number: int) -> dict:
+def run_job(job: dict, base_dir: str, calls_r: int, replies_w: int) -> dict:
     """Run one request to completion and describe how it ended; nothing of it is alive afterwards."""
     run_dir = tempfile.mkdtemp(prefix="run-", dir=base_dir)
     if _HOST["as_root"]:
         os.chown(run_dir, int(job["uid"]), int(job["gid"]))
     limits = job["limits"]
     # +1: the keeper is in the group too
-    folders = _HOST["limiter"].make(f"run-{number}", int(limits["memory_bytes"]), int(limits["processes"]) + 1)
+    folders = _HOST["limiter"].make(int(limits["memory_bytes"]), int(limits["processes"]) + 1)
     out_r, out_w = os.pipe()
     status_r, status_w = os.pipe()
     keeper = os.fork()
@@ -214,7 +214,6 @@ def run_job(job: dict, base_dir: str, calls_r: int, replies_w: int, number: int)
         os.killpg(keeper, signal.SIGKILL)
         output, total, status = b"", 0, b""
     os.waitpid(keeper, 0)
-    _HOST["limiter"].remove(folders)
     shutil.rmtree(run_dir, ignore_errors=True)
     try:
         answer = wire.decode(status) if status else {"setup_error": "the keeper ended without an answer"}
@@ -232,13 +231,11 @@ def serve(base_dir: str, control_fd: int, *, namespaces: bool = True, cgroups: b
     that started it, and worker threads come and go)."""
     _prepare(namespaces, base_dir, cgroups)
     control = socket.socket(fileno=control_fd)
-    number = 0
     try:
         while True:
             frame = wire.read_frame(0)
             if frame is None:
                 return
-            number += 1
             fds: list[int] = []
             try:
                 _, fds, _, _ = socket.recv_fds(control, 1, 2)
@@ -252,7 +249,7 @@ def serve(base_dir: str, control_fd: int, *, namespaces: bool = True, cgroups: b
                 wire.write_frame(1, wire.encode({"server_error": f"{type(exc).__name__}: {exc}"}))
                 continue
             try:
-                answer = run_job(job, base_dir, fds[0], fds[1], number)
+                answer = run_job(job, base_dir, fds[0], fds[1])
             except Exception as exc:  # noqa: BLE001 - report the failure, keep serving
                 answer = {"server_error": f"{type(exc).__name__}: {exc}"}
             wire.write_frame(1, wire.encode(answer))

@@ -32,6 +32,7 @@ def test_names_mapping_in_a_score_suite_judges_a_mixed_pair(mixed):
     assert result.details["counts"] == {"compared": 1, "aligned": 1, "not_compared": 1}
     assert result.details["sources"]["baseline"]["tool"] == "lm-eval"  # kept through the recorded baseline
     assert result.details["sources"]["candidate"]["run"] == "20260101_000000"
+    assert "(model npu, opencompass, run 20260101_000000)" in result.details["table"]  # what the gate prints
     json.dumps(result.details)
 
 

@@ -110,7 +110,7 @@ def baseline_path(suite: Suite) -> Path:
     table = suite.table("baseline")
     path = table.path_to("path", suite.folder, must_exist=False)
     table.reject_unknown(("path", "label"))
-    return path
+    return path.resolve()  # "../../baselines/x.json" read as where it is
 
 
 def judge_suite(suite: Suite, candidate: ScoreTable, *, update_baselines: bool = False) -> SuiteResult:
@@ -135,7 +135,9 @@ def judge_suite(suite: Suite, candidate: ScoreTable, *, update_baselines: bool =
         )
         for check in comparison.checks
     ]
-    details["table"] = score_table(comparison.checks)
+    read_from = [f"{side + ':':<10} {table.describe()}" + "".join(f"\n{'':<10} {note}" for note in table.notes)
+                 for side, table in (("baseline", baseline), ("candidate", candidate))]
+    details["table"] = "\n".join(read_from) + "\n" + score_table(comparison.checks)
     details["extra"] = comparison.extra
     return SuiteResult(suite=suite.name, kind=suite.kind, path=suite.path, checks=checks, details=details)
 

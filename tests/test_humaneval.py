@@ -402,9 +402,10 @@ def test_cli_refuses_unbounded_limits_in_one_line(tmp_path, flags):
     assert ran.stderr.strip().count("\n") == 0 and "Traceback" not in ran.stderr
 
 
-def test_cli_deeply_nested_samples_are_one_line(tmp_path):
-    samples = tmp_path / "samples.jsonl"
+@pytest.mark.parametrize("name", ["samples.jsonl", "predictions.json"])
+def test_cli_deeply_nested_samples_are_one_line(tmp_path, name):
+    samples = tmp_path / name
     samples.write_text("[" * 100_000 + "]" * 100_000 + "\n")
     ran = _cli("--samples", str(samples))
-    assert ran.returncode == 2 and "line 1" in ran.stderr and "nested" in ran.stderr
+    assert ran.returncode == 2 and str(samples) in ran.stderr and "nested" in ran.stderr
     assert ran.stderr.strip().count("\n") == 0 and "Traceback" not in ran.stderr

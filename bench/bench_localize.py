@@ -1,19 +1,25 @@
 """Benchmark: what ``accuracy localize`` costs next to one plain inference of the same model.
 
-    python bench/bench_localize.py [--rows 1024] [--width 1024] [--blocks 8] [--segment-mb 32]
-    python bench/bench_localize.py --external --repeat 1   # a model over 2 GB (external data)
+    python bench/bench_localize.py [--repeat 3]          # whole commands on a ResNet-like model (default)
+    python bench/bench_localize.py --mlp [--rows 1024] [--width 1024] [--blocks 8] [--segment-mb 32]
+    python bench/bench_localize.py --external --repeat 1 # a model over 2 GB (external data)
 
-Builds (deterministically, in a temporary folder) an MLP whose intermediate tensors total several
-times its weights, then measures side by side in one run:
+Default: a model of real size and structure, built deterministically -- a ResNet-50-like network at
+half width (bottleneck blocks of Conv + BatchNormalization + Relu, residual Adds; ~250 nodes, ~30 MB
+of weights, a 1x3x160x160 input). Measured as whole commands, each a fresh process (interpreter,
+imports, loading the feeds, the work), interleaved and repeated, medians printed:
 
-* time: a plain ONNX Runtime inference (session + run, fp32) against ``localize_model`` with the
-  ``onnxruntime-fp16`` candidate (the target: <= 3 plain inferences of work, plus single-node runs
-  for the flagged nodes). Printed: the model-inference work ratio (ORT time inside localize) and the
-  whole wall-time ratio, which also pays the per-tensor metrics of ``accuracy.compare.tensors``;
-* memory: peak RSS (``resource.getrusage``) of a subprocess doing only the plain inference against a
-  subprocess doing only the localisation (the target: <= 2x).
+* ``python -c`` plain ONNX Runtime inference (session + run), the unit;
+* ``accuracy localize MODEL --inputs FEEDS.npz`` (fp16 emulation, every tensor compared);
+* Polygraphy's mark-all workflow when ``polygraphy`` is installed: ``polygraphy run MODEL --onnxrt
+  --onnx-outputs mark all --load-inputs ... --save-outputs ...`` (the peer; the ratio is printed).
 
-The model carries an fp16 hazard in its last block so localisation has flagged nodes to re-run.
+Target: localize <= 2x a plain inference. The second figure is the old in-process one: the time
+inside localize split into model inference (ORT runs of both sides), per-tensor metrics and the rest.
+
+``--mlp`` and ``--external`` run the earlier in-process comparison (time and peak RSS against a plain
+inference) on a synthetic MLP whose intermediates are several times its weights, or on a 2.25 GiB
+external-data model.
 """
 
 from __future__ import annotations
@@ -100,6 +106,118 @@ def build_external(folder: Path, width: int = 8192, blocks: int = 9) -> tuple[Pa
     return path, feeds, blocks * width * width * 4, (blocks + 2) * width * 4
 
 
+def build_resnet(folder: Path, *, base: int = 32, size: int = 160, layers=(3, 4, 12, 3)) -> tuple[Path, Path, int, int]:
+    """The ResNet-like bench model (deterministic); returns (model, feeds, weight bytes, node count)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+
+    def add(op: str, inputs: list[str], **attrs) -> str:
+        name = f"{op.lower()}{len(nodes)}"
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    def conv(x: str, cin: int, cout: int, k: int, stride: int = 1) -> str:
+        w = (rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"w{len(inits)}"))
+        return add("Conv", [x, inits[-1].name], kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4)
+
+    def bn(x: str, c: int, gamma: float = 1.0) -> str:
+        names = []
+        for values in (np.full(c, gamma), rng.standard_normal(c) * 0.05, rng.standard_normal(c) * 0.05,
+                       rng.uniform(0.8, 1.2, c)):
+            inits.append(numpy_helper.from_array(values.astype(np.float32), f"bn{len(inits)}"))
+            names.append(inits[-1].name)
+        return add("BatchNormalization", [x, *names], epsilon=1e-5)
+
+    x = add("Relu", [bn(conv("x", 3, base, 7, 2), base)])
+    x = add("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    cin = base
+    for stage, blocks in enumerate(layers):
+        width = base * 2 ** stage
+        for block in range(blocks):
+            stride = 2 if block == 0 and stage > 0 else 1
+            h = add("Relu", [bn(conv(x, cin, width, 1), width)])
+            h = add("Relu", [bn(conv(h, width, width, 3, stride), width)])
+            h = bn(conv(h, width, width * 4, 1), width * 4, gamma=0.2)
+            shortcut = x if cin == width * 4 and stride == 1 else bn(conv(x, cin, width * 4, 1, stride), width * 4)
+            x = add("Relu", [add("Add", [h, shortcut])])
+            cin = width * 4
+    x = add("Flatten", [add("GlobalAveragePool", [x])])
+    inits.append(numpy_helper.from_array((rng.standard_normal((cin, 1000)) / np.sqrt(cin)).astype(np.float32), "fc"))
+    nodes.append(helper.make_node("MatMul", [x, "fc"], ["logits"], name="fc"))
+    graph = helper.make_graph(nodes, "resnet_like", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1000])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "resnet_like.onnx"
+    onnx.save(model, str(path))
+    feeds = folder / "feeds.npz"
+    np.savez(feeds, x=rng.standard_normal((1, 3, size, size)).astype(np.float32))
+    return path, feeds, sum(numpy_helper.to_array(i).nbytes for i in inits), len(nodes)
+
+
+PLAIN = ("import sys, numpy as np, onnxruntime as ort; "
+         "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider']); "
+         "s.run(None, dict(np.load(sys.argv[2])))")
+
+
+def whole_commands(model: Path, feeds: Path, folder: Path) -> dict[str, list[str]]:
+    """The commands timed side by side: plain inference, localize, and Polygraphy when installed."""
+    commands = {"plain inference": [sys.executable, "-c", PLAIN, str(model), str(feeds)],
+                "accuracy localize": [sys.executable, "-m", "accuracy", "localize", str(model), "--inputs", str(feeds),
+                                      "--json", str(folder / "localize.json")]}
+    try:
+        from polygraphy.json import save_json
+    except ImportError:
+        return commands
+    inputs = folder / "inputs.json"
+    save_json([dict(np.load(feeds))], str(inputs))
+    polygraphy = Path(sys.executable).with_name("polygraphy")
+    commands["polygraphy mark-all"] = [str(polygraphy), "run", str(model), "--onnxrt", "--onnx-outputs", "mark", "all",
+                                       "--load-inputs", str(inputs), "--save-outputs", str(folder / "polygraphy.json")]
+    return commands
+
+
+def run_whole(args) -> None:
+    import statistics
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        proc = subprocess.run([sys.executable, __file__, "--build", tmp], capture_output=True, text=True, check=True)
+        model, feeds, weights, count = json.loads(proc.stdout.strip().splitlines()[-1])
+        model, feeds = Path(model), Path(feeds)
+        print(f"model: ResNet-like (Conv + BatchNormalization + Relu bottlenecks), {count} nodes, "
+              f"{weights / 2**20:.1f} MiB of weights, input 1x3x160x160; medians of {args.repeat} interleaved runs")
+        commands = whole_commands(model, feeds, folder)
+        seconds: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(args.repeat):
+            for name, command in commands.items():
+                start = time.perf_counter()
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                seconds[name].append(time.perf_counter() - start)
+                if done.returncode not in (0, 1):
+                    raise SystemExit(f"{name} failed ({done.returncode}): {done.stderr[-2000:]}")
+        plain_s = statistics.median(seconds["plain inference"])
+        for name, values in seconds.items():
+            print(f"{name:<22} {statistics.median(values):7.3f} s  ({statistics.median(values) / plain_s:.2f}x plain)")
+        loc = statistics.median(seconds["accuracy localize"])
+        print(f"localize / plain inference (whole commands): {loc / plain_s:.2f}  (target <= 2)")
+        if "polygraphy mark-all" in seconds:
+            print(f"localize / polygraphy mark-all: {loc / statistics.median(seconds['polygraphy mark-all']):.2f}")
+        else:
+            print("polygraphy not installed (pip install polygraphy): no peer ratio")
+        proc = subprocess.run([sys.executable, __file__, "--child", "localize", str(model), str(feeds)],
+                              capture_output=True, text=True, check=True)
+        best = json.loads(proc.stdout.strip().splitlines()[-1])["out"]
+        plain_in = plain(model, feeds)
+        print(f"in one process: localize {best['seconds']:.3f} s = {best['inference']:.3f} s model inference (both "
+              f"sides) + {best['metrics']:.3f} s per-tensor metrics + rest; plain {plain_in:.3f} s; "
+              f"work ratio (ORT time in localize / plain inference) {best['inference'] / plain_in:.2f}")
+
+
 def plain(model: Path, feeds: Path) -> float:
     import onnxruntime as ort
 
@@ -117,7 +235,7 @@ def localize(model: Path, feeds: Path, segment_mb: int = 16) -> dict:
 
     clock = {"single_node": 0.0, "inference": 0.0, "metrics": 0.0}
     original_run, original_outputs, original_compare = sides.OnnxSide.run, loader.OnnxRuntimeSession.run_outputs, \
-        stream.compare_tensors
+        stream.compare_saturating
 
     def timed_side(self, part, *args, **kwargs):
         start = time.perf_counter()
@@ -138,12 +256,13 @@ def localize(model: Path, feeds: Path, segment_mb: int = 16) -> dict:
         clock["metrics"] += time.perf_counter() - start
         return out
 
-    sides.OnnxSide.run, loader.OnnxRuntimeSession.run_outputs, stream.compare_tensors = \
+    sides.OnnxSide.run, loader.OnnxRuntimeSession.run_outputs, stream.compare_saturating = \
         timed_side, timed_outputs, timed_compare
     start = time.perf_counter()
     result = localize_model(model, dict(np.load(feeds)), "onnxruntime-fp16", segment_bytes=segment_mb << 20)
     total = time.perf_counter() - start
-    return {"seconds": total, **clock, "first": result["first_divergent"]["node"], "work": result["work"]}
+    first = result["first_divergent"]
+    return {"seconds": total, **clock, "first": first and first["node"], "work": result["work"]}
 
 
 def child(kind: str, model: Path, feeds: Path, segment_mb: int) -> None:
@@ -157,7 +276,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1024)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--blocks", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--mlp", action="store_true", help="instead: the in-process comparison on a synthetic MLP")
     parser.add_argument("--segment-mb", type=int, default=16, help="localize's segment budget (its default: 16)")
     parser.add_argument("--external", action="store_true",
                         help="instead: a 2.25 GiB external-data model (needs ~5 GB of disk and RAM; minutes)")
@@ -169,11 +289,17 @@ def main() -> None:
         return
     if args.build:  # in its own process: Linux keeps a parent's peak RSS in the children it spawns
         folder = Path(args.build)
+        if not (args.external or args.mlp):
+            print(json.dumps([str(p) if isinstance(p, Path) else p for p in build_resnet(folder)]))
+            return
         made = build_external(folder) if args.external else build(folder, args.rows, args.width, args.blocks)
         print(json.dumps([str(made[0]), str(made[1]), made[2], made[3]]))
         return
+    if not (args.external or args.mlp):
+        run_whole(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        flags = ["--external"] if args.external else ["--rows", str(args.rows), "--width", str(args.width),
+        flags = ["--external"] if args.external else ["--mlp", "--rows", str(args.rows), "--width", str(args.width),
                                                        "--blocks", str(args.blocks)]
         proc = subprocess.run([sys.executable, __file__, "--build", tmp, *flags], capture_output=True, text=True,
                               check=True)

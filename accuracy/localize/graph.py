@@ -142,9 +142,10 @@ class ModelGraph:
                     dims.add().dim_value = int(size)
         try:
             inferred = onnx.shape_inference.infer_shapes(probe, strict_mode=False, data_prop=True)
+            elem: dict[str, int | str] = tensor_types(inferred, inferred=True)
         except Exception:  # noqa: BLE001 - inference only sizes segments; without it they are guessed
             inferred = probe
-        elem: dict[str, int | str] = tensor_types(inferred)
+            elem = tensor_types(probe)
         nbytes: dict[str, int] = {}
         for graph in all_graphs(inferred.graph):
             for vi in [*graph.input, *graph.value_info, *graph.output]:

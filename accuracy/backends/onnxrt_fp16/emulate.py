@@ -78,15 +78,17 @@ def all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
             yield from all_graphs(sub)
 
 
-def tensor_types(model: onnx.ModelProto) -> dict[str, int | str]:
-    """Every tensor's type, main graph and subgraphs, by shape inference: the ONNX element type of a
-    tensor, or ``"sequence"``/``"optional"``/``"map"`` for the other kinds. Unknown ones are absent."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # noqa: BLE001 - inference is a help, not a requirement
-        inferred = model
+def tensor_types(model: onnx.ModelProto, *, inferred: bool = False) -> dict[str, int | str]:
+    """Every tensor's type, main graph and subgraphs, by shape inference (skipped when ``inferred``
+    says the model went through it already): the ONNX element type of a tensor, or
+    ``"sequence"``/``"optional"``/``"map"`` for the other kinds. Unknown ones are absent."""
+    if not inferred:
+        try:
+            model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        except Exception:  # noqa: BLE001, S110 - inference is a help, not a requirement
+            pass
     types: dict[str, int | str] = {}
-    for graph in all_graphs(inferred.graph):
+    for graph in all_graphs(model.graph):
         for vi in [*graph.input, *graph.value_info, *graph.output]:
             kind = vi.type.WhichOneof("value")
             if kind == "tensor_type":

@@ -392,6 +392,17 @@ def test_a_crashing_or_endless_candidate_fails_cleanly_and_exceptions_keep_their
     assert statuses == {"right": "passed", "crash": "error", "endless": "timed out", "swallowed": "error"}
 
 
+def test_a_check_that_passes_a_function_gets_it_called_back(tmp_path):
+    problems_file = tmp_path / "problems.jsonl"
+    test = "def check(candidate):\n    assert candidate([3, 1, 2], lambda x: -x) == [3, 2, 1]\n"
+    _write_jsonl(problems_file, [{"task_id": "K/0", "prompt": "def sort_by(xs, key):\n", "entry_point": "sort_by",
+                                  "test": test}])
+    problems = load_problems(problems_file)
+    result = score_samples(problems, [{"task_id": "K/0", "completion": "    return sorted(xs, key=key)\n"},
+                                      {"task_id": "K/0", "completion": "    return sorted(xs)\n"}], k=(1,))
+    assert [r.run.status for r in result.results] == ["passed", "failed"]
+
+
 @pytest.mark.parametrize("flags", [("--timeout", "inf"), ("--timeout", "nan"), ("--timeout", "1e300"),
                                    ("--timeout", "-1"), ("--memory-mb", "1e15"), ("--memory-mb", "nan")])
 def test_cli_refuses_unbounded_limits_in_one_line(tmp_path, flags):

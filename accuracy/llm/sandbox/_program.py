@@ -2,9 +2,11 @@
 
 Forked by the keeper (``_server.py``); standard library only. Descriptors: 0 is /dev/null, 1 and 2
 the captured output, ``CALLS`` the harness's requests, ``REPLIES`` the answers. After the source
-has run, each request is an encoded tuple of arguments for the function named ``entry``; each reply
-is an encoded tuple: ``("ready",)``, ``("ok", value)``, ``("raised", name, message)``,
-``("unsupported", message)`` or ``("setup", message)``. Everything here runs beside untrusted code
+has run, each request is an encoded ``("call", arguments)`` for the function named ``entry``; each
+reply is an encoded tuple: ``("ready",)``, ``("ok", value)``, ``("raised", name, message)``,
+``("unsupported", message)`` or ``("setup", message)``. A function among the arguments (a key
+function the tests pass) arrives as a stub: calling it sends ``("callback", index, arguments)`` and
+waits for ``("return", value)`` or ``("raise", name, message)`` from the harness, which runs it. Everything here runs beside untrusted code
 and may be tampered with by it: the harness treats every reply as claims in plain data, and decides
 nothing from it but the value a call returned.
 """
@@ -33,6 +35,37 @@ def _reply(*message: object) -> None:
         wire.write_frame(REPLIES, payload)
     except OSError:
         os._exit(1)
+
+
+def _exception(name: str, message: str) -> Exception:
+    import builtins
+
+    kind = getattr(builtins, name, None)
+    if isinstance(kind, type) and issubclass(kind, Exception):
+        with contextlib.suppress(Exception):
+            return kind(message)
+    return RuntimeError(f"{name}: {message}")
+
+
+def _callback(index: int):
+    """A stub for the harness's function ``index``: each call goes back to the harness."""
+
+    def function(*args):
+        try:
+            payload = wire.encode(("callback", index, args))
+        except wire.WireError as exc:
+            raise TypeError(f"a callback argument cannot cross: {exc}") from None
+        wire.write_frame(REPLIES, payload)
+        frame = wire.read_frame(CALLS)
+        if frame is None:
+            _flush()
+            os._exit(0)
+        answer = wire.decode(frame, _callback)
+        if answer[0] == "return":
+            return answer[1]
+        raise _exception(answer[1], answer[2])
+
+    return function
 
 
 def _flush() -> None:
@@ -119,7 +152,7 @@ def run(job: dict, run_dir: str, out_w: int, calls_r: int, replies_w: int, **whe
         if frame is None:
             break
         try:
-            args = wire.decode(frame)
+            _, args = wire.decode(frame, _callback)
             result = namespace[entry](*args)
         except BaseException as exc:  # noqa: BLE001 - the candidate's exception is its answer
             _reply("raised", *_describe(exc))

@@ -2,7 +2,9 @@
 
 Standard library only: the harness, the fork server (``python -I -S``) and the program process all
 load this file. What crosses is only None, bool, int, float, complex, str, bytes, list, tuple, dict,
-set and frozenset, nested at most ``MAX_DEPTH`` deep and at most ``MAX_ITEMS`` values in all.
+set and frozenset, nested at most ``MAX_DEPTH`` deep and at most ``MAX_ITEMS`` values in all
+(and, from the harness to the program only, a function of the harness's, sent as a number: the
+program calls it back with plain data).
 ``decode`` builds exact builtin objects, so nothing that arrives can carry behaviour of the sender's
 (an ``__eq__``, a ``__hash__``, a descriptor). ``encode`` accepts subclasses of those types and sends
 their builtin value (a ``Counter`` crosses as a ``dict``); anything else is ``WireError``. No pickle.
@@ -27,10 +29,13 @@ class WireError(ValueError):
     """A value that cannot cross, or bytes that are not a well-formed message."""
 
 
-def encode(value: object) -> bytes:
-    """``value`` as bytes; ``WireError`` for a type that cannot cross or past the depth/size caps."""
+def encode(value: object, functions: list | None = None) -> bytes:
+    """``value`` as bytes; ``WireError`` for a type that cannot cross or past the depth/size caps.
+
+    With a ``functions`` list, a function in ``value`` is appended to it and sent as its index (the
+    receiver gets a stub that calls back, see ``decode``); without, a function cannot cross."""
     out: list[bytes] = []
-    budget = [MAX_ITEMS]
+    budget = [MAX_ITEMS, functions]
     _encode(value, out, 0, budget)
     return b"".join(out)
 
@@ -70,14 +75,21 @@ def _encode(value: object, out: list, depth: int, budget: list) -> None:
                 for item in items:
                     _encode(item, out, depth + 1, budget)
                 return
+        if budget[1] is not None and callable(value) and not isinstance(value, type):
+            out += (b"@", _LENGTH.pack(len(budget[1])))
+            budget[1].append(value)
+            return
         raise WireError(f"a value of type {type(value).__name__} cannot cross the sandbox boundary")
 
 
-def decode(data: bytes) -> object:
-    """The value ``encode`` made, as exact builtin objects; ``WireError`` for anything malformed."""
+def decode(data: bytes, function=None) -> object:
+    """The value ``encode`` made, as exact builtin objects; ``WireError`` for anything malformed.
+
+    A function sent by index becomes ``function(index)`` where a ``function`` factory is given (the
+    program's side); without one (the harness's side) it is malformed."""
     view = memoryview(data)
     try:
-        value, end = _decode(view, 0, 0, [MAX_ITEMS])
+        value, end = _decode(view, 0, 0, [MAX_ITEMS, function])
     except (IndexError, struct.error, UnicodeDecodeError, TypeError, OverflowError, MemoryError) as exc:
         raise WireError(f"malformed message: {type(exc).__name__}") from None
     if end != len(view):
@@ -106,6 +118,9 @@ def _decode(view: memoryview, at: int, depth: int, budget: list) -> tuple[object
     if tag == b"c":
         real, imag = _COMPLEX.unpack(_take(view, at, 16))
         return complex(real, imag), at + 16
+    if tag == b"@" and budget[1] is not None:
+        (index,) = _LENGTH.unpack(_take(view, at, 4))
+        return budget[1](index), at + 4
     if tag in (b"i", b"s", b"b"):
         (size,) = _LENGTH.unpack(_take(view, at, 4))
         raw = _take(view, at + 4, size)

@@ -125,15 +125,20 @@ class Session:
         if self.over is not None:
             raise SessionOver(self.over)
         self.calls += 1
+        functions: list = []
         try:
-            payload = _wire.encode(args)
+            payload = _wire.encode(("call", args), functions)
         except WireError as exc:
             raise self._stop(f"an argument cannot be sent to the program: {exc}") from None
-        try:
-            _wire.write_frame(self._calls_w, payload)
-        except OSError:
-            raise self._stop("the program ended") from None
-        reply = self._read_reply()
+        self._send(payload)
+        while True:
+            reply = self._read_reply()
+            if not (isinstance(reply, tuple) and len(reply) == 3 and reply[0] == "callback"):
+                break
+            index, arguments = reply[1], reply[2]
+            if not (isinstance(index, int) and 0 <= index < len(functions) and isinstance(arguments, tuple)):
+                raise self._stop("the program broke the protocol (a callback to nothing)")
+            self._send(self._run_callback(functions[index], arguments))
         if isinstance(reply, tuple) and reply:
             if reply[0] == "ok" and len(reply) == 2:
                 return reply[1]
@@ -142,6 +147,21 @@ class Session:
             if reply[0] == "unsupported" and len(reply) == 2 and isinstance(reply[1], str):
                 raise self._stop(f"the function returned a value that cannot cross: {reply[1]}")
         raise self._stop("the program broke the protocol")
+
+    def _send(self, payload: bytes) -> None:
+        try:
+            _wire.write_frame(self._calls_w, payload)
+        except OSError:
+            raise self._stop("the program ended") from None
+
+    @staticmethod
+    def _run_callback(function, arguments: tuple) -> bytes:
+        """Run one of the harness's own functions (a key function the tests passed) on plain data
+        from the program; its result or exception goes back as plain data."""
+        try:
+            return _wire.encode(("return", function(*arguments)))
+        except Exception as exc:  # noqa: BLE001 - the callback's failure is the program's to see
+            return _wire.encode(("raise", type(exc).__name__, str(exc)[:300]))
 
     def finish(self) -> Ending:
         """Hang up (the program exits) and wait for its keeper's account of how it ended."""

@@ -68,7 +68,7 @@ def localize_model(
     """
     if segment_bytes < 1:
         raise UsageError(f"the segment size must be at least 1 byte, not {segment_bytes}")
-    graph = ModelGraph(model_path, feeds=feeds)
+    graph = ModelGraph(model_path, feeds=feeds, fp16=str(candidate) == "onnxruntime-fp16")
     graph.check_feeds(feeds, source=feeds_source)
     from accuracy.backends.onnxrt_fp16.emulate import all_node_names
 

@@ -8,13 +8,15 @@ weights are copied through Python.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
+from onnx.external_data_helper import uses_external_data
 
 from accuracy.backends.onnxrt_fp16.emulate import all_graphs, node_names, tensor_types
 from accuracy.errors import BackendError, InputError
@@ -60,7 +62,8 @@ def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
 class ModelGraph:
     """An ONNX model prepared for streamed localisation (see the module docstring)."""
 
-    def __init__(self, model_path: str | Path, *, feeds: Mapping[str, np.ndarray] | None = None):
+    def __init__(self, model_path: str | Path, *, feeds: Mapping[str, np.ndarray] | None = None,
+                 fp16: bool = False):
         self.path = Path(model_path)
         if not self.path.exists():
             raise InputError("model file not found", path=self.path)
@@ -69,6 +72,10 @@ class ModelGraph:
         except Exception as exc:  # noqa: BLE001 - protobuf/onnx raise many types for a bad file
             raise BackendError(f"onnx cannot read the model: {exc}", path=self.path) from None
         graph = self.model.graph
+        self.data_source = self.path  # the model's data files are found beside this path
+        self.spilled: set[str] = set()
+        self._rounded: dict[str, onnx.TensorProto] | None = None
+        self._spill(fp16=fp16)
         self.initializers = {init.name: init for init in graph.initializer}
         self.input_names = [i.name for i in graph.input if i.name not in self.initializers]
         self.output_names = [o.name for o in graph.output]
@@ -80,7 +87,74 @@ class ModelGraph:
                 self.last_use[tensor] = node.index
         for name in self.output_names:
             self.last_use[name] = len(self.nodes)
+        self.consumers: dict[str, list[str]] = {}
+        for node in self.nodes:
+            for tensor in node.inputs:
+                self.consumers.setdefault(tensor, []).append(node.name)
         self.elem_type, self.nbytes = self._infer(feeds or {})
+
+    def _spill(self, *, fp16: bool) -> None:
+        """Move in-memory weights of a model without external data into one private file, once, so
+        every segment refers to them instead of carrying them: a segment then serializes in no time,
+        and shape inference reads a light model. Small ones (shape constants) stay in memory. With
+        ``fp16`` the rounded copies (``rounded``) are written in the same pass."""
+        from accuracy.backends.onnxrt_fp16.emulate import round_to_fp16
+
+        graph = self.model.graph
+        if any(uses_external_data(init) for init in graph.initializer):
+            return
+        big = [init for init in graph.initializer if self._data_bytes(init) >= _SPILL_MIN]
+        if not big:
+            return
+        self._workdir = tempfile.TemporaryDirectory(prefix="accuracy-localize-")
+        folder = Path(self._workdir.name)
+        rounded_file = open(folder / _ROUNDED, "wb") if fp16 else None  # noqa: SIM115 - closed below
+        if fp16:
+            self._rounded = {}
+        try:
+            with open(folder / _WEIGHTS, "wb") as handle:
+                for init in big:
+                    data = numpy_helper.to_array(init)
+                    if rounded_file is not None and init.data_type == TensorProto.FLOAT:
+                        rounded = round_to_fp16(data, saturate=True)
+                        self._rounded[init.name] = _external(init, _ROUNDED, rounded_file.tell(), rounded.nbytes)
+                        rounded_file.write(rounded.tobytes())
+                    init.CopyFrom(_external(init, _WEIGHTS, handle.tell(), data.nbytes))
+                    handle.write(data.tobytes())
+                    self.spilled.add(init.name)
+        finally:
+            if rounded_file is not None:
+                rounded_file.close()
+        self.data_source = folder / "model.onnx"
+
+    @staticmethod
+    def _data_bytes(init: onnx.TensorProto) -> int:
+        return int(np.prod(init.dims, dtype=np.int64)) * _ELEM_BYTES.get(init.data_type, 4)
+
+    def rounded(self, keep_fp32: Collection[str] = ()) -> tuple[dict[str, onnx.TensorProto], set[str]]:
+        """Spilled float32 weights as fp16 would store them (finite values past 65504 saturated, inf/NaN
+        kept), in a second private file written on first use: (name -> its reference, the names rounded).
+        Weights only ``keep_fp32`` nodes read stay as they are."""
+        from accuracy.backends.onnxrt_fp16.emulate import round_to_fp16
+
+        folder = self.data_source.parent
+        if self._rounded is None:
+            self._rounded = {}
+            with open(folder / _WEIGHTS, "rb") as source, open(folder / _ROUNDED, "wb") as handle:
+                for name in sorted(self.spilled):
+                    init = self.initializers[name]
+                    if init.data_type != TensorProto.FLOAT:
+                        continue
+                    location = {e.key: e.value for e in init.external_data}
+                    source.seek(int(location["offset"]))
+                    data = np.frombuffer(source.read(int(location["length"])), np.float32)
+                    rounded = round_to_fp16(data, saturate=True)
+                    self._rounded[name] = _external(init, _ROUNDED, handle.tell(), rounded.nbytes)
+                    handle.write(rounded.tobytes())
+        kept = set(keep_fp32)
+        chosen = {name: proto for name, proto in self._rounded.items()
+                  if not kept or not all(c in kept for c in self.consumers.get(name, ()))}
+        return chosen, set(chosen)
 
     def _topological(self, graph: onnx.GraphProto) -> list[Node]:
         names = node_names(graph)
@@ -223,21 +297,25 @@ class ModelGraph:
 
     @property
     def external_data_folder(self) -> Path:
-        """Where the model's external-data files are found (its own folder)."""
-        return self.path.parent
+        """Where the weights' files are found (the model's folder, or the private spill folder)."""
+        return self.data_source.parent
 
     def initializer_bytes(self, name: str) -> int:
         """Size of an initializer's data, from its dims (the data itself is not loaded)."""
         init = self.initializers[name]
         return int(np.prod(init.dims, dtype=np.int64)) * _ELEM_BYTES.get(init.data_type, 4)
 
-    def submodel(self, nodes: Sequence[Node], inputs: Mapping[str, np.ndarray], outputs: Iterable[str]) -> onnx.ModelProto:
+    def submodel(self, nodes: Sequence[Node], inputs: Mapping[str, np.ndarray], outputs: Iterable[str], *,
+                 replace: Mapping[str, onnx.TensorProto] | None = None) -> onnx.ModelProto:
         """A model of ``nodes`` alone: ``inputs`` (name -> example array giving dtype/shape) become graph
-        inputs, the initializers they read are copied in, ``outputs`` are exposed."""
+        inputs, the initializers they read are copied in (``replace`` swaps some, e.g. the rounded
+        weights), ``outputs`` are exposed."""
         used = {t for node in nodes for t in node.inputs}
+        replace = replace or {}
         # external-data initializers stay references into the model's data files: ORT reads them
-        # itself (see ``external_data_folder``), so weights are neither copied nor serialized here
-        initializers = [self.initializers[t] for t in sorted(used & set(self.initializers)) if t not in inputs]
+        # itself (see ``data_source``), so weights are neither copied nor serialized here
+        initializers = [replace.get(t, self.initializers[t]) for t in sorted(used & set(self.initializers))
+                        if t not in inputs]
         graph_inputs = [
             helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.asarray(a).dtype), np.shape(a))
             for name, a in inputs.items()
@@ -255,6 +333,20 @@ class ModelGraph:
         model.ir_version = self.model.ir_version
         model.functions.extend(self.model.functions)
         return model
+
+
+_SPILL_MIN = 1024  # bytes; smaller initializers (shape constants) stay in the model for shape inference
+_WEIGHTS, _ROUNDED = "weights.bin", "weights_fp16.bin"
+
+
+def _external(init: onnx.TensorProto, location: str, offset: int, length: int) -> onnx.TensorProto:
+    """A reference to ``init``'s data at ``offset`` in ``location`` (no data of its own)."""
+    tensor = onnx.TensorProto(name=init.name, dims=init.dims, data_type=init.data_type)
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    tensor.data_location = TensorProto.EXTERNAL
+    return tensor
 
 
 def _check_dtype(vi: onnx.ValueInfoProto, array: np.ndarray, where) -> None:

@@ -124,17 +124,28 @@ def _run_segment(stream: _Stream, segment: list[Node], *, keep: Callable[[str], 
             else:
                 result.skipped.append({"tensor": t, "node": node.name, "kind": graph.kind(t)})
     part = graph.submodel(segment, {t: stream.live_ref[t] for t in boundary}, expose)
-    ref_out = stream.reference.run(part, {t: stream.live_ref[t] for t in boundary}, expose, source=graph.path)
+    ref_out = stream.reference.run(part, {t: stream.live_ref[t] for t in boundary}, expose, source=graph.data_source)
     cand_out: dict[str, np.ndarray] = {}
     if isinstance(stream.candidate, OnnxSide):
+        rounded, names = _rounded(stream)
+        if rounded:
+            part = graph.submodel(segment, {t: stream.live_ref[t] for t in boundary}, expose, replace=rounded)
         cand_out = stream.candidate.run(part, {t: stream.live_cand[t] for t in boundary}, expose,
                                         graph_inputs=[t for t in boundary if t in graph.input_names],
-                                        source=graph.path, float_tensors=stream.floats)
+                                        source=graph.data_source, float_tensors=stream.floats, pre_rounded=names)
     del part
     for node in segment:
         _compare_node(stream, node, ref_out, cand_out)
     for store, fresh in ((stream.live_ref, ref_out), (stream.live_cand, cand_out)):
         store.update({t: v for t, v in fresh.items() if keep(t)})
+
+
+def _rounded(stream: _Stream) -> tuple[dict, set[str]]:
+    """The spilled weights rounded once for an fp16 candidate (none for other candidates)."""
+    candidate = stream.candidate
+    if not (isinstance(candidate, OnnxSide) and candidate.fp16 and stream.graph.spilled):
+        return {}, set()
+    return stream.graph.rounded(candidate.keep_fp32)
 
 
 def _expand_if(stream: _Stream, node: Node) -> bool:
@@ -244,6 +255,8 @@ def _run_alone(stream: _Stream, node: Node, ref_out) -> dict:
     inputs = {t: (ref_out[t] if t in ref_out else stream.live_ref[t]) for t in node.inputs
               if t and t not in graph.initializers}
     outputs = [t for t in node.outputs if t and graph.is_tensor(t)]
-    single = graph.submodel([node], inputs, outputs)
-    obtained = stream.candidate.run(single, inputs, outputs, graph_inputs=(), source=graph.path)
+    rounded, names = _rounded(stream)
+    single = graph.submodel([node], inputs, outputs, replace=rounded)
+    obtained = stream.candidate.run(single, inputs, outputs, graph_inputs=(), source=graph.data_source,
+                                    pre_rounded=names)
     return {t: compare_tensor(ref_out[t], obtained[t], stream.thresholds) for t in outputs if t in obtained}

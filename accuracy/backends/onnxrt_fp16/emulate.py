@@ -135,10 +135,15 @@ def round_to_fp16(array: np.ndarray, *, saturate: bool = False) -> np.ndarray:
         raise TypeError(f"round_to_fp16 takes a float array, not {array.dtype} "
                         "(bfloat16/float8/int4 data arrive from numpy as raw 'V' bytes)")
     array = array.astype(np.float32, copy=False)
-    if saturate:
-        array = np.where(np.isfinite(array), np.clip(array, -FP16_MAX, FP16_MAX), array)
     with np.errstate(over="ignore"):
-        return array.astype(np.float16).astype(np.float32)
+        half = array.astype(np.float16)
+    if saturate:
+        overflowed = np.flatnonzero(np.isinf(half))  # past 65504, or inf already
+        if overflowed.size:
+            source = array.reshape(-1)[overflowed]
+            finite = np.isfinite(source)
+            half.reshape(-1)[overflowed[finite]] = np.copysign(FP16_MAX, source[finite])
+    return half.astype(np.float32)
 
 
 def _saturated_pair(name: str) -> list[onnx.NodeProto]:
@@ -230,6 +235,7 @@ def emulate_fp16(
     round_inputs: bool | Collection[str] = True,
     round_initializers: bool = True,
     float_tensors: Collection[str] | None = None,
+    pre_rounded: Collection[str] = (),
 ) -> onnx.ModelProto:
     """A copy of ``model`` whose float tensors are rounded to fp16 at every op boundary, in the main
     graph and in every subgraph.
@@ -240,7 +246,8 @@ def emulate_fp16(
     already). ``round_initializers``: round the data of in-memory initializers; with ``False``, and
     always for initializers whose data is external (not loaded), they are rounded by nodes in the
     graph instead. ``float_tensors``: the float32 tensor names when the caller knows them already
-    (saves a shape inference per call).
+    (saves a shape inference per call). ``pre_rounded``: initializers whose data the caller rounded
+    already (localize's spilled weights), left as they are.
     """
     floats = set(float_tensors) if float_tensors is not None else float_tensor_names(model)
     emulated = onnx.ModelProto()
@@ -263,7 +270,7 @@ def emulate_fp16(
                 entry_nodes += _cast_pair(name, name, name + "__rounded")
                 renames[name] = name + "__rounded"
     clip_bounds = _rewrite_graph(graph, floats, kept, renames, entry_nodes, round_initializers=round_initializers,
-                                 scope="")
+                                 scope="", pre_rounded=set(pre_rounded))
     if clip_bounds:
         graph.initializer.extend([numpy_helper.from_array(np.array(-FP16_MAX, np.float32), _CLIP_MIN),
                                   numpy_helper.from_array(np.array(FP16_MAX, np.float32), _CLIP_MAX)])
@@ -290,7 +297,8 @@ def _consumers(graph: onnx.GraphProto, names: list[str]) -> dict[str, list[str]]
 
 
 def _rewrite_graph(graph: onnx.GraphProto, floats: set[str], kept: set[str], renames: dict[str, str],
-                   new_nodes: list[onnx.NodeProto], *, round_initializers: bool, scope: str) -> bool:
+                   new_nodes: list[onnx.NodeProto], *, round_initializers: bool, scope: str,
+                   pre_rounded: Collection[str] = ()) -> bool:
     """Round ``graph``'s initializers, Constants and float node outputs in place (and its subgraphs');
     ``renames`` maps outer names to their rounded copies. True when the clip bounds are needed."""
     names = node_names(graph, scope=scope)
@@ -299,7 +307,7 @@ def _rewrite_graph(graph: onnx.GraphProto, floats: set[str], kept: set[str], ren
     clip_bounds = False
     for init in graph.initializer:
         renames.pop(init.name, None)  # a local initializer shadows an outer name
-        if init.name not in floats or all(c in kept for c in consumers.get(init.name, [])):
+        if init.name in pre_rounded or init.name not in floats or all(c in kept for c in consumers.get(init.name, [])):
             continue
         if round_initializers and not uses_external_data(init):
             init.CopyFrom(numpy_helper.from_array(round_to_fp16(numpy_helper.to_array(init), saturate=True), init.name))

@@ -27,6 +27,7 @@ from accuracy.bisect.swaps import (
 )
 from accuracy.compare.criteria import Judgement, judge_outputs
 from accuracy.config.pipeline import PipelineSpec
+from accuracy.errors import BackendError
 from accuracy.pipelines.recording import DEFAULT_BUDGET, ArrayStore, CallCache, Recording
 from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
 
@@ -79,16 +80,24 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
         clock = time.perf_counter()
         progress(f"opening the candidate models ({spec.candidate.name})")
         for model in models:
-            runner.session(model, CANDIDATE)
+            try:
+                runner.session(model, CANDIDATE)
+            except BackendError as exc:  # cannot convert/build: stays on the reference, with its verdict
+                report_models[model] = _candidate_failed(runner, model, exc, progress)
         timings["candidate_load"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        for position, model in enumerate(models, 1):
+        for position, model in enumerate(runner.candidate_models, 1):
             progress(f"isolated {position}/{len(models)}: {model} on {runner.candidate_backend_name(model)}, "
                      f"{len(first.of(model))} recorded calls")
-            report_models[model] = {"isolated": isolated(runner, first, model, criteria=criteria, cache=cache)}
+            try:
+                report_models[model] = {"isolated": isolated(runner, first, model, criteria=criteria, cache=cache)}
+            except BackendError as exc:  # e.g. its worker died mid-run (SIGSEGV): the same
+                report_models[model] = _candidate_failed(runner, model, exc, progress)
+                continue
             if model in runner.random:
                 report_models[model]["random_ops"] = _random_ops(runner, model)
         timings["isolated"] = time.perf_counter() - clock
+        models = runner.candidate_models  # the rest are bisected
 
         runs = JudgedRuns(runner, cache, reference, criteria)
         clock = time.perf_counter()
@@ -121,8 +130,11 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
         smallest = search.smallest_failing if all_fails else None
         result = {
             "suite": spec.name,
-            "verdict": "pass" if everything.passed else "fail" if all_fails else "inconclusive",
-            "notes": noise_notes(everything, noise, all_fails=all_fails),
+            "verdict": "fail" if runner.failed else  # a model that cannot run on the candidate fails the move
+                       "pass" if everything.passed else "fail" if all_fails else "inconclusive",
+            "notes": noise_notes(everything, noise, all_fails=all_fails) + [
+                f"{m}: {report_models[m]['verdict']}; kept on the reference, the others bisected" for m in runner.failed],
+            "candidate_failed": list(runner.failed),
             "culprits": search.culprits,
             "smallest_failing": list(smallest) if smallest else None,
             "reference_backend": spec.reference.name,
@@ -144,6 +156,17 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
         store.close()
         if owned:
             runner.close()
+
+
+def _candidate_failed(runner: PipelineRunner, model: str, error: BackendError, progress: Progress) -> dict[str, Any]:
+    """``model``'s candidate cannot be converted, built or run: its verdict, and it stays on the reference."""
+    runner.candidate_failed(model, error)
+    verdict = error.message.splitlines()[0]
+    progress(f"{model}: {verdict} (kept on the reference)")
+    verdict = verdict if verdict.startswith("candidate failed") else f"candidate failed: {verdict}"
+    not_run = {"verdict": "candidate failed", "passed": False, "failures": [verdict.removeprefix("candidate failed: ")]}
+    return {"verdict": verdict, "error": str(error), "stderr_tail": list(getattr(error, "stderr_tail", [])),
+            "isolated": not_run, "swap_in": not_run, "leave_out": not_run}
 
 
 def noise_notes(everything: Judgement, noise: Judgement, *, all_fails: bool) -> list[str]:

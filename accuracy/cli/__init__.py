@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("accuracy.cli.gate", "run suites against their baselines; the exit code gates a release"),
     "diff": ("accuracy.cli.diff", "compare two images or arrays (SSIM, PSNR, max error, diff picture)"),
     "bisect": ("accuracy.cli.bisect", "find the model in a pipeline where error enters"),
+    "convert": ("accuracy.cli.convert", "convert ONNX models to MINDIR with the real MindSpore Lite converter"),
     "localize": ("accuracy.cli.localize", "find the operator inside a model where error enters"),
     "humaneval": ("accuracy.cli.humaneval", "score HumanEval samples in a sandbox (pass@k)"),
     "run": ("accuracy.cli.run", "run an LLM suite with OpenCompass against a served model"),

@@ -40,6 +40,7 @@ class ConverterConfig:
     input_shape: dict[str, Shape] = field(default_factory=dict)
     gears: tuple[dict[str, Shape], ...] = ()
     precision_mode: str | None = None
+    settings: tuple[tuple[str, str], ...] = ()  # every key as written (section.key or table key) and its value
 
     def describe_gear(self, gear: dict[str, Shape]) -> str:
         return ";".join(f"{name}:{','.join(map(str, shape))}" for name, shape in gear.items())
@@ -133,7 +134,8 @@ def _build(values: dict[str, tuple[str, str]], *, path: Path) -> ConverterConfig
         gears = expand_gears(shapes, dims[0] if dims else None, where=dims[1] if dims else where, path=path)
     precision = values.get("precision_mode", (None, ""))[0]
     return ConverterConfig(source=str(path), input_shape=shapes, gears=gears,
-                           precision_mode=_unquote(precision) if precision else None)
+                           precision_mode=_unquote(precision) if precision else None,
+                           settings=tuple((where, _unquote(value)) for value, where in values.values()))
 
 
 def _unquote(text: str) -> str:

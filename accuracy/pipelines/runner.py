@@ -38,6 +38,7 @@ class PipelineRunner:
         self._sessions: dict[tuple[str, str], Session] = {}
         self._backends: dict[str, Any] = {}
         self._criteria_checked = False
+        self.failed: dict[str, BackendError] = {}  # candidates that could not convert/build/run: on the reference
         self.random: dict[str, list[RandomNode]] = {
             name: nodes for name in self.models if (nodes := random_nodes(spec.models[name]))}
         self.check_backends()
@@ -55,7 +56,15 @@ class PipelineRunner:
         """Models that have a candidate: all of them, unless ``[candidate.models]`` lists some (DESIGN:
         a model not listed there has no candidate and stays on the reference)."""
         listed = self.spec.candidate.models
-        return [m for m in self.models if not listed or m in listed]
+        return [m for m in self.models if (not listed or m in listed) and m not in self.failed]
+
+    def candidate_failed(self, model: str, error: BackendError) -> None:
+        """``model``'s candidate cannot be converted, built or run (a worker crash included): from now
+        on it stays on the reference, and ``failed[model]`` keeps why."""
+        self.failed[model] = error
+        session = self._sessions.pop((model, CANDIDATE), None)
+        if session is not None:
+            session.close()
 
     # -- sessions -------------------------------------------------------------------------------
     def candidate_backend_name(self, model: str) -> str:
@@ -86,7 +95,8 @@ class PipelineRunner:
                 name = self.candidate_backend_name(model)
                 table = CANDIDATE if name == self.spec.candidate.name else REFERENCE
                 options = self.spec.candidate.options_for(model) if table == CANDIDATE else self.spec.reference.options
-                session = self._load(table, name, options, self.model_file(model, CANDIDATE), reference=reference)
+                session = self._load(table, name, options, self.model_file(model, CANDIDATE), reference=reference,
+                                     converter=self.spec.converter.get(model))
                 _check_output_count(model, reference, session)
                 self._sessions[key] = session
         return self._sessions[key]
@@ -122,10 +132,13 @@ class PipelineRunner:
         return self._backends[key]
 
     def _load(self, table: str, name: str, options: Mapping[str, Any], model_file: Path, *,
-              reference: Session | None = None) -> Session:
-        """``model_file`` on backend ``name``; a bad option is reported at the suite's ``[table]`` key."""
+              reference: Session | None = None, converter: Any = None) -> Session:
+        """``model_file`` on backend ``name``; a bad option is reported at the suite's ``[table]`` key.
+        A backend that converts ONNX itself (``accepts_converter_config``) gets the model's converter config."""
         try:
-            return self._backend(name, options).load(model_file, reference=reference)
+            backend = self._backend(name, options)
+            extra = {"converter": converter} if getattr(backend, "accepts_converter_config", False) else {}
+            return backend.load(model_file, reference=reference, **extra)
         except (ConfigError, BackendError) as exc:
             if exc.path is not None:
                 raise

@@ -1,0 +1,130 @@
+"""ONNX -> MINDIR with the real converter (``mindspore_lite.Converter``, the Python face of
+``converter_lite``), run in the MindSpore Lite worker, cached by content hash.
+
+The cache key is the ONNX model's bytes (and its folder's other files: external weights), the
+converter request and the interpreter that converts; a hit costs no worker start. A model the
+converter rejects is a ``failed`` result carrying the converter's own error lines; a worker that
+dies converting one model is that model's verdict, and the next model gets a fresh worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from accuracy.backends.mindspore_lite.client import DEFAULT_TIMEOUT, Worker, WorkerFailed, find_python
+from accuracy.cache import cache_dir
+from accuracy.config.converter import ConverterConfig
+from accuracy.convert.options import converter_options
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ConvertJob:
+    """One model to convert: its name, ONNX file and converter config (``None``: the model's own shapes)."""
+
+    name: str
+    onnx: Path
+    config: ConverterConfig | None = None
+
+
+@dataclass
+class ConvertResult:
+    """``status`` is ``converted``, ``cached`` or ``failed``; ``log`` the converter's own error lines."""
+
+    name: str
+    onnx: Path
+    status: str
+    mindir: Path | None = None
+    seconds: float = 0.0
+    error: str = ""
+    log: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    not_applied: list[str] = field(default_factory=list)
+    config: str | None = None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "onnx": str(self.onnx), "status": self.status,
+                "mindir": None if self.mindir is None else str(self.mindir), "seconds": round(self.seconds, 3),
+                "error": self.error, "log": self.log, "notes": self.notes, "not_applied": self.not_applied,
+                "config": self.config}
+
+
+def content_key(onnx: Path, request: dict, python: str) -> str:
+    digest = hashlib.sha256()
+    files = [onnx]
+    if onnx.stem == "model":  # a diffusers model folder: external weights live beside model.onnx
+        files += sorted(p for p in onnx.parent.iterdir() if p.is_file() and p != onnx)
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    digest.update(json.dumps(request, sort_keys=True).encode())
+    digest.update(str(Path(python).resolve() if Path(python).exists() else python).encode())
+    return digest.hexdigest()[:20]
+
+
+def convert_models(jobs: Sequence[ConvertJob], *, python: str | None = None, target: str = "cpu",
+                   timeout: float = DEFAULT_TIMEOUT, use_cache: bool = True,
+                   progress: Progress = lambda text: None) -> list[ConvertResult]:
+    """Convert each job (one worker for all, a fresh one after a crash); never raises per model."""
+    from accuracy.backends.mindspore_lite.loader import describe_failure, start_worker
+
+    interpreter, _ = find_python(python)
+    worker: Worker | None = None
+    results = []
+    try:
+        for position, job in enumerate(jobs, 1):
+            options = converter_options(job.config, target=target)
+            request = dict(options.request, op="convert", model_file=str(job.onnx.resolve()))
+            key = content_key(job.onnx, {**request, "model_file": job.name}, interpreter)
+            folder = cache_dir() / "mindir" / key
+            mindir = folder / f"{job.name}.mindir"
+            result = ConvertResult(job.name, job.onnx, "cached", mindir, notes=list(options.notes),
+                                   not_applied=list(options.not_applied),
+                                   config=None if job.config is None else job.config.source)
+            if use_cache and mindir.exists():
+                progress(f"convert {position}/{len(jobs)}: {job.name} (cached)")
+                results.append(result)
+                continue
+            progress(f"convert {position}/{len(jobs)}: {job.name} ({job.onnx})")
+            started = time.perf_counter()
+            staging = folder.with_name(folder.name + ".partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            request["output_file"] = str(staging / job.name)
+            try:
+                if worker is None or not worker.alive:
+                    worker = start_worker(python, timeout=timeout, label="mindspore-lite converter worker")
+                reply, _ = worker.request(request)
+            except WorkerFailed as exc:
+                reply = {"ok": False, "error": exc.message, "log": exc.stderr_tail[-10:]}
+                worker = None
+            result.seconds = time.perf_counter() - started
+            result.log = [line for line in reply.get("log", []) if line]
+            if reply.get("ok"):
+                shutil.rmtree(folder, ignore_errors=True)
+                staging.rename(folder)
+                result.status = "converted"
+            else:
+                shutil.rmtree(staging, ignore_errors=True)
+                result.status, result.mindir = "failed", None
+                result.error = describe_failure({"error": reply.get("error", "?")})
+            results.append(result)
+    finally:
+        if worker is not None:
+            worker.close()
+    return results
+
+
+def convert_one(name: str, onnx: Path, config: ConverterConfig | None, *, python: str | None = None,
+                target: str = "cpu", timeout: float = DEFAULT_TIMEOUT) -> ConvertResult:
+    """One model, for a suite's on-the-fly conversion (``[candidate] backend = "mindspore-lite"``)."""
+    return convert_models([ConvertJob(name, Path(onnx), config)], python=python, target=target, timeout=timeout)[0]

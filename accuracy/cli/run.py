@@ -44,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
             warn(f"  {dataset}: {len(info['failed'])} failed and {len(info['empty'])} empty predictions "
                  f"are not scored as answers (samples {', '.join((info['failed'] + info['empty'])[:10])}"
                  f"{' ...' if bad > 10 else ''})")
+        reasons = info.get("reasons") or {}
+        for sample, reason in list(reasons.items())[:5]:  # the server's own words, e.g. vLLM's 400 message
+            warn(f"    sample {sample}: {reason}")
+        if len(reasons) > 5:
+            warn(f"    ... {len(reasons) - 5} more in the JSON result (predictions.{dataset}.reasons)")
     passed = sum(1 for check in result.checks if check.passed)
     say(f"[{result.verdict.upper()}] {result.suite}: {passed}/{len(result.checks)} checks pass")
     if result.details.get("table"):

@@ -1,6 +1,7 @@
 """Benchmark: `accuracy run` against the same OpenCompass config run by hand, side by side.
 
-Serves the tiny test LM with `transformers serve` (fp32, 127.0.0.1) behind a recording proxy, then
+Serves the tiny test LM with the real vLLM (fp32, 127.0.0.1; `.venv-vllm` from `.ci/install-vllm.sh` or
+$ACCURACY_VLLM_PYTHON) behind a recording proxy, then
 times, in alternating order, (a) `accuracy run SUITE` and (b) `opencompass CONFIG -w DIR
 --dump-eval-details` on the config the harness wrote. Prints the wall-time ratio (target <= 1.05
 plus a fixed start-up), that fixed start-up (preflight, config writing, reading and judging the
@@ -26,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fixtures.llm_servers import Proxy, Server
+from tests.fixtures.llm_servers import Proxy, VLLMServer, vllm_python
 from tests.fixtures.tiny_lm import build_tiny_lm
 
 
@@ -54,7 +55,10 @@ def main() -> None:
         tmp = Path(tmp)
         cache = Path(os.environ.get("ACCURACY_TINY_LM_CACHE", tmp / "tiny-lm"))
         model_dir = build_tiny_lm(cache)
-        server = Server(model_dir, "float32", tmp / "serve.log")
+        python = vllm_python()
+        if python is None:
+            raise SystemExit("no vLLM interpreter: run .ci/install-vllm.sh or set ACCURACY_VLLM_PYTHON")
+        server = VLLMServer(python, model_dir, dtype="float32", served_name="tiny-lm", log=tmp / "serve.log")
         proxy = None
         try:
             server.wait_ready()
@@ -67,7 +71,7 @@ def main() -> None:
                             ignore=shutil.ignore_patterns(".accuracy-work", "baseline.json", "__pycache__"))
             suite = suite_dir / "llm-tiny.toml"
             text = re.sub(r"(?m)^base_url = .*$", f'base_url = "{proxy.base_url}"', suite.read_text())
-            suite.write_text(re.sub(r"(?m)^model = .*$", f'model = "{model_dir}"', text))
+            suite.write_text(text)  # model "tiny-lm" is vLLM's served name; the tokenizer, its model folder
 
             harness_runs, hand_runs, harness_rates, hand_rates, inner_runs = [], [], [], [], []
             config = None
@@ -100,7 +104,7 @@ def main() -> None:
                 proxy.stop()
             server.stop()
     harness, hand = statistics.median(harness_runs), statistics.median(hand_runs)
-    print("samples per run: 64 (2 custom datasets); server: transformers serve fp32 on CPU")
+    print("samples per run: 64 (2 custom datasets); server: vLLM fp32 on CPU")
     print(f"accuracy run        : {harness:7.1f} s  (runs: {', '.join(f'{t:.1f}' for t in harness_runs)})")
     print(f"opencompass by hand : {hand:7.1f} s  (runs: {', '.join(f'{t:.1f}' for t in hand_runs)})")
     print(f"ratio harness/hand  : {harness / hand:7.3f}  (machine shared: alternate order, compare medians)")

@@ -45,7 +45,9 @@ class CallStats:
     failures: list[str] = field(default_factory=list)
     worst: dict[str, Any] | None = None
 
-    def add(self, label: str, expected: np.ndarray, obtained: np.ndarray, criteria: Criteria) -> None:
+    def add(self, label: str, expected: np.ndarray, obtained: np.ndarray, criteria: Criteria, *,
+            output: str | None = None, call: int | None = None) -> None:
+        """Judge one output of one call; ``label`` prefixes its failures, ``output``/``call`` name it in ``worst``."""
         record = compare_output(expected, obtained, criteria=criteria)
         if record.get("cosine") is not None:
             self.cosine = min(self.cosine, record["cosine"])
@@ -58,7 +60,8 @@ class CallStats:
         failed_before = self.worst is not None and not self.worst["passed"]
         lower = record.get("cosine") is not None and (self.worst is None or record["cosine"] < self.worst.get("cosine", 2.0))
         if not failed_before and (record["failures"] or lower or self.worst is None):
-            self.worst = {"output": label, "passed": not record["failures"], "kind": record["kind"],
+            self.worst = {"output": output or label, "call": call, "passed": not record["failures"],
+                          "kind": record["kind"],
                           "text": record["failures"][0] if record["failures"] else headline(record)}
             if record.get("cosine") is not None:
                 self.worst["cosine"] = record["cosine"]
@@ -99,7 +102,8 @@ def isolated(runner: PipelineRunner, recording: Recording, model: str, *, criter
         check_outputs_match(model, expected, obtained, session, proxy.reference)
         stats.calls += 1
         for position, (ref, got) in enumerate(zip(expected, obtained)):
-            stats.add(f"call {call.index} output {_output_name(runner, model, position)}", ref, got, thresholds)
+            name = _output_name(runner, model, position)
+            stats.add(f"call {call.index} output {name}", ref, got, thresholds, output=name, call=call.index)
         if cache is not None:
             digest = random_digest(recording, call) if random else call.digest
             cache.put(model, CANDIDATE, call.index, digest, obtained)
@@ -141,7 +145,8 @@ def isolated_gears(runner: PipelineRunner, recording: Recording, model: str, con
                 check_outputs_match(model, expected, obtained, candidate, reference)
             stats.calls += 1
             for position, (ref, got) in enumerate(zip(expected, obtained)):
-                stats.add(f"call {call.index} output {_output_name(runner, model, position)}", ref, got, thresholds)
+                name = _output_name(runner, model, position)
+                stats.add(f"call {call.index} output {name}", ref, got, thresholds, output=name, call=call.index)
         record = {"gear": config.describe_gear(gear), "precision_mode": config.precision_mode, **stats.to_dict()}
         if skipped:
             record.update(verdict="skipped", reason=skipped)

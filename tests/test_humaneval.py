@@ -420,3 +420,16 @@ def test_cli_deeply_nested_samples_are_one_line(tmp_path, name):
     ran = _cli("--samples", str(samples))
     assert ran.returncode == 2 and str(samples) in ran.stderr and "nested" in ran.stderr
     assert ran.stderr.strip().count("\n") == 0 and "Traceback" not in ran.stderr
+
+
+def test_a_stop_iteration_raised_by_the_candidate_cannot_end_the_checks_loop_early(tmp_path):
+    # Rebuilt as a real StopIteration, it would end ``map`` in the harness's check: no assertion ran, "passed".
+    problems_file = tmp_path / "problems.jsonl"
+    test = "def check(candidate):\n    for answer in map(candidate, [1, 2, 3]):\n        assert answer == 99\n"
+    _write_jsonl(problems_file, [{"task_id": "S/0", "prompt": "def f(x):\n", "entry_point": "f", "test": test}])
+    problems = load_problems(problems_file)
+    completions = ["    raise StopIteration('done')\n", "    raise StopAsyncIteration\n", "    return 99\n"]
+    result = score_samples(problems, [{"task_id": "S/0", "completion": c} for c in completions], k=(1,))
+    runs = [r.run for r in result.results]
+    assert [run.status for run in runs] == ["error", "error", "passed"]
+    assert runs[0].calls == 1 and runs[0].exception == "CandidateError"

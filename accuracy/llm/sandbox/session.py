@@ -52,11 +52,17 @@ class CandidateError(Exception):
     """The called function raised an exception that has no builtin counterpart here."""
 
 
+# Exceptions that steer control flow on this side rather than report an error: a StopIteration
+# raised inside ``map``/``filter``/``next`` quietly ends the harness's loop, so every assertion
+# after it would be skipped and the check would pass. They come back as ``CandidateError``.
+_CONTROL_FLOW = (StopIteration, StopAsyncIteration)
+
+
 def _exception(name: str, message: str) -> Exception:
     """The program's exception, rebuilt on this side: the builtin class of that name, else
-    ``CandidateError``. Never an object of the program's."""
+    ``CandidateError``. Never an object of the program's, and never one that ends an iteration."""
     kind = getattr(builtins, name, None)
-    if isinstance(kind, type) and issubclass(kind, Exception):
+    if isinstance(kind, type) and issubclass(kind, Exception) and not issubclass(kind, _CONTROL_FLOW):
         with contextlib.suppress(Exception):  # a constructor that wants other arguments
             return kind(message)
     return CandidateError(f"{name}: {message}")

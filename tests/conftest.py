@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.onnx_graphs",
     "tests.fixtures.tiny_sd",
     "tests.fixtures.llm_servers",
+    "tests.fixtures.mslite",
 ]

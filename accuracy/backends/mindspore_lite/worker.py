@@ -225,6 +225,8 @@ class Handlers:
     # test hooks: only with ACCURACY_WORKER_TEST_HOOKS=1 in the worker's environment
     def signal(self, request, arrays):
         import signal
+        sys.stderr.write("test hook: raising " + request["signal"] + "\n")
+        sys.stderr.flush()
         os.kill(os.getpid(), getattr(signal, request["signal"]))
         return {"ok": True}, []
 

@@ -1,0 +1,112 @@
+"""The real MindSpore Lite (``mindspore-lite==2.0.0`` in its Python 3.7 venv): an ONNX model converted
+by the real converter, run by the real runtime through the worker, compared with ONNX Runtime; a
+worker killed under a live session, and a model the runtime cannot build, as clean verdicts; bisect
+on the shipped suites. Skips with the reason where that interpreter is missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from accuracy.backends import get_backend
+from accuracy.cli import main
+from accuracy.convert import convert_one
+from accuracy.errors import BackendError
+from tests.fixtures.mslite import embed_feeds
+
+SUITES = Path(__file__).resolve().parents[1] / "suites"
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACCURACY_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_converted_model_runs_in_the_real_runtime_and_matches_onnxruntime(mslite_python, embed_onnx, own_cache):
+    result = convert_one("embed", embed_onnx, None, python=mslite_python)
+    assert result.status == "converted" and result.mindir.suffix == ".mindir" and result.mindir.stat().st_size > 0
+    assert str(own_cache) in str(result.mindir)
+    reference = get_backend("onnxruntime").load(embed_onnx)
+    session = get_backend("mindspore-lite", python=mslite_python, target="cpu").load(result.mindir, reference=reference)
+    try:
+        assert session.input_names == ["ids", "x"] and session.output_names == ["y"]
+        assert session.model_dtypes[0] == np.int32  # the converter made int64 ids int32: feeds are cast
+        ort_session = ort.InferenceSession(str(embed_onnx), providers=["CPUExecutionProvider"])
+        for length in (5, 9):  # a dynamic dim: the runtime resizes per call
+            feeds = embed_feeds(length)
+            (got,) = session.run(feeds)
+            (want,) = ort_session.run(None, feeds)
+            assert got.shape == want.shape == (1, length, 4)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    finally:
+        session.close()
+    assert not session.worker.alive
+    # the same content converts from the cache, without a worker
+    again = convert_one("embed", embed_onnx, None, python=mslite_python)
+    assert again.status == "cached" and again.mindir == result.mindir
+
+
+def test_an_onnx_candidate_is_converted_on_the_fly(mslite_python, embed_onnx, own_cache):
+    session = get_backend("mindspore-lite", python=mslite_python).load(embed_onnx)
+    try:
+        assert session.model_path.suffix == ".mindir" and str(own_cache) in str(session.model_path)
+        (got,) = session.run(embed_feeds(4))
+        assert got.shape == (1, 4, 4)
+    finally:
+        session.close()
+
+
+def test_worker_killed_under_a_live_session_is_a_verdict(mslite_python, embed_onnx, own_cache):
+    result = convert_one("embed", embed_onnx, None, python=mslite_python)
+    session = get_backend("mindspore-lite", python=mslite_python).load(result.mindir)
+    session.run(embed_feeds(3))
+    os.kill(session.worker.process.pid, signal.SIGKILL)
+    with pytest.raises(BackendError) as caught:
+        session.run(embed_feeds(3))
+    assert "candidate failed: mindspore-lite worker (embed.mindir) exited with SIGKILL during 'run'" in str(caught.value)
+    assert str(result.mindir) in str(caught.value)
+
+
+def test_a_model_the_runtime_cannot_build_names_the_library_error(mslite_python, tmp_path):
+    broken = tmp_path / "broken.mindir"
+    broken.write_bytes(b"\x00not a mindir at all" * 8)
+    with pytest.raises(BackendError) as caught:
+        get_backend("mindspore-lite", python=mslite_python).load(broken)
+    message = str(caught.value)
+    assert message.startswith(f"{broken}: candidate failed: mindspore_lite cannot build the model: build_from_file failed")
+    assert "[ERROR]" in message  # the library's own lines, not only 'Common error code'
+
+
+def test_the_shipped_chain_suite_gates_on_the_real_runtime(mslite_python, own_cache, tmp_path):
+    out = tmp_path / "gate.json"
+    assert main(["gate", str(SUITES / "mindspore-chain" / "mslite.toml"), "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["verdict"] == "pass"
+    assert len(list((own_cache / "mindir").glob("*/*.mindir"))) == 3  # encode, mid, decode converted
+
+
+def test_bisect_tiny_sd_on_mindspore_lite_reports_unet_by_name(mslite_python, tiny_sd, tmp_path):
+    suite = tmp_path / "suite.toml"
+    text = (SUITES / "tiny-sd-mslite" / "suite.toml").read_text()
+    text = text.replace('builtin = "tiny-sd"', f'diffusers = "{tiny_sd}"')
+    text = text.replace("../tiny-sd-img2img/inputs/sketch.png", str(SUITES / "tiny-sd-img2img" / "inputs" / "sketch.png"))
+    suite.write_text(text)
+    out = tmp_path / "bisect.json"
+    assert main(["bisect", str(suite), "--json", str(out), "--quiet"]) == 1
+    result = json.loads(out.read_text())
+    assert result["verdict"] == "fail"
+    assert "unet" in result["candidate_failed"] and "unet" in result["unchanged"]
+    unet = result["models"]["unet"]
+    assert unet["verdict"].startswith("candidate failed: mindspore_lite cannot build the model")
+    assert "InferSubgraph index: 0 failed, ret: -500" in unet["verdict"]
+    # the models that convert, build and run are bisected against the reference for real
+    assert result["models"]["text_encoder"]["isolated"]["verdict"] == "pass"
+    assert "text_encoder" not in result["candidate_failed"]
+    assert any(note.startswith("unet: candidate failed") for note in result["notes"])

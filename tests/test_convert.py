@@ -1,0 +1,103 @@
+"""``accuracy convert``: a diffusers-style ONNX folder through the real MindSpore Lite converter with
+the guide's per-model .ini configs -- per-model result table, the converter's own error lines for a
+model it rejects, Ascend-only keys named, results cached by content. The option mapping is pure and
+tested without the converter."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from accuracy.cli import main
+from accuracy.config.converter import converter_from_ini
+from accuracy.convert.jobs import jobs_from_source
+from accuracy.convert.options import converter_options
+
+
+def _ini(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / f"{name}.ini"
+    path.write_text(text)
+    return path
+
+
+def test_cpu_route_honours_a_static_shape_and_names_ascend_only_keys(tmp_path):
+    gears = converter_from_ini(_ini(tmp_path, "te", '[acl_build_options]\ninput_format="ND"\n'
+                                                    'input_shape="input_ids:1,-1"\nge.dynamicDims="77;33"\n'))
+    options = converter_options(gears, target="cpu")
+    assert "input_shape" not in options.request  # the CPU converter refuses -1 dims: the model stays dynamic
+    assert options.not_applied == ("acl_build_options.input_format", "acl_build_options.ge.dynamicDims")
+    assert any("ge.dynamicDims='77;33' is Ascend-only" in note for note in options.notes)
+
+    static = converter_from_ini(_ini(tmp_path, "vae", "[ascend_context]\ninput_shape=latent_sample:[1,4,8,8]\n"
+                                                      "precision_mode=enforce_fp32\n"))
+    options = converter_options(static, target="cpu")
+    assert options.request["input_shape"] == {"latent_sample": [1, 4, 8, 8]}
+    assert options.not_applied == ("ascend_context.precision_mode",)
+    # on Ascend the .ini goes to the converter as written, with the guide's optimize mode
+    ascend = converter_options(static, target="ascend")
+    assert ascend.request["config_file"] == static.source and ascend.request["optimize"] == "ascend_oriented"
+    assert ascend.not_applied == ()
+
+
+def test_sources_and_their_mistakes(tmp_path, embed_onnx):
+    folder = tmp_path / "onnx_models"
+    (folder / "unet").mkdir(parents=True)
+    shutil.copy(embed_onnx, folder / "unet" / "model.onnx")
+    with pytest.raises(Exception, match="no model_index.json"):
+        jobs_from_source(folder)
+    (folder / "model_index.json").write_text("{}")
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    _ini(configs, "unet", "[ascend_context]\ninput_shape=ids:[1,5];x:[1,5,8]\n")
+    (job,) = jobs_from_source(folder, config_dir=configs)
+    assert job.name == "unet" and job.config.gears == ({"ids": (1, 5), "x": (1, 5, 8)},)
+    with pytest.raises(Exception, match="no model called vae"):
+        jobs_from_source(folder, only=("vae",))
+    assert main(["convert", str(tmp_path / "missing.txt")]) == 2
+
+
+def test_convert_a_diffusers_folder_for_real(mslite_python, embed_onnx, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ACCURACY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ACCURACY_MSLITE_PYTHON", mslite_python)
+    folder = tmp_path / "onnx_models"
+    for name in ("text_encoder", "vae_decoder"):
+        (folder / name).mkdir(parents=True)
+        shutil.copy(embed_onnx, folder / name / "model.onnx")
+    (folder / "unet").mkdir()
+    (folder / "unet" / "model.onnx").write_bytes(b"not an onnx model")
+    (folder / "model_index.json").write_text("{}")
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    _ini(configs, "text_encoder", '[acl_build_options]\ninput_format="ND"\ninput_shape="ids:1,-1;x:1,-1,8"\n'
+                                  'ge.dynamicDims="5,5;9,9"\n')
+    _ini(configs, "vae_decoder", "[ascend_context]\ninput_shape=ids:[1,5];x:[1,5,8]\nprecision_mode=enforce_fp32\n")
+    out, record_path = tmp_path / "mindir_models", tmp_path / "convert.json"
+
+    assert main(["convert", str(folder), "--config-dir", str(configs), "--out", str(out),
+                 "--json", str(record_path), "--quiet"]) == 1
+    record = json.loads(record_path.read_text())
+    status = {m["name"]: m for m in record["models"]}
+    assert record["failed"] == ["unet"] and status["unet"]["status"] == "failed"
+    assert status["unet"]["error"].startswith("Converter model failed!")
+    assert any("[ERROR]" in line for line in status["unet"]["log"])  # the converter's own lines
+    assert status["text_encoder"]["status"] == status["vae_decoder"]["status"] == "converted"
+    assert sorted(p.name for p in out.iterdir()) == ["text_encoder.mindir", "vae_decoder.mindir"]
+    assert status["text_encoder"]["not_applied"] == ["acl_build_options.input_format", "acl_build_options.ge.dynamicDims"]
+    assert status["vae_decoder"]["not_applied"] == ["ascend_context.precision_mode"]
+    table = capsys.readouterr().out
+    assert "unet          failed" in table and "unet: failed: Converter model failed!" in table
+    assert "vae_decoder: ascend_context.precision_mode='enforce_fp32' is Ascend-only at conversion" in table
+    assert "2 of 3 converted (cpu); failed: unet" in table
+
+    # again: the two that converted come from the cache; the one that failed is tried again
+    assert main(["convert", str(folder), "--config-dir", str(configs), "--json", str(record_path), "--quiet"]) == 1
+    again = {m["name"]: m["status"] for m in json.loads(record_path.read_text())["models"]}
+    assert again == {"text_encoder": "cached", "unet": "failed", "vae_decoder": "cached"}
+    # a changed config is a different conversion
+    _ini(configs, "vae_decoder", "[ascend_context]\ninput_shape=ids:[1,7];x:[1,7,8]\n")
+    assert main(["convert", str(folder), "--model", "vae_decoder", "--config-dir", str(configs),
+                 "--json", str(record_path), "--quiet"]) == 0
+    assert json.loads(record_path.read_text())["models"][0]["status"] == "converted"

@@ -197,3 +197,24 @@ def test_rel_tol_takes_a_percentage_or_a_fraction(text, expected):
 def test_rel_tol_refuses_what_would_silently_mislead(text, hint):
     with pytest.raises(ValueError, match=hint):
         parse_rel_tol(text)
+
+
+def test_ids_numbered_differently_on_each_side_are_different_samples_never_paired_by_position():
+    # Same count, numbered 0..39 against 40..79: other questions. Paired by position, 20 right->wrong and
+    # 10 wrong->right read as "not significant" (p = 0.10) and a -33 % drop passed.
+    base = Score("gsm8k", "accuracy", 75.0, samples={f"gsm8k_test_{i}": i < 30 for i in range(40)})
+    cand = Score("gsm8k", "accuracy", 50.0, samples={str(40 + i): i < 10 or i >= 30 for i in range(40)})
+    check = compare_scores(table(base), table(cand), ScorePolicy(require_significance=True)).checks[0]
+    assert not check.passed and check.flipped is None
+    assert "different samples" in " ".join(check.notes)
+
+
+def test_samples_paired_only_in_part_cannot_excuse_a_drop():
+    # 10 of 40 ids in common: the scores are over different samples, and McNemar on the 10 shared ones
+    # (2 flips, p = 0.5) says nothing about a -33 % drop.
+    base = Score("gsm8k", "accuracy", 75.0, samples={str(i): i < 30 for i in range(40)})
+    cand_flags = {str(i): i >= 2 for i in range(10)} | {str(100 + i): i < 10 for i in range(30)}
+    cand = Score("gsm8k", "accuracy", 50.0, samples=cand_flags)
+    check = compare_scores(table(base), table(cand), ScorePolicy(require_significance=True)).checks[0]
+    assert check.flipped["common"] == 10 and check.flipped["p_value"] == 0.5
+    assert not check.passed and "judged by the plain rule" in " ".join(check.notes)

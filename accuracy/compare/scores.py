@@ -249,6 +249,10 @@ def judge_score(base: Score, cand: Score | None, tolerance: Tolerance, policy: S
     if beyond and policy.require_significance:
         if check.flipped is None:
             check.notes.append("no paired per-sample results: significance cannot be tested; judged by the plain rule")
+        elif check.flipped["common"] < max(len(base.samples), len(cand.samples)):
+            check.notes.append(
+                f"only {check.flipped['common']} of {max(len(base.samples), len(cand.samples))} samples paired: the "
+                "scores cover other samples too, so McNemar cannot excuse the difference; judged by the plain rule")
         elif check.flipped["p_value"] >= policy.alpha:
             beyond = False
             check.notes.append(f"beyond tolerance but not significant (McNemar p={check.flipped['p_value']:.3g})")

@@ -64,7 +64,8 @@ def _by_number(flags: Mapping[str, bool]) -> dict[int, str] | None:
 
 def pair_samples(baseline: Mapping[str, bool], candidate: Mapping[str, bool]) -> Pairing:
     """Pair the two sides' samples: by id; else, when both hold the same number of samples, by the
-    number their ids end in, else by position (both in the order they were written)."""
+    number their ids end in (the same numbers on both sides, else they are different samples and
+    nothing pairs), else by position (both in the order they were written)."""
     common = [key for key in baseline if key in candidate]
     if common:
         note = None
@@ -82,7 +83,10 @@ def pair_samples(baseline: Mapping[str, bool], candidate: Mapping[str, bool]) ->
             f"({len(baseline)} vs {len(candidate)}): nothing can be paired",
         )
     base_numbers, cand_numbers = _by_number(baseline), _by_number(candidate)
-    if base_numbers is not None and cand_numbers is not None and set(base_numbers) == set(cand_numbers):
+    if base_numbers is not None and cand_numbers is not None:
+        if set(base_numbers) != set(cand_numbers):  # 0..39 against 40..79: other questions, not renamed ones
+            return Pairing(pairs=(), by=None, note=f"no sample ids in common ({first}) and their numbers differ: "
+                           "different samples, nothing can be paired")
         pairs = tuple((base_numbers[n], cand_numbers[n]) for n in sorted(base_numbers))
         return Pairing(pairs=pairs, by="number", note=f"sample ids differ ({first}): paired by the number they end in")
     pairs = tuple(zip(baseline, candidate))

@@ -27,6 +27,7 @@ import numpy as np
 from accuracy.bisect.swaps import JudgedRuns, beyond_noise, isolated_thresholds, summary
 from accuracy.compare.criteria import Judgement
 from accuracy.compare.tensors import TensorThresholds
+from accuracy.localize.metrics import compare_tensor
 from accuracy.pipelines.recording import Recording
 from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
 
@@ -49,12 +50,34 @@ def with_suite_list(target, keep: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*target.keep_fp32, *keep]))
 
 
+class SessionPool:
+    """The culprit's fp16 sessions by keep-list, the last few kept open: the isolated judgement, the
+    pipeline's confirmation and the final verification of one list share one session."""
+
+    def __init__(self, runner: PipelineRunner, model: str, target, keep: int = 2):
+        self.runner, self.model, self.target, self.keep = runner, model, target, keep
+        self.sessions: dict[tuple[str, ...], Any] = {}
+
+    def get(self, keep: Sequence[str]):
+        key = with_suite_list(self.target, keep)
+        if key not in self.sessions:
+            while len(self.sessions) >= self.keep:
+                self.sessions.pop(next(iter(self.sessions))).close()
+            self.sessions[key] = fp16_session(self.runner, self.model, self.target.model_file, key)
+        return self.sessions[key]
+
+    def close(self) -> None:
+        for session in self.sessions.values():
+            session.close()
+        self.sessions.clear()
+
+
 class IsolatedCheck:
     """``keep_fp32 -> bool`` on the culprit alone: its fp16 emulation with the list, fed every recorded
     call, against the recorded reference outputs by the isolated phase's bounds."""
 
-    def __init__(self, runs: JudgedRuns, recording: Recording, model: str, target):
-        self.runs, self.recording, self.model, self.target = runs, recording, model, target
+    def __init__(self, runs: JudgedRuns, recording: Recording, model: str, target, pool: SessionPool):
+        self.runs, self.recording, self.model, self.target, self.pool = runs, recording, model, target, pool
         bounds = isolated_thresholds(runs.criteria)
         self.thresholds = TensorThresholds(cosine_min=bounds.cosine_min, rel_l2_max=bounds.rel_l2_max)
         self.calls = recording.of(model)
@@ -62,25 +85,28 @@ class IsolatedCheck:
         self.model_runs = 0
 
     def __call__(self, keep: Sequence[str]) -> bool:
-        from accuracy.localize.metrics import compare_tensor
 
         key = tuple(sorted(keep))
         if key not in self.judged:
-            session = fp16_session(self.runs.runner, self.model, self.target.model_file,
-                                   with_suite_list(self.target, keep))
-            try:
-                passed = True
-                for call in self.calls:
-                    self.model_runs += 1
-                    obtained = session.run(self.recording.feeds(call))
-                    if not all(compare_tensor(np.asarray(e), np.asarray(o), self.thresholds).passed
-                               for e, o in zip(self.recording.outputs(call), obtained)):
-                        passed = False
-                        break
-            finally:
-                session.close()
-            self.judged[key] = passed
+            self.judged[key] = self._judge(list(keep))
         return self.judged[key]
+
+    def _judge(self, keep: list[str]) -> bool:
+        cache, runner = self.runs.cache, self.runs.runner
+        native = runner.candidate_backend_name(self.model) == FP16 and self.model not in runner.random
+        session = None
+        for call in self.calls:
+            # the suite's own list alone is what the isolated phase ran: its outputs are in the call cache
+            obtained = cache.get(self.model, CANDIDATE, call.index, call.digest) if native and not keep else None
+            if obtained is None:
+                if session is None:
+                    session = self.pool.get(keep)
+                self.model_runs += 1
+                obtained = session.run(self.recording.feeds(call))
+            if not all(compare_tensor(np.asarray(e), np.asarray(o), self.thresholds).passed
+                       for e, o in zip(self.recording.outputs(call), obtained)):
+                return False
+        return True
 
 
 class PipelineCheck:
@@ -89,8 +115,9 @@ class PipelineCheck:
     (and, as bisect blames, only beyond the reference's own noise). Each keep-list runs once."""
 
     def __init__(self, runs: JudgedRuns, model: str, target, *, culprits: Sequence[str],
-                 repaired: dict[str, tuple[str, ...]], noise: Judgement):
+                 repaired: dict[str, tuple[str, ...]], noise: Judgement, pool: SessionPool | None = None):
         self.runs, self.model, self.target, self.noise = runs, model, target, noise
+        self.pool = pool
         self.fixed = dict(repaired)  # earlier culprits, on their verified lists
         waiting = set(culprits) - set(repaired) - {model}  # later (or unrepaired) culprits: on the reference
         self.on_candidate = tuple(m for m in runs.runner.candidate_models if m not in waiting)
@@ -110,11 +137,14 @@ class PipelineCheck:
     def _judge(self, keep: list[str]) -> Judgement:
         if not keep and self.native and not self.fixed:
             return self.runs.judge(self.on_candidate)  # the failing run itself: judged already
+        if self.pool is not None:
+            return self.judge_with(self.pool.get(keep), close=False)
         session = fp16_session(self.runs.runner, self.model, self.target.model_file, with_suite_list(self.target, keep))
         return self.judge_with(session)
 
-    def judge_with(self, session) -> Judgement:
-        """One pipeline run with the culprit on ``session`` (closed after), earlier culprits on their lists."""
+    def judge_with(self, session, *, close: bool = True) -> Judgement:
+        """One pipeline run with the culprit on ``session`` (closed after unless pooled), earlier culprits
+        on their lists."""
         sessions = {self.model: session}
         for other, other_keep in self.fixed.items():
             sessions[other] = fp16_session(self.runs.runner, other, None, other_keep)
@@ -122,8 +152,9 @@ class PipelineCheck:
             self.pipeline_runs += 1
             return self.runs.judge_with(self.on_candidate, sessions)
         finally:
-            for opened in sessions.values():
-                opened.close()
+            for name, opened in sessions.items():
+                if close or name != self.model:
+                    opened.close()
 
     def deployed(self, repaired) -> dict[str, Any]:
         """The converted fp16 model in plain ONNX Runtime in the culprit's place: the same pipeline check."""
@@ -138,16 +169,25 @@ def repair_culprit(runs: JudgedRuns, recording: Recording, model: str, target, f
                    culprits: Sequence[str], repaired: dict[str, tuple[str, ...]], noise: Judgement,
                    thresholds: TensorThresholds, out_dir: Path | None) -> dict[str, Any]:
     """The keep-list for one culprit (module docstring), as the bisect JSON's ``repair``."""
+    runner = runs.runner
+    pool = SessionPool(runner, model, target)
+    pipeline = PipelineCheck(runs, model, target, culprits=culprits, repaired=repaired, noise=noise, pool=pool)
+    isolated = IsolatedCheck(runs, recording, model, target, pool)
+    try:
+        return _repair(runs, model, target, full, pipeline, isolated, thresholds=thresholds, out_dir=out_dir)
+    finally:
+        pool.close()
+
+
+def _repair(runs: JudgedRuns, model: str, target, full: dict[str, Any], pipeline: PipelineCheck,
+            isolated: IsolatedCheck, *, thresholds: TensorThresholds, out_dir: Path | None) -> dict[str, Any]:
     import onnx
 
     from accuracy.localize import op_types, suggest_repair
-    from accuracy.localize.graph import ModelGraph
     from accuracy.localize.offer import converter_snippets, offer_repair
 
     runner = runs.runner
-    pipeline = PipelineCheck(runs, model, target, culprits=culprits, repaired=repaired, noise=noise)
-    isolated = IsolatedCheck(runs, recording, model, target)
-    graph = ModelGraph(target.model_file, feeds=target.feeds)
+    graph = onnx.load(str(target.model_file))
     search = suggest_repair(graph, target.feeds, full["tensors"], thresholds=thresholds, keep_fp32=target.keep_fp32,
                             criterion=isolated)
     judged_by = "isolated"
@@ -182,7 +222,7 @@ def repair_culprit(runs: JudgedRuns, recording: Recording, model: str, target, f
         if pipeline.last is not None:
             result["pipeline"] = summary(pipeline.judged[tuple(sorted(keep))]) \
                 if tuple(sorted(keep)) in pipeline.judged else summary(pipeline.last[1])
-        offered = offer_repair(onnx.load(str(target.model_file)), list(with_suite_list(target, keep)),
+        offered = offer_repair(graph, list(with_suite_list(target, keep)),
                                check=pipeline.deployed, op_types=types, out_dir=out_dir, model_name=model)
         result["files"] = offered.pop("files", {})
         result["repaired_model"] = offered

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from accuracy.errors import InputError, UsageError
 from accuracy.localize.graph import ModelGraph
 from accuracy.localize.sides import DumpSide, OnnxSide
 from accuracy.localize.stream import DEFAULT_SEGMENT_BYTES, DEFAULT_THRESHOLDS, stream_localize
+
+if TYPE_CHECKING:
+    import onnx
 
 CANDIDATE_BACKENDS = ("onnxruntime-fp16", "onnxruntime")
 _REPAIR_LIMIT = 2**31 - (64 << 20)  # protobuf's 2 GB, less room for the graph itself
@@ -152,8 +156,8 @@ def _offer(repair: dict, graph: ModelGraph, feeds, thresholds, out_dir, deploy_c
         repair.update(passed=False, note=offered["note"])
 
 
-def op_types(graph: ModelGraph, names: Sequence[str]) -> dict[str, str]:
-    """Op type of each named node, main graph and subgraphs."""
+def op_types(graph, names: Sequence[str]) -> dict[str, str]:
+    """Op type of each named node, main graph and subgraphs (of a ``ModelGraph`` or an ONNX model)."""
     from accuracy.backends.onnxrt_fp16.emulate import node_names, subgraphs
 
     found: dict[str, str] = {}
@@ -164,7 +168,7 @@ def op_types(graph: ModelGraph, names: Sequence[str]) -> dict[str, str]:
             for attr, sub in subgraphs(node):
                 walk(sub, f"{name}/{attr}/")
 
-    walk(graph.model.graph, "")
+    walk(graph.model.graph if isinstance(graph, ModelGraph) else graph.graph, "")
     return {n: found.get(n, "?") for n in names}
 
 
@@ -172,12 +176,13 @@ def _preview(names: Sequence[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def suggest_repair(graph: ModelGraph, feeds, records, *, thresholds: TensorThresholds = DEFAULT_THRESHOLDS,
-                   keep_fp32: Sequence[str] = (), criterion: Callable[[Sequence[str]], bool] | None = None,
-                   first_try: Sequence[str] = ()) -> dict:
+def suggest_repair(model: onnx.ModelProto | ModelGraph, feeds, records, *,
+                   thresholds: TensorThresholds = DEFAULT_THRESHOLDS, keep_fp32: Sequence[str] = (),
+                   criterion: Callable[[Sequence[str]], bool] | None = None, first_try: Sequence[str] = ()) -> dict:
     """The keep-fp32 search seeded by localize's ``records``: the nodes that introduce error first (most
     severe first), then those that inherit it; ``criterion`` judges a keep-list (default: the model's
-    outputs under fp16 emulation against fp32). ``first_try`` is tried before anything else."""
+    outputs under fp16 emulation against fp32). ``first_try`` is tried before anything else. ``model``
+    is the loaded model (or localize's graph of it, whose file is then loaded)."""
     import onnx
 
     from accuracy.localize.repair import suggest_fp32
@@ -191,15 +196,21 @@ def suggest_repair(graph: ModelGraph, feeds, records, *, thresholds: TensorThres
     diverged = [r for r in records if r["passed"] is False and r["index"] >= 0]  # nodes, not inputs
     ranked = sorted((r for r in diverged if r["status"] == "introduced"), key=severity)
     ranking = list(dict.fromkeys([*keep_fp32, *(r["node"] for r in ranked), *(r["node"] for r in diverged)]))
-    weight_bytes = sum(graph.initializer_bytes(name) for name in graph.initializers)
+    if isinstance(model, ModelGraph):
+        weight_bytes = sum(model.initializer_bytes(name) for name in model.initializers)
+        loaded = None
+    else:
+        weight_bytes = sum(int(np.prod(i.dims, dtype=np.int64)) * 4 for i in model.graph.initializer)
+        loaded = model
     if weight_bytes > _REPAIR_LIMIT:
         return {"keep_fp32": [], "passed": False, "trials": 0, "outputs": {}, "criterion": "none",
                 "note": f"the repair search rebuilds the whole model in memory and is limited to models under 2 GB "
                         f"(this one has {weight_bytes / 2**30:.2f} GiB of weights); try the 'introduced' nodes with "
                         "the onnxruntime-fp16 backend's keep_fp32 option"}
-    model = onnx.load(str(graph.path))
+    if loaded is None:
+        loaded = onnx.load(str(model.path))
     seed = list(dict.fromkeys([*keep_fp32, *first_try])) or list(dict.fromkeys([*keep_fp32, *(r["node"] for r in ranked)]))
-    found = suggest_fp32(model, feeds, ranking, first_try=seed, thresholds=thresholds, criterion=criterion)
+    found = suggest_fp32(loaded, feeds, ranking, first_try=seed, thresholds=thresholds, criterion=criterion)
     return {"keep_fp32": found.keep_fp32, "passed": found.passed, "trials": found.trials,
             "outputs": found.outputs, "note": found.note,
             "criterion": "model outputs, fp16 emulation" if criterion is None else "caller's check"}

@@ -236,6 +236,7 @@ def emulate_fp16(
     round_initializers: bool = True,
     float_tensors: Collection[str] | None = None,
     pre_rounded: Collection[str] = (),
+    rounded_cache: dict[str, onnx.TensorProto] | None = None,
 ) -> onnx.ModelProto:
     """A copy of ``model`` whose float tensors are rounded to fp16 at every op boundary, in the main
     graph and in every subgraph.
@@ -247,7 +248,8 @@ def emulate_fp16(
     always for initializers whose data is external (not loaded), they are rounded by nodes in the
     graph instead. ``float_tensors``: the float32 tensor names when the caller knows them already
     (saves a shape inference per call). ``pre_rounded``: initializers whose data the caller rounded
-    already (localize's spilled weights), left as they are.
+    already (localize's spilled weights), left as they are. ``rounded_cache``: name -> rounded
+    initializer, filled and reused across calls on the same model (a repair search's trials).
     """
     floats = set(float_tensors) if float_tensors is not None else float_tensor_names(model)
     emulated = onnx.ModelProto()
@@ -270,7 +272,7 @@ def emulate_fp16(
                 entry_nodes += _cast_pair(name, name, name + "__rounded")
                 renames[name] = name + "__rounded"
     clip_bounds = _rewrite_graph(graph, floats, kept, renames, entry_nodes, round_initializers=round_initializers,
-                                 scope="", pre_rounded=set(pre_rounded))
+                                 scope="", pre_rounded=set(pre_rounded), rounded_cache=rounded_cache)
     if clip_bounds:
         graph.initializer.extend([numpy_helper.from_array(np.array(-FP16_MAX, np.float32), _CLIP_MIN),
                                   numpy_helper.from_array(np.array(FP16_MAX, np.float32), _CLIP_MAX)])
@@ -298,7 +300,7 @@ def _consumers(graph: onnx.GraphProto, names: list[str]) -> dict[str, list[str]]
 
 def _rewrite_graph(graph: onnx.GraphProto, floats: set[str], kept: set[str], renames: dict[str, str],
                    new_nodes: list[onnx.NodeProto], *, round_initializers: bool, scope: str,
-                   pre_rounded: Collection[str] = ()) -> bool:
+                   pre_rounded: Collection[str] = (), rounded_cache: dict | None = None) -> bool:
     """Round ``graph``'s initializers, Constants and float node outputs in place (and its subgraphs');
     ``renames`` maps outer names to their rounded copies. True when the clip bounds are needed."""
     names = node_names(graph, scope=scope)
@@ -310,7 +312,12 @@ def _rewrite_graph(graph: onnx.GraphProto, floats: set[str], kept: set[str], ren
         if init.name in pre_rounded or init.name not in floats or all(c in kept for c in consumers.get(init.name, [])):
             continue
         if round_initializers and not uses_external_data(init):
-            init.CopyFrom(numpy_helper.from_array(round_to_fp16(numpy_helper.to_array(init), saturate=True), init.name))
+            cached = None if rounded_cache is None or scope else rounded_cache.get(init.name)
+            if cached is None:
+                cached = numpy_helper.from_array(round_to_fp16(numpy_helper.to_array(init), saturate=True), init.name)
+                if rounded_cache is not None and not scope:
+                    rounded_cache[init.name] = cached
+            init.CopyFrom(cached)
         else:
             new_nodes += _saturated_pair(init.name)
             renames[init.name] = init.name + "__rounded"

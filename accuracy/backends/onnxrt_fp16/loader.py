@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections import OrderedDict
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -65,30 +66,62 @@ def content_hash(model_path: Path, *, keep_fp32: Collection[str] = ()) -> str:
 
 def convert(model_path: Path, *, keep_fp32: Collection[str] = (), use_cache: bool = True) -> Path | bytes:
     """The emulated model: a cached file path (or serialized bytes with ``use_cache=False``)."""
-    import onnx
 
     target = None
     if use_cache:
         target = cache_dir() / "fp16" / content_hash(model_path, keep_fp32=keep_fp32) / "model.onnx"
         if target.exists():
             return target
+    model, floats, rounded = _prepared(model_path)
     try:
-        model = onnx.load(str(model_path))
-    except Exception as exc:  # noqa: BLE001 - protobuf/onnx raise many types for a bad file
-        raise BackendError(f"onnx cannot read the model: {exc}", path=model_path) from None
-    try:
-        emulated = emulate_fp16(model, keep_fp32=keep_fp32)
+        emulated = emulate_fp16(model, keep_fp32=keep_fp32, float_tensors=floats, rounded_cache=rounded)
     except ConfigError as exc:
         raise ConfigError(f"{exc.message} (a suite of several models names each model's nodes in a table: "
                           '[candidate.keep_fp32] model = ["node", ...])', path=model_path, where="keep_fp32") from None
     if target is None:
-        if emulated.ByteSize() > _TWO_GB:
+        if _approximate_size(emulated) > _TWO_GB:
             raise BackendError("models over 2 GB need the cache (cache = true)", path=model_path)
         return emulated.SerializeToString()
-    if emulated.ByteSize() > _TWO_GB:
+    if _approximate_size(emulated) > _TWO_GB:
         return _save_with_external_data(emulated, target)
     write_bytes_atomic(target, emulated.SerializeToString())
     return target
+
+
+def _approximate_size(model) -> int:
+    """The serialized size, less the graph's structure: the weights' bytes (protobuf's ByteSize walks
+    every field, a noticeable cost per conversion of a large model)."""
+    from accuracy.backends.onnxrt_fp16.emulate import all_graphs
+
+    return sum(len(t.raw_data) + 4 * len(t.float_data) + 8 * len(t.int64_data) + 4 * len(t.int32_data)
+               for graph in all_graphs(model.graph) for t in graph.initializer) + (1 << 20)
+
+
+_PREPARED: OrderedDict[tuple, tuple[Any, set[str], dict]] = OrderedDict()
+_PREPARED_KEEP = 3  # models kept in memory: a repair search converts one model many times
+
+
+def _prepared(model_path: Path) -> tuple[Any, set[str], dict]:
+    """The loaded model, its float32 tensor names and its rounded weights so far, kept in memory by
+    (path, size, mtime) for the next conversion of the same file (another keep-list): the shape
+    inference and the weights' rounding are done once per file, not once per trial."""
+    import onnx
+
+    from accuracy.backends.onnxrt_fp16.emulate import float_tensor_names
+
+    stat = model_path.stat()
+    key = (str(model_path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _PREPARED:
+        _PREPARED.move_to_end(key)
+        return _PREPARED[key]
+    try:
+        model = onnx.load(str(model_path))
+    except Exception as exc:  # noqa: BLE001 - protobuf/onnx raise many types for a bad file
+        raise BackendError(f"onnx cannot read the model: {exc}", path=model_path) from None
+    _PREPARED[key] = (model, float_tensor_names(model), {})
+    while len(_PREPARED) > _PREPARED_KEEP:
+        _PREPARED.popitem(last=False)
+    return _PREPARED[key]
 
 
 def _save_with_external_data(model, target: Path) -> Path:

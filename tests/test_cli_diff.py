@@ -153,3 +153,20 @@ def test_console_script_runs(guide):
     process = subprocess.run([sys.executable, "-m", "accuracy", "diff", str(guide["expected"]), str(guide["far"])],
                              check=False, capture_output=True, text=True, timeout=120)
     assert process.returncode == 1 and "ssim" in process.stdout
+
+
+@pytest.mark.parametrize("shape", [(4,), (16, 16, 3)])
+def test_non_finite_values_that_agree_pass_and_one_sided_ones_fail(tmp_path, capsys, shape):
+    a = np.random.default_rng(0).random(shape).astype(np.float32)
+    a.flat[1] = -np.inf  # an empty reduction, on both sides
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "same.npy", a.copy())
+    out = tmp_path / "r.json"
+    assert main(["diff", str(tmp_path / "a.npy"), str(tmp_path / "same.npy"), "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    assert metrics["psnr"] in (float("inf"), "inf") and metrics["max_abs"] == 0
+    b = a.copy()
+    b.flat[2] = np.nan
+    np.save(tmp_path / "nan.npy", b)
+    assert main(["diff", str(tmp_path / "a.npy"), str(tmp_path / "nan.npy"), "--json", str(out)]) == 1
+    assert json.loads(out.read_text())["failures"][0].startswith("1 non-finite values on one side only")

@@ -79,7 +79,10 @@ def _array_metrics(a: np.ndarray, b: np.ndarray, *, data_range: float, threshold
     from accuracy.compare.tensors import compare_tensors
 
     tensor = compare_tensors(a, b).to_dict()
-    flat_a, flat_b = a.reshape(-1, 1), b.reshape(-1, 1)
+    import numpy as np
+
+    both = np.isfinite(a) & np.isfinite(b)  # compare's rule: agreeing inf/NaN are equal, one-sided ones fail
+    flat_a, flat_b = np.where(both, a, 0).reshape(-1, 1), np.where(both, b, 0).reshape(-1, 1)
     metrics = {
         "ssim": None,
         "psnr": peak_signal_noise_ratio(flat_a, flat_b, data_range=data_range),
@@ -89,7 +92,8 @@ def _array_metrics(a: np.ndarray, b: np.ndarray, *, data_range: float, threshold
     }
     from dataclasses import replace
 
-    failures = judge({**metrics, "ssim": 1.0}, replace(thresholds, ssim_min=None))
+    failures = [f for f in tensor["failures"] if "non-finite" in f]
+    failures += judge({**metrics, "ssim": 1.0}, replace(thresholds, ssim_min=None))
     return {"metrics": metrics, "failures": failures, "notes": ["ssim needs an image-shaped array; not judged"]}
 
 

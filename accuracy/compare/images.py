@@ -246,8 +246,21 @@ def compare_images(
     data_range: float,
     thresholds: ImageThresholds = ImageThresholds(),
 ) -> ImageComparison:
-    """All image metrics of ``image_test`` against ``image_true`` and whether they meet ``thresholds``."""
+    """All image metrics of ``image_test`` against ``image_true`` and whether they meet ``thresholds``.
+
+    Non-finite values follow ``compare``'s float rule: where both sides hold the same inf or NaN they
+    agree (and count as zeros in every metric, so none is NaN); one-sided ones fail with their count.
+    """
     image_true, image_test = _validate_pair(image_true, image_test)
+    nonfinite_failures = []
+    if np.issubdtype(image_true.dtype, np.floating) or np.issubdtype(image_test.dtype, np.floating):
+        both = np.isfinite(image_true) & np.isfinite(image_test)
+        if not both.all():
+            from accuracy.compare.tensors import TensorThresholds, compare_tensors
+
+            rule = compare_tensors(image_true, image_test, thresholds=TensorThresholds(cosine_min=None))
+            nonfinite_failures = [f for f in rule.failures if "non-finite" in f]
+            image_true, image_test = np.where(both, image_true, 0.0), np.where(both, image_test, 0.0)
     per_channel = structural_similarity_per_channel(image_true, image_test, data_range=data_range)
     a, b = image_true.astype(np.float64), image_test.astype(np.float64)  # converted once for all metrics
     absolute = np.abs(a - b)
@@ -261,7 +274,7 @@ def compare_images(
         "cosine": cosine_similarity(a, b),
         "rel_l2": relative_l2_error(a, b),
     }
-    failures = judge(metrics, thresholds)
+    failures = nonfinite_failures + judge(metrics, thresholds)
     return ImageComparison(
         **metrics,
         data_range=float(data_range),

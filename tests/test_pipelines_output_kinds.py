@@ -22,6 +22,7 @@ from tests.fixtures.output_kinds import (
     overflow,
     single_model_suite,
     threshold_hits,
+    to_text,
 )
 
 PER_OUTPUT = """
@@ -185,3 +186,13 @@ def test_gate_judges_each_output_by_its_own_criteria(tmp_path, capsys):
     assert main(["gate", str(suite)]) == 1
     out = capsys.readouterr().out
     assert "1/2 checks pass" in out and "text: cer 0.2 > 0.1" in out and "boxes:" not in out
+
+
+def test_a_string_tensor_from_the_model_is_judged_as_text_even_when_recordings_spill(tmp_path):
+    suite = single_model_suite(tmp_path, to_text(), np.array([1.5, 2.25, 3.0001], np.float32))
+    result = bisect_pipeline(load_pipeline_spec(load_suite(suite)), budget_bytes=0)  # every call spills to disk
+    assert result["culprits"] == ["only"]
+    text = result["all_candidate"]["outputs"]["y"]
+    assert text["kind"] == "text" and text["first_index"] == 2 and text["cer"] == pytest.approx(0.5)
+    worst = result["models"]["only"]["isolated"]["worst"]
+    assert worst["output"] == "y" and "'3.0000999' -> '3'" in worst["text"]

@@ -43,11 +43,13 @@ class ArrayStore:
         self._next = 0
 
     def put(self, arrays: Mapping[str, np.ndarray]) -> int:
-        """Keep ``arrays`` (copied); return a handle for ``get``."""
+        """Keep ``arrays`` (copied); return a handle for ``get``. Object arrays (onnxruntime's string
+        tensors) stay in memory: spilled ``.npz`` files are read back without pickle."""
         handle, self._next = self._next, self._next + 1
         copied = {name: np.array(value, copy=True) for name, value in arrays.items()}
         size = sum(a.nbytes for a in copied.values())
-        if self.memory_bytes + size <= self.budget_bytes:
+        text = any(a.dtype == object for a in copied.values())  # onnxruntime's string tensors: never pickled
+        if text or self.memory_bytes + size <= self.budget_bytes:
             self._memory[handle] = copied
             self.memory_bytes += size
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from accuracy.compare.criteria import Criteria, compare_output, criteria_problems, judge_outputs
 from accuracy.compare.outputs import UnsupportedOutput, as_output
@@ -15,6 +16,7 @@ from accuracy.compare.text import character_error_rate, compare_text, word_error
     ("hello", "U", ()), (["a", "bc"], "U", (2,)), (3, "i", ()), (2.5, "f", ()), (True, "b", ()),
     (np.float16(1), "f", ()), ([[1, 2], [3, 4]], "i", (2, 2)), (np.array(["x", "yz"], dtype=object), "U", (2,)),
     (np.array([b"ab", b"c"]), "U", (2,)), (b"bytes", "U", ()),
+    (Image.new("RGB", (8, 6)), "u", (6, 8, 3)),  # a PIL image: __array_interface__, no __array__
 ])
 def test_supported_values_become_arrays_of_a_comparable_kind(value, dtype, shape):
     array = as_output(value)

@@ -31,7 +31,7 @@ def as_output(value: Any) -> np.ndarray:
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
     if not isinstance(value, (np.ndarray, np.generic, str, bool, int, float, list, tuple)) \
-            and not hasattr(value, "__array__"):
+            and not hasattr(value, "__array__") and not hasattr(value, "__array_interface__"):
         raise UnsupportedOutput(f"is a {type(value).__name__}; return {SUPPORTED}")
     try:
         array = np.asarray(value)

@@ -165,3 +165,21 @@ def test_consecutive_blocked_nodes_keep_fp32_between_them_in_the_converted_model
     assert np.abs(got).max() > 0.1 and np.allclose(got, want, atol=5e-3)
     norm = next(n for n in repaired.graph.node if n.name == "norm")
     assert norm.input[0] == next(n for n in repaired.graph.node if n.name == "sum_sq").output[0]
+
+
+def test_a_loop_body_is_compared_per_node_over_its_iterations(tmp_path):
+    from tests.fixtures.fp16_graphs import LOOP_HAZARD, loop_model
+
+    path = save(loop_model(), tmp_path / "loop.onnx")
+    result = localize_model(path, {"x": np.full((1, 64), 0.5, np.float32)})
+    assert result["verdict"] == "fail"
+    first = result["first_divergent"]
+    assert (first["node"], first["op_type"]) == (LOOP_HAZARD, "ReduceSumSquare")
+    nodes = _by_node(result)
+    assert nodes["body_grow"]["status"] == "ok" and nodes["body_grow"]["iterations"] == 6
+    assert nodes[LOOP_HAZARD]["scope"] == "stream" and nodes[LOOP_HAZARD]["metrics"]["nonfinite_obtained"] == 4  # iterations 3..6
+    assert nodes["body_unit"]["status"] == "inherited"
+    assert {"node": "stream", "branch": "body", "nodes": 4} in result["control_flow"]["expanded"]
+    assert result["control_flow"]["not_compared_inside"] == {}
+    repair = localize_model(path, {"x": np.full((1, 64), 0.5, np.float32)}, suggest_fp32=True)["repair"]
+    assert repair["keep_fp32"] == [LOOP_HAZARD] and repair["passed"]

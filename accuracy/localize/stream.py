@@ -5,8 +5,9 @@ intermediate at once; work is one inference per side plus single-node runs for f
 
 Control flow: an ``If`` is expanded into the branch the reference takes (both sides take it when the
 candidate's condition agrees), and that branch's nodes are compared like the main graph's, at any
-depth. ``Loop`` and ``Scan`` bodies run inside their node (emulated there too) and are compared at
-the node's outputs; the result counts their body nodes as not compared one by one. Sequence- and
+depth. ``Loop`` and ``Scan`` bodies run inside their node (emulated there too) with every float body
+tensor also returned stacked over the iterations (``loops``), compared per body node; deeper
+subgraphs inside a body are counted as not compared one by one. Sequence- and
 optional-typed values are never exposed or compared (a note says so); segments are cut only where
 no such value crosses.
 """
@@ -22,6 +23,7 @@ from onnx import TensorProto
 from accuracy.backends.onnxrt_fp16.emulate import all_graphs, subgraphs
 from accuracy.compare.tensors import TensorThresholds
 from accuracy.localize.graph import ModelGraph, Node, is_expandable
+from accuracy.localize.loops import expose_body
 from accuracy.localize.metrics import compare_saturating, compare_tensor
 from accuracy.localize.sides import DumpSide, OnnxSide
 
@@ -110,12 +112,18 @@ def _run_segment(stream: _Stream, segment: list[Node], *, keep: Callable[[str], 
     graph, result = stream.graph, stream.result
     if len(segment) == 1 and is_expandable(segment[0]) and _expand_if(stream, segment[0]):
         return
+    bodies: dict[str, list] = {}
+    for position, node in enumerate(segment):
+        exposed = expose_body(node, graph) if isinstance(stream.candidate, OnnxSide) else None
+        if exposed is not None:
+            segment = [*segment[:position], exposed[0], *segment[position + 1:]]
+            bodies[node.name] = exposed[1]
     produced = {t for node in segment for t in node.outputs if t}
     boundary = [t for t in dict.fromkeys(t for n in segment for t in n.inputs)
                 if t and t not in produced and t not in graph.initializers]
     expose = []
     for node in segment:
-        _note_subgraphs(stream, node)
+        _note_subgraphs(stream, node, deeper_only=node.name in bodies)
         for t in node.outputs:
             if not t:
                 continue
@@ -135,9 +143,52 @@ def _run_segment(stream: _Stream, segment: list[Node], *, keep: Callable[[str], 
                                         source=graph.data_source, float_tensors=stream.floats, pre_rounded=names)
     del part
     for node in segment:
+        inside = None
+        if node.name in bodies:
+            inside = _compare_body(stream, node, bodies[node.name], ref_out, cand_out)
+            node = _without(node, bodies[node.name])
+        start = len(stream.result.records)
         _compare_node(stream, node, ref_out, cand_out)
+        for record in stream.result.records[start:] if inside else ():
+            if record.get("status") == "introduced":  # its body's node brings the error in, the node carries it
+                record.update(status="inherited", local_method=f"its body node {inside} introduces the error")
     for store, fresh in ((stream.live_ref, ref_out), (stream.live_cand, cand_out)):
         store.update({t: v for t, v in fresh.items() if keep(t)})
+
+
+def _without(node: Node, exposed) -> Node:
+    """``node`` with only its own outputs (the body's stacked tensors compared apart)."""
+    extra = {b.outer for b in exposed}
+    return Node(node.index, node.name, node.op_type, node.inputs, tuple(t for t in node.outputs if t not in extra),
+                node.proto, scope=node.scope)
+
+
+def _compare_body(stream: _Stream, node: Node, exposed, ref_out, cand_out) -> str | None:
+    """Records for the body tensors of a Loop/Scan, stacked over its iterations (see ``loops``); the
+    first body node that introduces error, if any."""
+    first = None
+    stream.result.expanded.append({"node": node.name, "branch": "body", "nodes": len({b.node for b in exposed})})
+    agreed: dict[str, bool] = {}
+    for body in exposed:
+        expected = ref_out[body.outer]
+        record = {"tensor": body.tensor, "node": body.node, "op_type": body.op_type, "index": node.index,
+                  "scope": node.name, "shape": list(expected.shape), "iterations": int(expected.shape[0])
+                  if expected.ndim else 1}
+        obtained = cand_out.get(body.outer) if isinstance(stream.candidate, OnnxSide) else None
+        if obtained is None or obtained.shape != expected.shape:
+            stream.result.records.append({**record, "status": "missing", "passed": None, "metrics": None})
+            continue
+        comparison, _ = compare_saturating(expected, obtained, stream.thresholds)
+        agreed[body.tensor] = comparison.passed
+        record.update(passed=comparison.passed, metrics=_metrics(comparison), local=None,
+                      status="ok" if comparison.passed else
+                      ("introduced" if all(agreed.get(t, True) for t in body.reads) else "inherited"))
+        if not comparison.passed:
+            record["local_method"] = "body tensors it reads agree with the reference (a body node is not re-run)"
+        if record["status"] == "introduced" and first is None:
+            first = body.node
+        stream.result.records.append(record)
+    return first
 
 
 def _rounded(stream: _Stream) -> tuple[dict, set[str]]:
@@ -171,9 +222,13 @@ def _expand_if(stream: _Stream, node: Node) -> bool:
     return True
 
 
-def _note_subgraphs(stream: _Stream, node: Node) -> None:
-    """A node run whole with a body (Loop, Scan, an If not expanded): its body nodes are not compared."""
+def _note_subgraphs(stream: _Stream, node: Node, *, deeper_only: bool = False) -> None:
+    """A node run whole with a body (an If not expanded; subgraphs inside a Loop/Scan body, with
+    ``deeper_only``): the nodes of those bodies are not compared one by one."""
     bodies = [graph for _, sub in subgraphs(node.proto) for graph in all_graphs(sub)]
+    if deeper_only:
+        bodies = [g for _, sub in subgraphs(node.proto) for inner in sub.node
+                  for _, deeper in subgraphs(inner) for g in all_graphs(deeper)]
     if bodies:
         stream.result.opaque_subgraph_nodes[node.name] = sum(len(g.node) for g in bodies)
 

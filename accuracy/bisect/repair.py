@@ -227,7 +227,7 @@ def _repair(runs: JudgedRuns, model: str, target, full: dict[str, Any], pipeline
         result["files"] = offered.pop("files", {})
         result["repaired_model"] = offered
         if offered["passed"]:
-            result["snippets"] = converter_snippets(keep, types)
+            result["snippets"] = converter_snippets(keep, types, unnamed=offered.get("unnamed", []))
         else:
             result.update(passed=False, note=offered["note"])
     result["pipeline_runs"] = pipeline.pipeline_runs

@@ -77,6 +77,11 @@ def _progress(done: int, total: int) -> None:
 def _print(result: dict) -> None:
     for line in result["warnings"]:
         warn(f"warning: {line}")
+    emulation = result.get("emulation")
+    if emulation:
+        inside = f", {emulation['in_subgraphs']} inside If/Loop/Scan bodies" if emulation["in_subgraphs"] else ""
+        say(f"fp16 emulation: {emulation['emulated']} node(s) rounded, {emulation['not_emulated']} could not be"
+            f"{inside}")
     compared = [r for r in result["tensors"] if r["passed"] is not None]
     diverged = [r for r in compared if not r["passed"]]
     say(f"{result['model']} vs {result['candidate']}: {len(compared)} tensors compared, {len(diverged)} diverge")
@@ -95,7 +100,9 @@ def _print(result: dict) -> None:
     repair = result.get("repair")
     if repair:
         if repair["passed"] and repair["keep_fp32"]:
-            say(f"keep in fp32: {', '.join(repair['keep_fp32'])} (verified: the model passes; {repair['trials']} trials)")
+            say(f"keep in fp32: {', '.join(repair['keep_fp32'])} (verified: the model passes under fp16 emulation, "
+                f"{repair['trials']} trials; the model converted with it by onnxruntime.transformers.float16 passes "
+                "in plain ONNX Runtime)")
         else:
             say(f"repair: {repair['note'] or 'none needed'}")
         for kind, path in repair.get("files", {}).items():

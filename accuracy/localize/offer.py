@@ -195,7 +195,8 @@ def offer_repair(model: onnx.ModelProto, keep_fp32: Sequence[str], *, check: Cal
         verdict = dict(check(repaired))
     except Exception as exc:  # noqa: BLE001 - the converter or ORT refusing the result is a verdict
         repaired, verdict = None, {"passed": False, "error": f"{type(exc).__name__}: {exc}"}
-    offered = {"converter": CONVERTER, "runtime": RUNTIME, **verdict}
+    offered = {"converter": CONVERTER, "runtime": RUNTIME, **verdict,
+               "unnamed": [n for n in keep_fp32 if n in unnamed]}
     if not verdict["passed"]:
         offered["note"] = ("the keep-list passes under fp16 emulation, but the model converted with it fails in "
                            f"{RUNTIME}: not offered")

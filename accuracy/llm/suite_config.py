@@ -2,7 +2,7 @@
 
 ```toml
 [llm]
-api = "openai"                          # "openai": OpenAI-compatible server (/v1); "vllm": /generate
+api = "openai"                          # "openai": OpenAI-compatible (/v1, vLLM's server); "vllm": old /generate
 base_url = "http://127.0.0.1:8000/v1"   # or base_urls = [...] for several replicas
 model = "my-model"                      # the served model name (default: the one the server lists)
 abbr = "npu-fp16"                       # the model's column in OpenCompass's summary (default: suite name)

@@ -22,7 +22,7 @@ import numpy as np
 import png
 
 from accuracy.errors import InputError
-from accuracy.io import write_bytes_atomic
+from accuracy.io import regular_file, write_bytes_atomic
 
 ARRAY_SUFFIXES = (".npy", ".npz")  # .npz only to say it is not supported
 
@@ -103,11 +103,7 @@ def read_image(path: str | Path) -> LoadedImage:
 
 
 def _require_file(path: Path) -> Path:
-    if not path.exists():
-        raise InputError("file not found", path=path)
-    if not path.is_file():
-        raise InputError("is not a file", path=path)
-    return path
+    return regular_file(path)  # not found, a folder, a named pipe, a name too long: one line each
 
 
 def _finish(path: Path, array: np.ndarray) -> LoadedImage:

@@ -83,11 +83,17 @@ def test_file_names_over_255_characters(scores, capsys, command):
 # -- only regular files: a named pipe is refused at once, never waited on ------------------------------
 
 @pytest.mark.parametrize("command", ["check --baseline", "check --candidate", "record source", "gate baseline",
-                                     "gate suite"])
+                                     "gate suite", "diff input", "pipeline input"])
 def test_a_named_pipe_is_refused_without_hanging(scores, command):
     fifo = scores / "pipe.json"
-    os.mkfifo(fifo)
     base, cand = str(scores / "b.json"), str(scores / "npu.csv")
+    if command == "pipeline input":
+        pipeline_suite(scores / "p", "p", "def run(models, inputs):\n    return {}\n")
+        (scores / "p" / "x.npy").unlink()
+        fifo = scores / "p" / "x.npy"
+    if command == "diff input":
+        fifo = scores / "pipe.npy"
+    os.mkfifo(fifo)
     if command == "gate baseline":
         (scores / "s.toml").write_text('[scores]\ncandidate = "npu.csv"\n[baseline]\npath = "pipe.json"\n')
     if command == "gate suite":
@@ -99,6 +105,8 @@ def test_a_named_pipe_is_refused_without_hanging(scores, command):
         "record source": ["baseline", "record", str(fifo), "--out", str(scores / "x.json")],
         "gate baseline": ["gate", str(scores / "s.toml")],
         "gate suite": ["gate", str(fifo)],
+        "diff input": ["diff", str(fifo), str(fifo)],
+        "pipeline input": ["gate", str(scores / "p" / "p.toml")],
     }[command]
     done = subprocess.run([sys.executable, "-m", "accuracy", *argv], check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done

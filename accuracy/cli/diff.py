@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from accuracy.cli.common import emit_json, exit_code_for, finite_float, say
+from accuracy.cli.common import emit_json, exit_code_for, say
 from accuracy.errors import InputError, UsageError
 
 if TYPE_CHECKING:
@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("expected", metavar="EXPECTED", help="reference image (PNG/JPEG) or .npy array")
     parser.add_argument("obtained", metavar="OBTAINED", help="image or .npy array to judge against it")
-    parser.add_argument("--ssim-min", type=finite_float, default=0.98, help="lowest passing SSIM (default 0.98)")
-    parser.add_argument("--psnr-min", type=finite_float, default=30.0, help="lowest passing PSNR in dB (default 30)")
-    parser.add_argument("--max-abs", type=finite_float, default=None, help="largest passing per-pixel error (pixel units)")
-    parser.add_argument("--data-range", type=finite_float, default=None,
+    parser.add_argument("--ssim-min", type=float, default=0.98, help="lowest passing SSIM (default 0.98)")
+    parser.add_argument("--psnr-min", type=float, default=30.0, help="lowest passing PSNR in dB (default 30)")
+    parser.add_argument("--max-abs", type=float, default=None, help="largest passing per-pixel error (pixel units)")
+    parser.add_argument("--data-range", type=float, default=None,
                         help="value range for SSIM/PSNR (default: 255 / 65535 by bit depth; a float array's own range)")
     parser.add_argument("--resize", action="store_true", help="resize OBTAINED to EXPECTED's size instead of refusing")
     parser.add_argument("--diff-image", metavar="PATH", help="write a heat map of the per-pixel difference (PNG)")

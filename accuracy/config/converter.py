@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from accuracy.config.suite import TableReader
-from accuracy.errors import ConfigError
+from accuracy.errors import ConfigError, InputError
+from accuracy.io import read_text
 
 SECTIONS = ("acl_build_options", "ascend_context")
 _DIMS_KEYS = ("ge.dynamicDims", "dynamic_dims", "dynamicDims")
@@ -95,9 +96,9 @@ def converter_from_ini(path: Path) -> ConverterConfig:
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     parser.optionxform = str  # keys are case-sensitive: ge.dynamicDims
     try:
-        parser.read_string(path.read_text(encoding="utf-8"), source=str(path))
-    except FileNotFoundError:
-        raise ConfigError("converter config not found", path=path) from None
+        parser.read_string(read_text(path, what="converter config"), source=str(path))
+    except InputError as exc:  # not found, not a regular file (a named pipe is not waited on) ...
+        raise ConfigError(exc.message, path=path) from None
     except (configparser.Error, UnicodeDecodeError, OSError) as exc:
         raise ConfigError(f"malformed converter config: {str(exc).splitlines()[0]}", path=path) from None
     values: dict[str, tuple[str, str]] = {}

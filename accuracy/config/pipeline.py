@@ -26,7 +26,6 @@ Full reference with examples: docs/pipeline-suites.md.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from accuracy.config.converter import ConverterConfig, converter_from_ini, conve
 from accuracy.config.suite import Suite, TableReader
 from accuracy.errors import ConfigError, InputError
 from accuracy.goldens import NAME_PATTERN
+from accuracy.io import read_json, regular_file
 
 DIFFUSERS_MODELS = ("text_encoder", "unet", "vae_encoder", "vae_decoder", "safety_checker")
 SECTIONS = ("suite", "pipeline", "reference", "candidate", "compare", "converter", "golden")
@@ -311,6 +311,7 @@ def _inputs(table: TableReader, base: Path) -> dict[str, Any]:
 def _load_input(table: TableReader, name: str, path: Path) -> Any:
     suffix = path.suffix.lower()
     try:
+        regular_file(path)  # a named pipe would block np.load / PIL forever
         if suffix == ".npy":
             return np.load(path, allow_pickle=False)
         if suffix == ".npz":
@@ -318,7 +319,7 @@ def _load_input(table: TableReader, name: str, path: Path) -> Any:
 
             return read_npz(path)
         if suffix == ".json":
-            return json.loads(path.read_text(encoding="utf-8"))
+            return read_json(path)
         from PIL import Image
 
         with Image.open(path) as image:

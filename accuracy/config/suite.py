@@ -22,7 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from accuracy.errors import ConfigError, InputError
-from accuracy.io import read_text
+from accuracy.io import existing, read_text
 
 KINDS = ("pipeline", "llm", "scores")
 # The sections each kind reads: any other is a typo (``[tolerances]``) and refused, never ignored.
@@ -119,7 +119,11 @@ class TableReader:
         resolved = Path(value).expanduser()
         if not resolved.is_absolute():
             resolved = base / resolved
-        if must_exist and not resolved.exists():
+        try:
+            found = existing(resolved)
+        except InputError as exc:  # a name the OS refuses (too long ...)
+            raise self.error(name, exc.message) from None
+        if must_exist and found is None:
             raise self.error(name, f"file not found: {resolved}")
         return resolved
 

@@ -8,6 +8,7 @@ when it does replace one, the old -> new differences are returned so they can be
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,10 @@ def record_baseline(
     (empty for a new file). Without ``force`` an existing baseline is never touched."""
     path = Path(path)
     check_baseline(table)  # never write a baseline that would pass anything
+    for score in table.scores:
+        if score.value is not None and not math.isfinite(score.value):
+            raise InputError(f"{score.dataset}/{score.metric} is {score.value}, not a finite score: a baseline "
+                             "holds numbers (or null for no result)", path=table.source)
     old = None
     if existing(path) is not None:
         if not force:

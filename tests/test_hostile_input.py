@@ -329,3 +329,39 @@ def test_work_dir_naming_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "wd").write_text("")
     code = main(["run", str(llm), "--work-dir", str(tmp_path / "wd")])
     one_line_error(capsys, code, "wd", "--work-dir", "not a folder")
+
+
+def test_a_non_finite_score_made_in_memory_is_never_recorded(tmp_path):
+    from accuracy.baselines import record_baseline
+    from accuracy.errors import InputError
+    from accuracy.scores.model import Score, ScoreTable
+
+    table = ScoreTable(model="m", scores=[Score("humaneval", "pass@1", float("nan")), Score("mmlu", "acc", 47.0)],
+                       source="run")
+    with pytest.raises(InputError, match="humaneval/pass@1 is nan"):
+        record_baseline(table, tmp_path / "b.json")
+    assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize("body,code,said", [
+    ("def run(models, inputs):\n    return 'hello'\n", 2, "must return a non-empty dict"),
+    ("def run(models, inputs):\n    return {'y': 'hello'}\n", None, ""),  # text outputs are compared (issue 10)
+    ("def run(models, inputs):\n    return {'y': object()}\n", None, ""),
+])
+def test_whatever_an_entry_returns_is_never_a_traceback(tmp_path, capsys, body, code, said):
+    suite = pipeline_suite(tmp_path, "p", body)
+    result = main(["gate", str(suite), "--json", str(tmp_path / "gate.json")])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    assert (tmp_path / "gate.json").exists()
+    if code is not None:
+        assert result == code and said in captured.out
+    else:
+        assert result in (0, 1, 2)
+
+
+def test_keep_fp32_that_is_not_a_list_is_one_line(tmp_path, capsys):
+    suite = pipeline_suite(tmp_path, "p", "def run(models, inputs):\n    return {'y': models['a'](h=inputs['x'])[0]}\n")
+    suite.write_text(suite.read_text().replace('[candidate]\nbackend = "onnxruntime"',
+                                               '[candidate]\nbackend = "onnxruntime-fp16"\nkeep_fp32 = 5'))
+    gate_error(tmp_path, suite, capsys, "p.toml", "candidate.keep_fp32")

@@ -275,6 +275,11 @@ def test_unknown_section_in_llm_and_pipeline_suites(tmp_path):
     ({"schema": 1, "model": "m", "scores": [{"dataset": "mmlu", "metric": "accuracy", "value": None}]}, "null"),
     ({"schema": 9, "model": "m", "scores": [{"dataset": "mmlu", "metric": "accuracy", "value": 47}]}, "schema 9"),
     ({"schema": 1, "model": "m", "scores": [{"dataset": "mmlu", "metric": "accuracy", "value": "nan"}]}, "finite"),
+    ({"schema": 1, "model": "m", "scores": [{"dataset": "mmlu", "metric": "accuracy", "vaule": 47},
+                                            {"dataset": "ceval", "metric": "accuracy", "value": 40}]},
+     "did you mean 'value'"),
+    ({"schema": 1, "model": "m", "scorez": [], "scores": [{"dataset": "mmlu", "metric": "accuracy", "value": 47}]},
+     "unknown key 'scorez'"),
 ])
 @pytest.mark.parametrize("command", ["check", "gate"])
 def test_empty_null_and_foreign_schema_baselines_are_refused_by_check_and_gate(scores, capsys, baseline, said,

@@ -52,6 +52,20 @@ def read_json_scores(path: str | Path, *, model: str | None = None) -> ScoreTabl
     return table_from_dict(data, path=path, model=model)
 
 
+TABLE_KEYS = ("schema", "model", "source", "provenance", "scores")
+SCORE_KEYS = ("dataset", "metric", "value", "version", "mode", "samples", "invalid", "stderr", "counts")
+
+
+def _known_keys(data: dict[str, Any], known: tuple[str, ...], *, path: Path, where: str | None) -> None:
+    """An unknown key is refused, never ignored (a misspelt ``value`` would read as "no result")."""
+    from accuracy.config.suite import unknown
+
+    for key in data:
+        if key not in known:
+            raise InputError(f"unknown key {str(key)[:40]!r}; {unknown(str(key), known)}", path=path,
+                             where=f"{where}.{key}" if where else str(key)[:40])
+
+
 def check_schema(data: dict[str, Any], *, path: Path) -> None:
     """The one schema check of this project's score JSON (results and baselines, read by ``check``,
     ``gate`` and ``baseline record`` alike): an unknown ``schema`` is refused, never guessed at."""
@@ -69,6 +83,7 @@ def table_from_dict(data: Any, *, path: Path, model: str | None = None) -> Score
             path=path,
         )
     check_schema(data, path=path)
+    _known_keys(data, TABLE_KEYS, path=path, where=None)
     table_model = data.get("model") or "model"
     if not isinstance(table_model, str):
         raise InputError("'model' must be a string", path=path, where="model")
@@ -80,6 +95,7 @@ def table_from_dict(data: Any, *, path: Path, model: str | None = None) -> Score
         where = f"scores[{index}]"
         if not isinstance(item, dict):
             raise InputError("must be an object", path=path, where=where)
+        _known_keys(item, SCORE_KEYS, path=path, where=where)  # "vaule" must not read as "no value"
         for key in ("dataset", "metric"):
             if not isinstance(item.get(key), str) or not item[key]:
                 raise InputError(f"missing or empty '{key}'", path=path, where=where)

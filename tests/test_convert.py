@@ -101,3 +101,24 @@ def test_convert_a_diffusers_folder_for_real(mslite_python, embed_onnx, tmp_path
     assert main(["convert", str(folder), "--model", "vae_decoder", "--config-dir", str(configs),
                  "--json", str(record_path), "--quiet"]) == 0
     assert json.loads(record_path.read_text())["models"][0]["status"] == "converted"
+
+
+def test_groupnorm_rewrite_keeps_the_numbers_in_onnxruntime(tmp_path, embed_onnx):
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from accuracy.convert.rewrites import rewrite_for_mslite
+    from tests.fixtures.mslite import groupnorm_model
+
+    source, target = tmp_path / "gn.onnx", tmp_path / "gn_rewritten.onnx"
+    onnx.save(groupnorm_model(), str(source))
+    assert rewrite_for_mslite(source, target) == {"groupnorm-decomposed": 1}
+    ops = [node.op_type for node in onnx.load(str(target)).graph.node]
+    assert "InstanceNormalization" not in ops and ops.count("ReduceMean") == 2
+    x = np.random.default_rng(0).standard_normal((1, 8, 4, 4)).astype(np.float32) * 3 + 1
+    (want,) = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    (got,) = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # nothing to rewrite: nothing written
+    assert rewrite_for_mslite(embed_onnx, tmp_path / "none.onnx") == {} and not (tmp_path / "none.onnx").exists()

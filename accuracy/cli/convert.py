@@ -31,6 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(default: $ACCURACY_MSLITE_PYTHON, then .venv-mslite)")
     parser.add_argument("--timeout", type=finite_float, default=600.0, help="seconds per model before the converter is killed")
     parser.add_argument("--no-cache", action="store_true", help="convert again even when the cache has the result")
+    parser.add_argument("--no-rewrites", action="store_true",
+                        help="convert each model as it is (by default, CPU/GPU targets first get the exact "
+                             "rewrites of accuracy.convert.rewrites where MindSpore Lite 2.0 cannot take an operator)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = jobs_from_source(args.source, config_dir=args.config_dir, only=tuple(args.model))
     progress = (lambda text: None) if args.quiet else (lambda text: warn(f"[convert] {text}"))
     results = convert_models(jobs, python=args.python, target=args.target, timeout=args.timeout,
-                             use_cache=not args.no_cache, progress=progress)
+                             use_cache=not args.no_cache, rewrites=not args.no_rewrites, progress=progress)
     if args.out:
         out = Path(args.out)
         try:

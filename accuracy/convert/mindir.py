@@ -48,12 +48,13 @@ class ConvertResult:
     notes: list[str] = field(default_factory=list)
     not_applied: list[str] = field(default_factory=list)
     config: str | None = None
+    rewrites: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"name": self.name, "onnx": str(self.onnx), "status": self.status,
                 "mindir": None if self.mindir is None else str(self.mindir), "seconds": round(self.seconds, 3),
                 "error": self.error, "log": self.log, "notes": self.notes, "not_applied": self.not_applied,
-                "config": self.config}
+                "config": self.config, "rewrites": self.rewrites}
 
 
 def content_key(onnx: Path, request: dict, python: str) -> str:
@@ -72,10 +73,14 @@ def content_key(onnx: Path, request: dict, python: str) -> str:
 
 
 def convert_models(jobs: Sequence[ConvertJob], *, python: str | None = None, target: str = "cpu",
-                   timeout: float = DEFAULT_TIMEOUT, use_cache: bool = True,
+                   timeout: float = DEFAULT_TIMEOUT, use_cache: bool = True, rewrites: bool = True,
                    progress: Progress = lambda text: None) -> list[ConvertResult]:
-    """Convert each job (one worker for all, a fresh one after a crash); never raises per model."""
+    """Convert each job (one worker for all, a fresh one after a crash); never raises per model.
+
+    ``rewrites`` (CPU/GPU targets): first apply ``accuracy.convert.rewrites`` where a model has what
+    MindSpore Lite 2.0's CPU route cannot take; each applied rewrite is named in the result."""
     from accuracy.backends.mindspore_lite.loader import describe_failure, start_worker
+    from accuracy.convert.rewrites import REWRITES, rewrite_for_mslite
 
     interpreter, _ = find_python(python)
     worker: Worker | None = None
@@ -84,14 +89,19 @@ def convert_models(jobs: Sequence[ConvertJob], *, python: str | None = None, tar
         for position, job in enumerate(jobs, 1):
             options = converter_options(job.config, target=target)
             request = dict(options.request, op="convert", model_file=str(job.onnx.resolve()))
-            key = content_key(job.onnx, {**request, "model_file": job.name}, interpreter)
+            rewrite = rewrites and target != "ascend"
+            key = content_key(job.onnx, {**request, "model_file": job.name,  # the rewrite set is part of the key
+                                         "rewrites": list(REWRITES) if rewrite else []}, interpreter)
             folder = cache_dir() / "mindir" / key
             mindir = folder / f"{job.name}.mindir"
             result = ConvertResult(job.name, job.onnx, "cached", mindir, notes=list(options.notes),
                                    not_applied=list(options.not_applied),
                                    config=None if job.config is None else job.config.source)
+            applied = folder / "rewrites.json"
             if use_cache and mindir.exists():
                 progress(f"convert {position}/{len(jobs)}: {job.name} (cached)")
+                result.rewrites = json.loads(applied.read_text()) if applied.exists() else {}
+                result.notes += _rewrite_notes(result.rewrites)
                 results.append(result)
                 continue
             progress(f"convert {position}/{len(jobs)}: {job.name} ({job.onnx})")
@@ -101,6 +111,17 @@ def convert_models(jobs: Sequence[ConvertJob], *, python: str | None = None, tar
             staging.mkdir(parents=True)
             request["output_file"] = str(staging / job.name)
             try:
+                if rewrite:
+                    rewritten = staging / "rewritten" / "model.onnx"
+                    rewritten.parent.mkdir()
+                    try:
+                        result.rewrites = rewrite_for_mslite(job.onnx, rewritten)
+                    except Exception:  # noqa: BLE001 - not readable as ONNX here: the converter will say why
+                        result.rewrites = {}
+                    if result.rewrites:
+                        request["model_file"] = str(rewritten)
+                        result.notes += _rewrite_notes(result.rewrites)
+                    (staging / "rewrites.json").write_text(json.dumps(result.rewrites))
                 if worker is None or not worker.alive:
                     worker = start_worker(python, timeout=timeout, label="mindspore-lite converter worker")
                 reply, _ = worker.request(request)
@@ -110,6 +131,7 @@ def convert_models(jobs: Sequence[ConvertJob], *, python: str | None = None, tar
             result.seconds = time.perf_counter() - started
             result.log = [line for line in reply.get("log", []) if line]
             if reply.get("ok"):
+                shutil.rmtree(staging / "rewritten", ignore_errors=True)
                 shutil.rmtree(folder, ignore_errors=True)
                 staging.rename(folder)
                 result.status = "converted"
@@ -124,7 +146,17 @@ def convert_models(jobs: Sequence[ConvertJob], *, python: str | None = None, tar
     return results
 
 
+def _rewrite_notes(rewrites: dict[str, int]) -> list[str]:
+    if not rewrites:
+        return []
+    done = ", ".join(f"{name} x{count}" for name, count in rewrites.items())
+    note = (f"rewritten before converting, for MindSpore Lite 2.0's CPU kernels (same numbers to ~1e-6; "
+            f"--no-rewrites converts the model as it is): {done}")
+    return [note]
+
+
 def convert_one(name: str, onnx: Path, config: ConverterConfig | None, *, python: str | None = None,
-                target: str = "cpu", timeout: float = DEFAULT_TIMEOUT) -> ConvertResult:
+                target: str = "cpu", timeout: float = DEFAULT_TIMEOUT, rewrites: bool = True) -> ConvertResult:
     """One model, for a suite's on-the-fly conversion (``[candidate] backend = "mindspore-lite"``)."""
-    return convert_models([ConvertJob(name, Path(onnx), config)], python=python, target=target, timeout=timeout)[0]
+    return convert_models([ConvertJob(name, Path(onnx), config)], python=python, target=target, timeout=timeout,
+                          rewrites=rewrites)[0]

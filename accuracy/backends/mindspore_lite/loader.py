@@ -27,6 +27,8 @@ Options:
     CPU threads of the runtime (default: the library's).
 ``timeout``
     Seconds one request (build, run, convert) may take before the worker is killed (default 600).
+``rewrites``
+    For an ``.onnx`` file: apply ``accuracy.convert.rewrites`` before converting (default true).
 
 Inputs: names from the model, or the reference's in input order when conversion lost them; a feed
 whose dtype the converter changed (int64 ``input_ids`` become int32) is cast to the model's; a feed
@@ -46,7 +48,7 @@ from accuracy.backends.mindspore_lite.client import DEFAULT_TIMEOUT, Worker, Wor
 from accuracy.errors import BackendError, ConfigError, MissingDependencyError
 
 TARGETS = ("cpu", "ascend", "gpu")
-KNOWN_OPTIONS = ("python", "target", "device_id", "precision_mode", "config_path", "thread_num", "timeout")
+KNOWN_OPTIONS = ("python", "target", "device_id", "precision_mode", "config_path", "thread_num", "timeout", "rewrites")
 INSTALL_HINT = (
     "mindspore_lite cannot be imported by {python} (from {source}: {why}); install the wheel that "
     "matches your device and Python into that interpreter (here: bash .ci/install-mindspore-lite.sh "
@@ -158,7 +160,8 @@ class MindSporeLiteBackend(Backend):
             self._request()  # bad options are reported before a conversion
             result = convert_one(model_path.parent.name if model_path.stem == "model" else model_path.stem,
                                  model_path, converter, python=self.options.get("python"),
-                                 target=str(self.options.get("target", "cpu")), timeout=self.timeout)
+                                 target=str(self.options.get("target", "cpu")), timeout=self.timeout,
+                                 rewrites=bool(self.options.get("rewrites", True)))
             if result.status == "failed":
                 raise BackendError(f"candidate failed: the converter could not convert it: {result.error}",
                                    path=model_path)

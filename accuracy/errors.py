@@ -43,6 +43,12 @@ class BackendError(AccuracyError):
     """A model cannot be loaded, converted or run by a backend."""
 
 
+class CandidateFailed(BackendError):
+    """The candidate's own converter or runtime refused a model (conversion, build or run failed, its
+    worker crashed or hung): a verdict for that model, not bad input. ``bisect`` keeps the model on
+    the reference and records the message; elsewhere it is a ``BackendError`` like any other."""
+
+
 class MissingDependencyError(AccuracyError):
     """An optional package is needed for this feature; the message says how to install it."""
 

@@ -27,7 +27,7 @@ from accuracy.bisect.swaps import (
 )
 from accuracy.compare.criteria import Judgement, judge_outputs
 from accuracy.config.pipeline import PipelineSpec
-from accuracy.errors import BackendError
+from accuracy.errors import CandidateFailed
 from accuracy.pipelines.recording import DEFAULT_BUDGET, ArrayStore, CallCache, Recording
 from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
 
@@ -82,7 +82,7 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
         for model in models:
             try:
                 runner.session(model, CANDIDATE)
-            except BackendError as exc:  # cannot convert/build: stays on the reference, with its verdict
+            except CandidateFailed as exc:  # cannot convert/build: stays on the reference, with its verdict
                 report_models[model] = _candidate_failed(runner, model, exc, progress)
         timings["candidate_load"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -91,7 +91,7 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
                      f"{len(first.of(model))} recorded calls")
             try:
                 report_models[model] = {"isolated": isolated(runner, first, model, criteria=criteria, cache=cache)}
-            except BackendError as exc:  # e.g. its worker died mid-run (SIGSEGV): the same
+            except CandidateFailed as exc:  # e.g. its worker died mid-run (SIGSEGV): the same
                 report_models[model] = _candidate_failed(runner, model, exc, progress)
                 continue
             if model in runner.random:
@@ -158,7 +158,7 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
             runner.close()
 
 
-def _candidate_failed(runner: PipelineRunner, model: str, error: BackendError, progress: Progress) -> dict[str, Any]:
+def _candidate_failed(runner: PipelineRunner, model: str, error: CandidateFailed, progress: Progress) -> dict[str, Any]:
     """``model``'s candidate cannot be converted, built or run: its verdict, and it stays on the reference."""
     runner.candidate_failed(model, error)
     verdict = error.message.splitlines()[0]

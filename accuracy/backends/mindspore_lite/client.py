@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from accuracy.backends.mindspore_lite import worker as protocol
-from accuracy.errors import BackendError, ConfigError
+from accuracy.errors import BackendError, CandidateFailed, ConfigError
 
 PYTHON_ENV = "ACCURACY_MSLITE_PYTHON"
 VENV = ".venv-mslite"  # where .ci/install-mindspore-lite.sh puts the cp37 venv, in the repository
@@ -32,7 +32,7 @@ DEFAULT_TIMEOUT = 600.0
 STDERR_LINES = 40
 
 
-class WorkerFailed(BackendError):
+class WorkerFailed(CandidateFailed):
     """The worker died or timed out: the message is the verdict, ``stderr_tail`` what it last said."""
 
     def __init__(self, message: str, *, stderr_tail: Sequence[str] = (), path: str | Path | None = None):

@@ -3,7 +3,7 @@ process under the interpreter that has it (the official wheel is tied to one Pyt
 release: 2.0.0 on PyPI is cp37-only; the harness wants a current Python).
 
 The worker (``worker.py``) builds each model with a ``Context`` for the target and precision mode
-and runs it; this side owns the timeouts and turns a worker crash into a ``BackendError`` whose
+and runs it; this side owns the timeouts and turns a worker crash into a ``CandidateFailed`` whose
 message is the model's verdict (``candidate failed: ... worker exited with SIGSEGV``). Each model
 gets its own worker, so one model's crash never takes another's session with it. An ``.onnx`` file
 is converted to MINDIR first by the real converter (``accuracy.convert``, cached by content hash).
@@ -45,7 +45,7 @@ import numpy as np
 
 from accuracy.backends.base import Backend, Session, TensorSpec
 from accuracy.backends.mindspore_lite.client import DEFAULT_TIMEOUT, Worker, WorkerFailed, find_python
-from accuracy.errors import BackendError, ConfigError, MissingDependencyError
+from accuracy.errors import CandidateFailed, ConfigError, MissingDependencyError
 
 TARGETS = ("cpu", "ascend", "gpu")
 KNOWN_OPTIONS = ("python", "target", "device_id", "precision_mode", "config_path", "thread_num", "timeout", "rewrites")
@@ -101,7 +101,7 @@ class MindSporeLiteSession(Session):
             exc.path = str(self.model_path)
             raise
         if not reply.get("ok"):
-            raise BackendError(f"candidate failed: mindspore_lite failed to run the model: {describe_failure(reply)}",
+            raise CandidateFailed(f"candidate failed: mindspore_lite failed to run the model: {describe_failure(reply)}",
                                path=self.model_path)
         return outputs
 
@@ -163,7 +163,7 @@ class MindSporeLiteBackend(Backend):
                                  target=str(self.options.get("target", "cpu")), timeout=self.timeout,
                                  rewrites=bool(self.options.get("rewrites", True)))
             if result.status == "failed":
-                raise BackendError(f"candidate failed: the converter could not convert it: {result.error}",
+                raise CandidateFailed(f"candidate failed: the converter could not convert it: {result.error}",
                                    path=model_path)
             model_path = result.mindir
         return super().load(model_path, reference=reference)
@@ -178,7 +178,7 @@ class MindSporeLiteBackend(Backend):
             raise
         if not reply.get("ok"):
             worker.close()
-            raise BackendError(f"candidate failed: mindspore_lite cannot build the model: {describe_failure(reply)}",
+            raise CandidateFailed(f"candidate failed: mindspore_lite cannot build the model: {describe_failure(reply)}",
                                path=model_path)
         model_inputs = [_spec(item) for item in reply["inputs"]]
         inputs = model_inputs

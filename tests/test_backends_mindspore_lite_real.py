@@ -141,3 +141,29 @@ def test_groupnorm_rewrite_makes_the_runtime_take_diffusers_groupnorm(mslite_pyt
     finally:
         session.close()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_bisect_goes_on_when_a_candidate_worker_dies_mid_run(mslite_python, own_cache, monkeypatch):
+    """mid's worker is killed after its model was built: bisect records mid's verdict with the worker's
+    stderr tail, keeps mid on the reference and bisects the other two on the real runtime."""
+    from accuracy.bisect.bisector import bisect_pipeline
+    from accuracy.config import load_suite
+    from accuracy.config.pipeline import load_pipeline_spec
+    from accuracy.pipelines.runner import CANDIDATE, PipelineRunner
+
+    monkeypatch.setenv("ACCURACY_MSLITE_PYTHON", mslite_python)
+    spec = load_pipeline_spec(load_suite(SUITES / "mindspore-chain" / "mslite.toml"))
+    runner = PipelineRunner(spec)
+    try:
+        mid = runner.session("mid", CANDIDATE)
+        os.kill(mid.worker.process.pid, signal.SIGSEGV)
+        result = bisect_pipeline(spec, runner=runner)
+    finally:
+        runner.close()
+    assert result["verdict"] == "fail" and result["candidate_failed"] == ["mid"]
+    verdict = result["models"]["mid"]["verdict"]
+    assert verdict == "candidate failed: mindspore-lite worker (mid.mindir) exited with SIGSEGV during 'run'"
+    assert isinstance(result["models"]["mid"]["stderr_tail"], list)
+    for model in ("encode", "decode"):
+        assert result["models"][model]["isolated"]["verdict"] == "pass"
+    assert result["all_candidate"]["verdict"] == "pass"  # encode and decode on Lite, mid on the reference

@@ -370,3 +370,16 @@ def test_keep_fp32_that_is_not_a_list_is_one_line(tmp_path, capsys):
     suite.write_text(suite.read_text().replace('[candidate]\nbackend = "onnxruntime"',
                                                '[candidate]\nbackend = "onnxruntime-fp16"\nkeep_fp32 = 5'))
     gate_error(tmp_path, suite, capsys, "p.toml", "candidate.keep_fp32")
+
+
+def test_a_deeply_nested_model_index_is_one_line(tmp_path, capsys):
+    folder = tmp_path / "sd"
+    pipeline_suite(folder / "text_encoder", "unused", "")
+    (folder / "text_encoder" / "a.onnx").rename(folder / "text_encoder" / "model.onnx")
+    (folder / "model_index.json").write_text("[" * 100_000 + "]" * 100_000)
+    np_inputs = tmp_path / "x.npy"
+    (folder / "text_encoder" / "x.npy").rename(np_inputs)
+    suite = tmp_path / "sd.toml"
+    suite.write_text('[pipeline]\ndiffusers = "sd"\n[pipeline.inputs]\nx = "x.npy"\n[reference]\n'
+                     'backend = "onnxruntime"\n[candidate]\nbackend = "onnxruntime"\n')
+    gate_error(tmp_path, suite, capsys, "model_index.json", "nested too deeply")

@@ -13,7 +13,6 @@ seed, default 0), ``height``/``width`` (text-to-image). Output: ``{"image": (N, 
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from accuracy.errors import ConfigError, InputError, MissingDependencyError
+from accuracy.io import read_json
 
 IMG2IMG = "OnnxStableDiffusionImg2ImgPipeline"
 TEXT2IMG = "OnnxStableDiffusionPipeline"
@@ -42,9 +42,11 @@ def diffusers_entry(folder: Path) -> Callable[[Mapping[str, Any], Mapping[str, A
     diffusers.utils.logging.set_verbosity_error()  # the ONNX pipelines' deprecation notices, once per run
     index_path = folder / "model_index.json"
     try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read model_index.json: {exc}", path=index_path) from None
+        index = read_json(index_path)  # a regular file, bounded (nesting, digits)
+    except InputError as exc:
+        raise ConfigError(f"cannot read model_index.json: {exc.message}", path=index_path) from None
+    if not isinstance(index, dict):
+        raise ConfigError("model_index.json must hold an object", path=index_path)
     class_name = index.get("_class_name", IMG2IMG)
     pipeline_class = getattr(diffusers, TEXT2IMG if class_name == TEXT2IMG else IMG2IMG)
     tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))

@@ -11,7 +11,6 @@ to each. Use ``accuracy bisect`` to find which model moved the output.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from accuracy.config.pipeline import DEFAULT_CASE, GoldenSpec, PipelineSpec, loa
 from accuracy.config.suite import Suite
 from accuracy.errors import ConfigError, InputError
 from accuracy.goldens import check_golden, default_artifacts_dir, golden_paths
+from accuracy.io import read_json
 from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
 from accuracy.results import CheckResult, SuiteResult
 
@@ -146,10 +146,10 @@ def provenance(spec: PipelineSpec, case: str) -> dict[str, Any]:
 
 def _scheduler(folder: Path) -> str | None:
     try:
-        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        index = read_json(folder / "model_index.json")
+    except InputError:
         return None
-    entry = index.get("scheduler")
+    entry = index.get("scheduler") if isinstance(index, dict) else None
     return entry[1] if isinstance(entry, list) and len(entry) == 2 else None
 
 

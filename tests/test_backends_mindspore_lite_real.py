@@ -93,6 +93,7 @@ def test_the_shipped_chain_suite_gates_on_the_real_runtime(mslite_python, own_ca
     assert len(list((own_cache / "mindir").glob("*/*.mindir"))) == 3  # encode, mid, decode converted
 
 
+@pytest.mark.slow
 def test_bisect_tiny_sd_on_mindspore_lite_reports_unet_by_name(mslite_python, tiny_sd, tmp_path):
     suite = tmp_path / "suite.toml"
     text = (SUITES / "tiny-sd-mslite" / "suite.toml").read_text()

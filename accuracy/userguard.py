@@ -1,6 +1,7 @@
 """The guard around user code (a pipeline entry, its imports): whatever it does, the verdict survives.
 
-A pipeline entry is the user's Python, run in our process. It may call ``sys.exit(0)``, raise
+A pipeline entry is the user's Python, run in our process. It may call ``sys.exit(0)`` (or
+``os._exit``, intercepted while user code runs, except in processes it forks), raise
 ``KeyboardInterrupt`` or anything else; none of that may end a gate run, lose its JSON, or turn a
 failing release into exit 0. ``guarded`` turns every way out of user code into a ``UserCodeError``
 (an ``InputError``: the suite is recorded as "error", exit 2) — except a real Ctrl-C, which still
@@ -9,6 +10,7 @@ stops the run: a SIGINT handler marks that the interrupt came from the terminal,
 
 from __future__ import annotations
 
+import os
 import signal
 import sysconfig
 import threading
@@ -64,7 +66,14 @@ def real_interrupt() -> bool:
 _EXIT_HINT = "; user code must return (or raise), never exit the process"
 
 
+class ProcessExit(SystemExit):
+    """``os._exit(code)`` called by user code inside ``guarded`` (it would end the process at once,
+    with no verdict, no JSON and the user's exit code)."""
+
+
 def _how(exc: BaseException) -> str:
+    if isinstance(exc, ProcessExit):
+        return f"called os._exit({exc.code!r})"
     if isinstance(exc, SystemExit):
         return f"called sys.exit({exc.code!r})"
     message = str(exc).strip().splitlines()
@@ -76,6 +85,14 @@ def guarded(what: str, *, path: str | Path | None = None, where: str | None = No
     """Run the body as user code: ``AccuracyError`` passes through, a real Ctrl-C too; everything
     else (``SystemExit`` of any code included) becomes a ``UserCodeError`` naming ``what``."""
     watch_interrupts()
+    real_exit, owner = os._exit, os.getpid()
+
+    def _exit(code: int) -> None:
+        if os.getpid() != owner:  # a child the user's code forked exits as it always would
+            real_exit(code)
+        raise ProcessExit(code)
+
+    os._exit = _exit
     try:
         yield
     except AccuracyError:
@@ -86,6 +103,8 @@ def guarded(what: str, *, path: str | Path | None = None, where: str | None = No
         raise UserCodeError(exc, what=what, path=path, where=where) from None
     except BaseException as exc:  # noqa: BLE001 -- user code may raise anything, SystemExit included
         raise UserCodeError(exc, what=what, path=path, where=where) from None
+    finally:
+        os._exit = real_exit
 
 
 def call_guarded(function: Callable[..., T], *args: Any, what: str, path: str | Path | None = None,

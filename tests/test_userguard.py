@@ -27,6 +27,11 @@ HOSTILE = {
     "import_exit": ("import sys\nsys.exit(0)\ndef run(models, inputs):\n    pass\n", "sys.exit(0)"),
     "import_interrupt": ("raise KeyboardInterrupt\ndef run(models, inputs):\n    pass\n", "KeyboardInterrupt"),
     "base_exception": ("def run(models, inputs):\n    raise GeneratorExit('odd')\n", "raised GeneratorExit"),
+    "os_exit": ("import os\ndef run(models, inputs):\n    os._exit(0)\n", "called os._exit(0)"),
+    "os_exit_forked": (("import os\ndef run(models, inputs):\n    pid = os.fork()\n    if pid == 0:\n"
+                       "        os._exit(7)\n    _, status = os.waitpid(pid, 0)\n"
+                       "    raise RuntimeError(f'child exit {os.waitstatus_to_exitcode(status)}')\n"),
+                       "child exit 7"),  # a forked child still exits for real
 }
 
 

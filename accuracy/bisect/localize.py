@@ -88,6 +88,7 @@ def localize_culprits(runs: JudgedRuns, recording: Recording, culprits: Sequence
     found: dict[str, dict[str, Any]] = {}
     repaired: dict[str, tuple[str, ...]] = {}  # culprit -> its verified keep-list (suite's own list included)
     targets: dict[str, Target] = {}
+    confirmed: dict[str, tuple] = {}  # culprit -> its confirming all-candidate run (verify_all reuses it)
     for position, model in enumerate(culprits, 1):
         progress(f"localize {position}/{len(culprits)}: which operator of {model} departs first")
         target = culprit_target(runner, recording, model, call=request.call, cache=runs.cache)
@@ -107,7 +108,8 @@ def localize_culprits(runs: JudgedRuns, recording: Recording, culprits: Sequence
         if request.suggest_fp32:
             progress(f"repair {model}: keep-fp32 trials judged on {model}'s recorded calls, the pipeline confirms")
             full["repair"] = repair_culprit(runs, recording, model, target, full, culprits=culprits,
-                                            repaired=repaired, noise=noise, thresholds=request.thresholds, out_dir=out)
+                                            repaired=repaired, noise=noise, thresholds=request.thresholds, out_dir=out,
+                                            confirmed=confirmed)
         file = None
         if out is not None:
             file = str(out / "localize.json")
@@ -120,7 +122,7 @@ def localize_culprits(runs: JudgedRuns, recording: Recording, culprits: Sequence
                 repaired[model] = with_suite_list(target, repair["keep_fp32"])
     combined = None
     if request.suggest_fp32 and targets:
-        combined = verify_all(runs, found, repaired, targets, noise=noise, progress=progress)
+        combined = verify_all(runs, found, repaired, targets, noise=noise, progress=progress, confirmed=confirmed)
     return found, combined
 
 

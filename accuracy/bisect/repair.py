@@ -167,16 +167,23 @@ class PipelineCheck:
 
 def repair_culprit(runs: JudgedRuns, recording: Recording, model: str, target, full: dict[str, Any], *,
                    culprits: Sequence[str], repaired: dict[str, tuple[str, ...]], noise: Judgement,
-                   thresholds: TensorThresholds, out_dir: Path | None) -> dict[str, Any]:
-    """The keep-list for one culprit (module docstring), as the bisect JSON's ``repair``."""
+                   thresholds: TensorThresholds, out_dir: Path | None,
+                   confirmed: dict[str, tuple] | None = None) -> dict[str, Any]:
+    """The keep-list for one culprit (module docstring), as the bisect JSON's ``repair``; ``confirmed``
+    receives the confirming run when it was the all-candidate configuration (see ``verify_all``)."""
     runner = runs.runner
     pool = SessionPool(runner, model, target)
     pipeline = PipelineCheck(runs, model, target, culprits=culprits, repaired=repaired, noise=noise, pool=pool)
     isolated = IsolatedCheck(runs, recording, model, target, pool)
     try:
-        return _repair(runs, model, target, full, pipeline, isolated, thresholds=thresholds, out_dir=out_dir)
+        result = _repair(runs, model, target, full, pipeline, isolated, thresholds=thresholds, out_dir=out_dir)
     finally:
         pool.close()
+    key = tuple(sorted(result["keep_fp32"]))
+    if (confirmed is not None and result["passed"] and key in pipeline.judged and not pipeline.fixed
+            and not runner.random and pipeline.on_candidate == tuple(runner.candidate_models)):
+        confirmed[model] = (tuple(sorted(with_suite_list(target, result["keep_fp32"]))), pipeline.judged[key])
+    return result
 
 
 def _repair(runs: JudgedRuns, model: str, target, full: dict[str, Any], pipeline: PipelineCheck,
@@ -235,8 +242,11 @@ def _repair(runs: JudgedRuns, model: str, target, full: dict[str, Any], pipeline
 
 
 def verify_all(runs: JudgedRuns, found: dict[str, dict[str, Any]], repaired: dict[str, tuple[str, ...]],
-               targets: dict, *, noise: Judgement, progress: Callable[[str], None]) -> dict[str, Any]:
-    """One fresh all-candidate run with every culprit on its keep-list: the proof behind ``passed``."""
+               targets: dict, *, noise: Judgement, progress: Callable[[str], None],
+               confirmed: dict[str, tuple] | None = None) -> dict[str, Any]:
+    """One all-candidate run with every culprit on its keep-list: the proof behind ``passed``. With one
+    culprit whose confirming run (``confirmed``: model -> (sorted keep-list, judgement)) had exactly this
+    configuration, that run is the proof and is not repeated."""
     from accuracy.localize.offer import keep_fp32_table
 
     failed = [m for m in targets if m not in repaired]
@@ -246,12 +256,17 @@ def verify_all(runs: JudgedRuns, found: dict[str, dict[str, Any]], repaired: dic
                 "note": f"no keep-list found for {', '.join(failed)}: convert it with precision_mode=enforce_fp32"}
     progress(f"verifying the repair: all models on the candidate, {', '.join(repaired)} keeping fp32 nodes")
     runner = runs.runner
-    sessions = {m: fp16_session(runner, m, targets[m].model_file, keep) for m, keep in repaired.items()}
-    try:
-        judgement = runs.judge_with(runner.candidate_models, sessions)
-    finally:
-        for session in sessions.values():
-            session.close()
+    (model, keep), = repaired.items() if len(repaired) == 1 else ((None, None),)
+    same = confirmed.get(model) if confirmed and model is not None else None
+    if same is not None and same[0] == tuple(sorted(keep)):
+        judgement = same[1]  # the search's confirming run was this very configuration (deterministic models)
+    else:
+        sessions = {m: fp16_session(runner, m, targets[m].model_file, keep) for m, keep in repaired.items()}
+        try:
+            judgement = runs.judge_with(runner.candidate_models, sessions)
+        finally:
+            for session in sessions.values():
+                session.close()
     passed = not beyond_noise(judgement, noise)
     for model in repaired:
         repair = found[model]["repair"]

@@ -225,6 +225,7 @@ def test_non_finite_golden_thresholds_and_temperature_are_refused(tmp_path):
 @pytest.mark.parametrize("argv", [
     ["localize", "m.onnx", "--inputs", "f.npz", "--cosine-min", "nan"],
     ["localize", "m.onnx", "--inputs", "f.npz", "--max-abs", "inf"],
+    ["localize", "m.onnx", "--inputs", "f.npz", "--rel-l2-max", "inf"],
     ["diff", "a.png", "b.png", "--psnr-min", "inf"],
     ["diff", "a.png", "b.png", "--ssim-min", "nan"],
     ["check", "--baseline", "b", "--candidate", "c", "--abs-tol", "inf"],

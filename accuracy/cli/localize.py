@@ -59,10 +59,7 @@ def run(args: argparse.Namespace) -> int:
 def _bound(text: str) -> float | None:
     if text.lower() == "none":
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number or 'none': {text!r}") from None
+    value = finite_float(text)  # 'inf' would turn the bound off silently: 'none' says so
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
     return value

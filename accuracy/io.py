@@ -56,7 +56,7 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True)
     except OSError as exc:
         raise InputError(f"cannot write: {_reason(exc)}", path=path) from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "a live writer": the next writer leaves it alone
+        _lock(fd)  # "a live writer": the next writer leaves its staging file alone
         os.fchmod(fd, 0o666 & ~current_umask())  # the mode any other file written here would get
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -112,6 +112,13 @@ def remove_stale_staging(folder: str | Path, *, older_than: float = STALE_AFTER)
             continue  # gone meanwhile, or not ours to remove
         removed.append(Path(entry.path))
     return removed
+
+
+def _lock(fd: int) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass  # a file system without flock: the age rule alone protects (our file is fresh anyway)
 
 
 def _locked(path: str) -> bool:

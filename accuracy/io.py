@@ -81,7 +81,15 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True)
 
 
 def current_umask() -> int:
-    """The process umask (reading it means setting it, so briefly and under a lock)."""
+    """The process umask: from ``/proc/self/status`` on Linux; elsewhere reading it means setting it,
+    so briefly and under a lock."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     with _umask_lock:
         mask = os.umask(0o022)
         os.umask(mask)

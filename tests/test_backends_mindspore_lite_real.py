@@ -18,7 +18,7 @@ import pytest
 from accuracy.backends import get_backend
 from accuracy.cli import main
 from accuracy.convert import convert_one
-from accuracy.errors import BackendError
+from accuracy.errors import BackendError, ConfigError
 from tests.fixtures.mslite import embed_feeds, groupnorm_model
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
@@ -49,6 +49,15 @@ def test_converted_model_runs_in_the_real_runtime_and_matches_onnxruntime(mslite
     finally:
         session.close()
     assert not session.worker.alive
+    # the CPU context's precision mode reaches the runtime; x86 has no fp16 kernels, so the numbers hold
+    fp16 = get_backend("mindspore-lite", python=mslite_python, precision_mode="preferred_fp16").load(result.mindir)
+    try:
+        feeds = embed_feeds(6)
+        np.testing.assert_allclose(fp16.run(feeds)[0], ort_session.run(None, feeds)[0], rtol=1e-5, atol=1e-5)
+    finally:
+        fp16.close()
+    with pytest.raises(ConfigError, match="cpu_precision_mode must be in .*preferred_fp16.*but got fp8"):
+        get_backend("mindspore-lite", python=mslite_python, precision_mode="fp8").load(result.mindir)
     # the same content converts from the cache, without a worker
     again = convert_one("embed", embed_onnx, None, python=mslite_python)
     assert again.status == "cached" and again.mindir == result.mindir

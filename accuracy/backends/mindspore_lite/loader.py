@@ -19,8 +19,8 @@ Options:
     The device index for Ascend/GPU (default 0).
 ``precision_mode``
     For Ascend the ``[ascend_context] precision_mode`` (``enforce_fp32``, ``force_fp16``, ...); for
-    CPU/GPU the context's ``precision_mode`` (``must_fp32``, ``preferred_fp16``). Empty keeps the
-    model's own.
+    CPU/GPU the context's ``precision_mode`` (2.0: ``enforce_fp32``, ``preferred_fp16``). Empty keeps
+    the model's own.
 ``config_path``
     A MindSpore Lite config file handed to ``build_from_file`` (mixed precision plans and the like).
 ``thread_num``
@@ -176,6 +176,9 @@ class MindSporeLiteBackend(Backend):
         except WorkerFailed as exc:
             exc.path = str(model_path)
             raise
+        if not reply.get("ok") and reply.get("bad_option"):
+            worker.close()
+            raise ConfigError(f"mindspore_lite refuses the context: {reply['error']}", where=self.name)
         if not reply.get("ok"):
             worker.close()
             raise CandidateFailed(f"candidate failed: mindspore_lite cannot build the model: {describe_failure(reply)}",

@@ -158,7 +158,10 @@ class Handlers:
         return context, config
 
     def build(self, request, arrays):
-        context, config = self._context(request)
+        try:
+            context, config = self._context(request)
+        except (ValueError, TypeError, AttributeError) as exc:  # the library refuses an option's value
+            return {"ok": False, "error": str(exc), "bad_option": True}, []
         model = self.mslite.Model()
         config_path = _config_file(request.get("config_path") or "", config)
         with _CapturedStderr() as captured:

@@ -17,6 +17,7 @@ import pytest
 
 from accuracy import io
 from accuracy.cli import main
+from accuracy.errors import InputError
 from tests.scores_data import summary_csv
 
 
@@ -109,11 +110,11 @@ def test_only_old_staging_files_of_ours_are_removed(tmp_path):
 
 def test_reading_refuses_what_is_not_a_regular_file(tmp_path):
     os.mkfifo(tmp_path / "pipe.json")
-    with pytest.raises(io.InputError, match="named pipe"):
+    with pytest.raises(InputError, match="named pipe"):
         io.read_json(tmp_path / "pipe.json")
-    with pytest.raises(io.InputError, match="is a folder"):
+    with pytest.raises(InputError, match="is a folder"):
         io.read_json(tmp_path)
-    with pytest.raises(io.InputError, match="a device"):
+    with pytest.raises(InputError, match="a device"):
         io.read_text("/dev/zero")
     (tmp_path / "ok.json").write_text(json.dumps({"a": [1, 2]}))
     os.symlink(tmp_path / "ok.json", tmp_path / "link.json")

@@ -59,12 +59,12 @@ cosine_min = 0.999
 '''
 
 
-def build(folder: Path) -> Path:
+def build(folder: Path, size: int = 128) -> Path:
     import onnx
     from bench_localize import build_resnet
     from onnx import TensorProto, helper, numpy_helper
 
-    model_path, feeds, _, _ = build_resnet(folder, size=128)
+    model_path, feeds, _, _ = build_resnet(folder, size=size)
     det = onnx.load(str(model_path))
     det.graph.output.pop()
     det.graph.node.extend([
@@ -98,6 +98,7 @@ def build(folder: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="interleaved reference/repair pairs (medians)")
+    parser.add_argument("--size", type=int, default=128, help="det's input is 1x3xSIZExSIZE (default 128)")
     args = parser.parse_args()
     os.environ["ACCURACY_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-repair-")
     from accuracy.bisect.bisector import bisect_pipeline
@@ -107,7 +108,7 @@ def main() -> int:
     from accuracy.pipelines.runner import PipelineRunner
 
     with tempfile.TemporaryDirectory() as tmp:
-        spec = load_pipeline_spec(load_suite(build(Path(tmp))))
+        spec = load_pipeline_spec(load_suite(build(Path(tmp), args.size)))
 
         def reference_run() -> float:
             runner = PipelineRunner(spec)
@@ -132,7 +133,8 @@ def main() -> int:
         whole = statistics.median(seconds for seconds, _ in repairs)
         result = repairs[0][1]
         repair = result["models"]["det"]["localize"]["repair"]
-        print(f"pipeline: det (ResNet-like + an fp16-overflowing L2 norm) -> cls -> rec; onnxruntime -> "
+        print(f"pipeline: det (ResNet-like, input 1x3x{args.size}x{args.size}, + an fp16-overflowing L2 norm) -> cls -> "
+              "rec; onnxruntime -> "
               f"onnxruntime-fp16; medians of {args.repeat}, interleaved")
         print(f"one reference run (open sessions + run): {reference:.3f} s")
         print(f"bisect --suggest-fp32: {whole:.3f} s; culprits {result['culprits']}; keep_fp32 {repair['keep_fp32']} "
@@ -140,8 +142,8 @@ def main() -> int:
               f"{repair['trials']} trials, {repair['model_runs']} culprit-only model runs, "
               f"{repair['pipeline_runs']} pipeline runs in the search + {result['pipeline_runs']} in bisect")
         print(f"bisect --suggest-fp32 / one reference run: {whole / reference:.2f}  (target <= 10)")
-        localize_s = result["timings"].get("localize")
-        if localize_s is not None:
+        localize_s = statistics.median(r["timings"].get("localize", 0.0) for _, r in repairs)
+        if localize_s:
             print(f"  of which localize + repair: {localize_s:.3f} s ({localize_s / reference:.2f}x one reference run)")
     return 0
 

@@ -3,7 +3,9 @@
 A suite runs once (through ``accuracy.gate.run_suite``, exactly as ``accuracy gate`` runs it) and
 each of its checks is one item whose failure message is the check's table. Score suites know their
 checks from the baseline before running; other kinds yield one item per check once run. Baselines
-are written only with ``--accuracy-update-baselines``.
+are written only with ``--accuracy-update-baselines``. As with ``accuracy gate``, a suite collected
+from a folder that needs a missing optional package is skipped with the install hint (like
+``pytest.importorskip``); a suite file named on the command line fails instead.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path):
     named = any(Path(arg.split("::")[0]).resolve() == file_path.resolve() for arg in parent.config.args)
     if is_manual_suite(file_path) and not named:
         return None  # like `accuracy gate FOLDER`: a manual suite runs only when named
-    return SuiteFile.from_parent(parent, path=file_path)
+    suite_file = SuiteFile.from_parent(parent, path=file_path)
+    suite_file.named = named
+    return suite_file
 
 
 class SuiteError(Exception):
@@ -41,6 +45,7 @@ class SuiteError(Exception):
 
 class SuiteFile(pytest.File):
     _result = None
+    named = False  # named on the command line: a missing optional package fails instead of skipping
 
     def collect(self):
         from accuracy.config import load_suite
@@ -62,7 +67,7 @@ class SuiteFile(pytest.File):
             from accuracy.gate import run_suite
 
             update = self.config.getoption("accuracy_update_baselines", default=False)
-            self._result = run_suite(self.suite, update_baselines=update)
+            self._result = run_suite(self.suite, update_baselines=update, skip_missing=not self.named)
         return self._result
 
 
@@ -89,6 +94,8 @@ class CheckItem(pytest.Item):
         if self.error:
             raise SuiteError(self.error)
         result = self.parent.result()
+        if result.skipped:
+            pytest.skip(result.skipped)
         if result.error:
             raise SuiteError(result.error)
         if self.check_name is None:

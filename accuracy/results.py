@@ -38,11 +38,14 @@ class SuiteResult:
     checks: list[CheckResult] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # bad input: the suite could not be judged (exit 2)
+    skipped: str | None = None  # not run: an optional package is missing (the install hint); a folder run only
 
     @property
     def verdict(self) -> str:
         if self.error:
             return "error"
+        if self.skipped:
+            return "skipped"
         return PASS if all(check.passed for check in self.checks) else FAIL
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,6 +55,7 @@ class SuiteResult:
             "path": None if self.path is None else str(self.path),
             "verdict": self.verdict,
             "error": self.error,
+            "skipped": self.skipped,
             "checks": [check.to_dict() for check in self.checks],
             **self.details,
         }

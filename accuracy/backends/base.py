@@ -78,6 +78,11 @@ class Backend(abc.ABC):
     name: str = "?"
     options: dict[str, Any] = field(default_factory=dict)
 
+    def check_available(self) -> None:
+        """Raise ``MissingDependencyError`` (with the install hint) when this backend's package is
+        missing, cheaply and before any model is loaded, so a run can refuse (or skip) up front
+        instead of failing after its reference runs. The default has nothing to check."""
+
     def load(self, model_path: str | Path, *, reference: Session | None = None) -> Session:
         """Load ``model_path``. ``reference`` is the reference model's session, for backends whose
         files carry no input names (MindIR through ``nn.GraphCell``) or that replay recordings."""

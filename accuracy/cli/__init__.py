@@ -1,9 +1,10 @@
-"""The ``accuracy`` command: a registry of subcommands, each in its own module.
+"""The ``accuracy`` command line: one module per subcommand (``configure(parser)``, ``run(args)``).
 
-Only the CLI (and the pytest plugin) know about argv, files and exit codes. Every command
-takes ``--json PATH``; stdout is for people. Exit codes: 0 pass, 1 accuracy failure,
-2 bad input or usage. A subcommand whose module fails to import becomes a "missing tool"
-that explains itself, so one broken optional dependency never takes the whole CLI down.
+Only the CLI (and the pytest plugin) know about argv, files and exit codes. Every command takes
+``--json PATH``; stdout is for people. Exit codes: 0 pass, 1 accuracy failure, 2 bad input or
+usage. A subcommand whose module fails to import becomes a "missing tool" that explains itself,
+so one broken optional dependency never takes the whole CLI down. Each command's ``--help`` opens
+with ``COMMANDS``' summary (what it is for, in a user's words) and an example.
 """
 
 from __future__ import annotations
@@ -20,18 +21,56 @@ EXIT_PASS = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 
-# name -> (module, one-line help). Each module defines ``configure(parser)`` and ``run(args) -> int``.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "check": ("accuracy.cli.check", "compare scores (OpenCompass CSV / work dir / JSON) with a baseline"),
-    "baseline": ("accuracy.cli.baseline", "record baselines and golden outputs"),
-    "gate": ("accuracy.cli.gate", "run suites against their baselines; the exit code gates a release"),
-    "diff": ("accuracy.cli.diff", "compare two images or arrays (SSIM, PSNR, max error, diff picture)"),
-    "bisect": ("accuracy.cli.bisect", "find the model in a pipeline where error enters"),
-    "convert": ("accuracy.cli.convert", "convert ONNX models to MINDIR with the real MindSpore Lite converter"),
-    "localize": ("accuracy.cli.localize", "find the operator inside a model where error enters"),
-    "humaneval": ("accuracy.cli.humaneval", "score HumanEval samples in a sandbox (pass@k)"),
-    "run": ("accuracy.cli.run", "run an LLM suite with OpenCompass against a served model"),
-    "demo": ("accuracy.cli.demo", "the whole story on a bundled tiny Stable Diffusion pipeline"),
+# What ``accuracy --help`` says first: what the tool is for, for the person who just installed it.
+ABOUT = """\
+Prove that inference moved from GPUs to another runtime (Ascend NPUs with MindSpore Lite, fp16
+converters, vLLM) still gives the same answers -- and, when it does not, find the model and the
+operator where it drifted.
+
+start here:
+  accuracy demo                                         the whole story on a bundled tiny pipeline
+  accuracy check --baseline gpu.csv --candidate npu.csv OpenCompass scores, the 1 % rule
+  accuracy gate suites/                                 every suite against its baselines (CI)
+  accuracy bisect my-pipeline.toml --localize --suggest-fp32   which model, which operator, what fix
+"""
+
+EPILOG = "exit codes: 0 pass, 1 accuracy failure, 2 bad input or usage. Every command takes --json PATH."
+
+
+# name -> (module, what it is for, an example). Each module defines ``configure(parser)`` and ``run(args) -> int``.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "check": ("accuracy.cli.check",
+              "compare OpenCompass scores of the new runtime with the GPU baseline (|gpu - npu| / gpu <= 1 %)",
+              "accuracy check --baseline gpu/summary.csv --candidate npu_outputs/ "
+              "--suite suites/guide-scores/suite.toml"),
+    "baseline": ("accuracy.cli.baseline",
+                 "store a result (scores or a pipeline suite's golden images) as the baseline to compare against",
+                 "accuracy baseline record suites/tiny-sd-img2img/suite.toml --force"),
+    "gate": ("accuracy.cli.gate",
+             "judge every suite against its stored baselines; the exit code gates a release",
+             "accuracy gate suites/ --junit junit.xml --report report.html"),
+    "diff": ("accuracy.cli.diff",
+             "compare two images or arrays (SSIM, PSNR, max error) and draw where they differ",
+             "accuracy diff fantasy_landscape.png fantasy_landscape_npu.png --diff-image diff.png"),
+    "bisect": ("accuracy.cli.bisect",
+               "find which model of a pipeline moves the output, by swapping one model at a time to the new runtime",
+               "accuracy bisect my-pipeline.toml --localize --suggest-fp32 --report bisect.html"),
+    "convert": ("accuracy.cli.convert",
+                "convert ONNX models (a diffusers folder, a suite's models) to MINDIR with the real MindSpore Lite "
+                "converter and the guide's per-model .ini configs",
+                "accuracy convert onnx_models/ --config-dir configs/ --out mindir_models/"),
+    "localize": ("accuracy.cli.localize",
+                 "find the operator inside one model where the error enters, and what to keep in fp32",
+                 "accuracy localize text_encoder/model.onnx --candidate onnxruntime-fp16 --inputs feeds.npz"),
+    "humaneval": ("accuracy.cli.humaneval",
+                  "score a model's HumanEval answers (pass@k), running its code only in a sandbox",
+                  "accuracy humaneval --samples samples.jsonl --k 1,10"),
+    "run": ("accuracy.cli.run",
+            "evaluate a served LLM (vLLM / OpenAI API) with OpenCompass and judge its scores against the baseline",
+            "accuracy run suites/llm-tiny/llm-tiny.toml"),
+    "demo": ("accuracy.cli.demo",
+             "see the whole story on a bundled tiny Stable Diffusion pipeline: which model, which operator, the fix",
+             "accuracy demo --report demo.html"),
 }
 
 
@@ -51,11 +90,14 @@ def _missing_tool(name: str, exc: BaseException) -> Callable[[argparse.Namespace
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="accuracy", description=__doc__.splitlines()[0])
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="accuracy", description=ABOUT, epilog=EPILOG, formatter_class=raw)
     parser.add_argument("--version", action="version", version=f"accuracy {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, (module_name, help_text) in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+    for name, (module_name, help_text, example) in COMMANDS.items():
+        description = f"{help_text[0].upper()}{help_text[1:]}.\n\nexample:\n  {example}"
+        sub = subparsers.add_parser(name, help=help_text.replace("%", "%%"), description=description, epilog=EPILOG,
+                                    formatter_class=raw)
         sub.add_argument("--json", metavar="PATH", dest="json_path", help="write the machine-readable result here")
         try:
             module = importlib.import_module(module_name)

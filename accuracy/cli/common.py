@@ -40,6 +40,11 @@ def warn(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 suite``, ``2 suites`` (``many`` for irregular plurals)."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
 def exit_code_for(verdict: str) -> int:
     """0 for pass, 1 for any accuracy failure (fail, non-finite, divergent ...)."""
     return EXIT_BY_VERDICT.get(verdict, 1)

@@ -1,14 +1,16 @@
 """``accuracy gate [SUITES...]``: run every check of the given suites; the exit code gates a release.
 
 0 when every check passes, 1 when any accuracy check fails, 2 when a suite cannot be judged
-(bad input). ``--json`` writes every suite's result, ``--junit`` a JUnit XML for CI systems.
+(bad input). A suite found in a folder that needs a missing optional package (mindspore, say) is
+skipped with the install hint and the rest are gated; a suite named explicitly that needs one is
+exit 2. ``--json`` writes every suite's result, ``--junit`` a JUnit XML for CI systems.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from accuracy.cli.common import emit_json, say, warn
+from accuracy.cli.common import emit_json, plural, say, warn
 from accuracy.gate import run_paths
 
 
@@ -29,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
         if result.error:
             say(f"[ERROR] {result.suite}: {result.error}")
             continue
+        if result.skipped:
+            say(f"[SKIPPED] {result.suite}: {result.skipped}")
+            continue
         say(f"[{result.verdict.upper()}] {result.suite} ({result.kind}): {passed}/{len(result.checks)} checks pass")
         table = result.details.get("table")
         if table:
@@ -37,8 +42,18 @@ def run(args: argparse.Namespace) -> int:
             for check in result.checks:
                 if not check.passed:
                     say(f"    {check.name}: {check.message.splitlines()[-1] if check.message else 'failed'}")
-    verdict = "error" if any(r.error for r in results) else ("pass" if all(r.verdict == "pass" for r in results) else "fail")
-    say(f"\ngate: {verdict.upper()} ({len(results)} suites)")
+    gated = [r for r in results if not r.skipped]
+    skipped = len(results) - len(gated)
+    if not gated:
+        verdict = "error"  # nothing was judged: a release gate must not pass on that
+    elif any(r.error for r in gated):
+        verdict = "error"
+    else:
+        verdict = "pass" if all(r.verdict == "pass" for r in gated) else "fail"
+    tail = f", {skipped} skipped (missing packages; install them to gate those too)" if skipped else ""
+    say(f"\ngate: {verdict.upper()} ({plural(len(gated), 'suite')} gated{tail})")
+    if not gated:
+        warn("accuracy gate: every suite was skipped, nothing was gated")
     payload = {"verdict": verdict, "suites": [r.to_dict() for r in results]}
     emit_json(args, payload)
     if args.junit:

@@ -18,10 +18,14 @@ def junit_xml(results: Sequence[SuiteResult]) -> bytes:
             root,
             "testsuite",
             name=result.suite,
-            tests=str(max(len(result.checks), 1 if result.error else 0)),
+            tests=str(max(len(result.checks), 1 if result.error or result.skipped else 0)),
             failures=str(failures),
             errors="1" if result.error else "0",
+            skipped="1" if result.skipped else "0",
         )
+        if result.skipped:
+            case = ET.SubElement(suite, "testcase", classname=result.suite, name="suite")
+            ET.SubElement(case, "skipped", message=result.skipped).text = result.skipped
         if result.error:
             case = ET.SubElement(suite, "testcase", classname=result.suite, name="suite")
             ET.SubElement(case, "error", message=result.error).text = result.error

@@ -65,6 +65,12 @@ class MindSporeSession(Session):
 class MindSporeBackend(Backend):
     """Loads MindIR files with ``mindspore.load`` and runs them through ``nn.GraphCell``."""
 
+    def check_available(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("mindspore") is None:  # importing it takes seconds; finding it does not
+            raise MissingDependencyError("mindspore", "mindspore", f"the '{self.name}' backend")
+
     def _load(self, model_path: Path, *, reference: Session | None) -> Session:
         unknown = sorted(set(self.options) - _KNOWN_OPTIONS)
         if unknown:

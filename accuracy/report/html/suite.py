@@ -36,6 +36,8 @@ def render_suite(data: Mapping[str, Any]) -> str:
             f"{' — ' + escape(data['path']) if data.get('path') else ''}</p>")
     if data.get("error"):
         head += f'<p class="fail-text"><strong>error:</strong> {escape(data["error"])}</p>'
+    if data.get("skipped"):
+        head += f'<p class="muted"><strong>skipped:</strong> {escape(data["skipped"])}</p>'
     if checks and all("dataset" in c for c in checks):
         return head + render_scores({"checks": checks})
     rows = []

@@ -41,8 +41,8 @@ EPILOG = "exit codes: 0 pass, 1 accuracy failure, 2 bad input or usage. Every co
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "check": ("accuracy.cli.check",
               "compare OpenCompass scores of the new runtime with the GPU baseline (|gpu - npu| / gpu <= 1 %)",
-              "accuracy check --baseline gpu/summary.csv --candidate npu_outputs/ "
-              "--suite suites/guide-scores/suite.toml"),
+              ("accuracy check --baseline gpu/summary.csv --candidate npu_outputs/ "
+               "--suite suites/guide-scores/suite.toml")),
     "baseline": ("accuracy.cli.baseline",
                  "store a result (scores or a pipeline suite's golden images) as the baseline to compare against",
                  "accuracy baseline record suites/tiny-sd-img2img/suite.toml --force"),
@@ -56,8 +56,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "find which model of a pipeline moves the output, by swapping one model at a time to the new runtime",
                "accuracy bisect my-pipeline.toml --localize --suggest-fp32 --report bisect.html"),
     "convert": ("accuracy.cli.convert",
-                "convert ONNX models (a diffusers folder, a suite's models) to MINDIR with the real MindSpore Lite "
-                "converter and the guide's per-model .ini configs",
+                ("convert ONNX models (a diffusers folder, a suite's models) to MINDIR with the real MindSpore Lite "
+                 "converter and the guide's per-model .ini configs"),
                 "accuracy convert onnx_models/ --config-dir configs/ --out mindir_models/"),
     "localize": ("accuracy.cli.localize",
                  "find the operator inside one model where the error enters, and what to keep in fp32",

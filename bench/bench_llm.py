@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.fixtures.llm_servers import Proxy, VLLMServer, vllm_python
-from tests.fixtures.tiny_lm import build_tiny_lm
+from tests.fixtures.tiny_lm import MODEL_VERSION, build_tiny_lm
 
 
 def timed(command: list[str], env: dict[str, str], proxy: Proxy, cwd: Path) -> tuple[float, float]:
@@ -53,7 +53,8 @@ def main() -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     with tempfile.TemporaryDirectory(prefix="bench-llm-") as tmp:
         tmp = Path(tmp)
-        cache = Path(os.environ.get("ACCURACY_TINY_LM_CACHE", tmp / "tiny-lm"))
+        cache_root = os.environ.get("ACCURACY_TINY_LM_CACHE")
+        cache = Path(cache_root) / MODEL_VERSION if cache_root else tmp / "tiny-lm"  # as the test fixture keeps it
         model_dir = build_tiny_lm(cache)
         python = vllm_python()
         if python is None:

@@ -109,3 +109,14 @@ def test_vllm_generate_failed_prediction_carries_the_fake_servers_message(stub, 
 )
 def test_server_message_reads_the_usual_error_bodies(oc_models, body, message):
     assert oc_models.server_message(body) == message
+
+
+def test_openai_sdk_a_prompt_over_max_seq_len_is_a_failed_request_saying_so(stub, oc_models, tokenizer_dir):
+    """Prompts of OpenCompass's own dataset configs are built inside OpenCompass: with max_seq_len
+    capped to the server's max_model_len, one too long fails there, with its reason, and is not sent."""
+    server = stub({("POST", "/v1/chat/completions"): [(200, completion("C"))]})
+    model = oc_models.AccuracyOpenAISDK(path="tiny", openai_api_base=f"{server.url}/v1", key="k", retry=2,
+                                        max_seq_len=16, query_per_second=100, tokenizer_path=tokenizer_dir)
+    (answer,) = model.generate(["x" * 40], max_out_len=4)
+    assert "exceeds max_seq_len (16)" in predictions.failure_reason(answer)
+    assert server.requests == []

@@ -87,8 +87,9 @@ def bisect_pipeline(spec: PipelineSpec, *, progress: Progress = lambda text: Non
         timings["candidate_load"] = time.perf_counter() - clock
         clock = time.perf_counter()
         for position, model in enumerate(runner.candidate_models, 1):
+            calls = len(first.of(model))
             progress(f"isolated {position}/{len(models)}: {model} on {runner.candidate_backend_name(model)}, "
-                     f"{len(first.of(model))} recorded calls")
+                     f"{calls} recorded call{'' if calls == 1 else 's'}")
             try:
                 report_models[model] = {"isolated": isolated(runner, first, model, criteria=criteria, cache=cache)}
             except CandidateFailed as exc:  # e.g. its worker died mid-run (SIGSEGV): the same

@@ -89,7 +89,12 @@ def _missing_tool(name: str, exc: BaseException) -> Callable[[argparse.Namespace
     return run
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (every one when ``command`` is None).
+
+    Importing one subcommand's module is what start-up costs (onnxruntime, the converter, ...):
+    ``accuracy --help`` and ``accuracy check`` should not pay for ``bisect``'s imports.
+    """
     raw = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog="accuracy", description=ABOUT, epilog=EPILOG, formatter_class=raw)
     parser.add_argument("--version", action="version", version=f"accuracy {__version__}")
@@ -99,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = subparsers.add_parser(name, help=help_text.replace("%", "%%"), description=description, epilog=EPILOG,
                                     formatter_class=raw)
         sub.add_argument("--json", metavar="PATH", dest="json_path", help="write the machine-readable result here")
+        if command is not None and name != command:
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -115,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -128,6 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"accuracy {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _command_in(argv: Sequence[str]) -> str:
+    """The subcommand named on the command line ('' when none is: help or a usage error follows)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else ""
+    return ""
 
 
 def entry() -> None:

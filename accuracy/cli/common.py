@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from typing import Any
 
@@ -33,7 +34,14 @@ def finite_float(text: str) -> float:
 
 
 def say(text: str = "") -> None:
-    print(text, flush=True)
+    """A line for people on stdout. A reader that went away (``accuracy bisect ... | head``) stops the
+    printing, not the work: the result, ``--json`` and the exit code still come."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def warn(text: str) -> None:

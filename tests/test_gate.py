@@ -126,3 +126,15 @@ def test_tolerance_bounds_are_checked(tmp_path, capsys, tolerance, key):
     capsys.readouterr()
     assert main(["gate", str(tmp_path / "s.toml")]) == 2
     assert key in capsys.readouterr().out
+
+
+def test_gate_counts_only_the_rows_it_compared(tmp_path, capsys):
+    # ceval has no GPU score ('-'): never compared, so never counted as a passing check
+    make_suite(tmp_path / "s", "partial", "46.60")
+    summary_csv(tmp_path / "s" / "gpu.csv", [("mmlu", "v", "accuracy", "gen", "47.00"), ("ceval", "v", "accuracy", "gen", "-")])
+    assert main(["baseline", "record", str(tmp_path / "s" / "gpu.csv"), "--out", str(tmp_path / "s" / "partial.json"),
+                 "--force"]) == 0
+    capsys.readouterr()
+    assert main(["gate", str(tmp_path / "s" / "partial.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "1/1 compared checks pass, 1 not compared" in out

@@ -34,7 +34,14 @@ def run(args: argparse.Namespace) -> int:
         if result.skipped:
             say(f"[SKIPPED] {result.suite}: {result.skipped}")
             continue
-        say(f"[{result.verdict.upper()}] {result.suite} ({result.kind}): {passed}/{len(result.checks)} checks pass")
+        counts = result.details.get("counts")
+        if counts:  # score suites: a baseline '-' row was never compared, so it is not counted as passing
+            tally = f"{counts['aligned']}/{counts['compared']} compared checks pass"
+            if counts["not_compared"]:
+                tally += f", {counts['not_compared']} not compared"
+        else:
+            tally = f"{passed}/{len(result.checks)} checks pass"
+        say(f"[{result.verdict.upper()}] {result.suite} ({result.kind}): {tally}")
         table = result.details.get("table")
         if table:
             say("\n".join("    " + line for line in table.splitlines()))

@@ -63,10 +63,12 @@ class _Stream:
     reference: OnnxSide = field(default_factory=lambda: OnnxSide(label="reference"))
 
 
+_METRICS = ("cosine", "max_abs", "max_rel", "mean_abs", "rmse", "rel_l2", "nonfinite_expected", "nonfinite_obtained")
+
+
 def _metrics(comparison) -> dict:
-    data = comparison.to_dict()
-    return {k: data.get(k) for k in ("cosine", "max_abs", "max_rel", "mean_abs", "rmse", "rel_l2",
-                                     "nonfinite_expected", "nonfinite_obtained", "failures")}
+    """The JSON's metrics of one comparison (as ``to_dict`` gives them; read directly: one per tensor)."""
+    return {**{k: getattr(comparison, k) for k in _METRICS}, "failures": list(comparison.failures)}
 
 
 def _align(expected: np.ndarray, obtained: np.ndarray) -> tuple[np.ndarray | None, str | None]:
@@ -132,7 +134,8 @@ def _run_segment(stream: _Stream, segment: list[Node], *, keep: Callable[[str], 
             else:
                 result.skipped.append({"tensor": t, "node": node.name, "kind": graph.kind(t)})
     part = graph.submodel(segment, {t: stream.live_ref[t] for t in boundary}, expose)
-    ref_out = stream.reference.run(part, {t: stream.live_ref[t] for t in boundary}, expose, source=graph.data_source)
+    ref_out = stream.reference.run(part, {t: stream.live_ref[t] for t in boundary}, expose, source=graph.data_source,
+                                   weights=graph.session_weights)
     cand_out: dict[str, np.ndarray] = {}
     if isinstance(stream.candidate, OnnxSide):
         rounded, names = _rounded(stream)
@@ -140,7 +143,8 @@ def _run_segment(stream: _Stream, segment: list[Node], *, keep: Callable[[str], 
             part = graph.submodel(segment, {t: stream.live_ref[t] for t in boundary}, expose, replace=rounded)
         cand_out = stream.candidate.run(part, {t: stream.live_cand[t] for t in boundary}, expose,
                                         graph_inputs=[t for t in boundary if t in graph.input_names],
-                                        source=graph.data_source, float_tensors=stream.floats, pre_rounded=names)
+                                        source=graph.data_source, float_tensors=stream.floats, pre_rounded=names,
+                                        weights=lambda model: graph.session_weights(model, names))
     del part
     for node in segment:
         inside = None
@@ -313,5 +317,5 @@ def _run_alone(stream: _Stream, node: Node, ref_out) -> dict:
     rounded, names = _rounded(stream)
     single = graph.submodel([node], inputs, outputs, replace=rounded)
     obtained = stream.candidate.run(single, inputs, outputs, graph_inputs=(), source=graph.data_source,
-                                    pre_rounded=names)
+                                    pre_rounded=names, weights=lambda model: graph.session_weights(model, names))
     return {t: compare_tensor(ref_out[t], obtained[t], stream.thresholds) for t in outputs if t in obtained}

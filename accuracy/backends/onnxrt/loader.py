@@ -136,6 +136,7 @@ def open_session(
     inter_op_num_threads: int = 0,
     session_options_extra: Mapping[str, Any] | None = None,
     external_data_folder: str | Path | None = None,
+    external_initializers: Mapping[str, np.ndarray] | None = None,
     source: str = "onnxruntime",
 ) -> OnnxRuntimeSession:
     """Open an ONNX model (a path, or serialized bytes) as an ``OnnxRuntimeSession``.
@@ -143,7 +144,9 @@ def open_session(
     ``model_path`` names the model in messages when ``model`` is bytes. A path is handed to ORT as
     a path so external-data files (models over 2 GB) are found beside it; for bytes whose
     initializers point at external data, ``external_data_folder`` says where those files are.
-    ``source`` (the backend's name) prefixes the option names in a ``ConfigError``.
+    ``external_initializers`` (name -> array) are the data of initializers the model marks external,
+    handed to ORT in memory (``SessionOptions.add_external_initializers``; the arrays must outlive the
+    session). ``source`` (the backend's name) prefixes the option names in a ``ConfigError``.
     """
     import onnxruntime as ort
 
@@ -157,6 +160,10 @@ def open_session(
     if external_data_folder is not None:
         options.add_session_config_entry("session.model_external_initializers_file_folder_path",
                                          str(external_data_folder))
+    if external_initializers:
+        names = list(external_initializers)
+        options.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(external_initializers[n])
+                                                  for n in names])
     unavailable = [p for p in providers if p not in ort.get_available_providers()]
     if unavailable:
         raise ConfigError(f"execution provider(s) {', '.join(unavailable)} not available in this onnxruntime; "

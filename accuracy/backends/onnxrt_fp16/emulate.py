@@ -137,7 +137,8 @@ def round_to_fp16(array: np.ndarray, *, saturate: bool = False) -> np.ndarray:
     array = array.astype(np.float32, copy=False)
     with np.errstate(over="ignore"):
         half = array.astype(np.float16)
-    if saturate:
+    # a finite float32 within +-65504 never rounds to inf: the saturation pass is skipped (min/max are cheap)
+    if saturate and array.size and not (-FP16_MAX <= array.min() and array.max() <= FP16_MAX):
         overflowed = np.flatnonzero(np.isinf(half))  # past 65504, or inf already
         if overflowed.size:
             source = array.reshape(-1)[overflowed]

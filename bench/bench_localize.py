@@ -7,7 +7,8 @@
 Default: a model of real size and structure, built deterministically -- a ResNet-50-like network at
 half width (bottleneck blocks of Conv + BatchNormalization + Relu, residual Adds; ~250 nodes, ~30 MB
 of weights, a 1x3x160x160 input). Measured as whole commands, each a fresh process (interpreter,
-imports, loading the feeds, the work), interleaved and repeated, medians printed:
+imports, loading the feeds, the work), interleaved and repeated after one untimed warm-up round,
+medians printed; byte code is cached as for an installed package (a private ``PYTHONPYCACHEPREFIX``):
 
 * ``python -c`` plain ONNX Runtime inference (session + run), the unit;
 * ``accuracy localize MODEL --inputs FEEDS.npz`` (fp16 emulation, every tensor compared);
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -192,11 +194,17 @@ def run_whole(args) -> None:
         print(f"model: ResNet-like (Conv + BatchNormalization + Relu bottlenecks), {count} nodes, "
               f"{weights / 2**20:.1f} MiB of weights, input 1x3x160x160; medians of {args.repeat} interleaved runs")
         commands = whole_commands(model, feeds, folder)
+        # as an installed package runs: byte code cached (pip compiles it; PYTHONDONTWRITEBYTECODE, set on
+        # some machines, would recompile accuracy's modules in every command), in a private cache folder
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
+        for command in commands.values():  # untimed warm-up: the byte code and the OS file cache, both sides
+            subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         seconds: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.repeat):
             for name, command in commands.items():
                 start = time.perf_counter()
-                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
                 seconds[name].append(time.perf_counter() - start)
                 if done.returncode not in (0, 1):
                     raise SystemExit(f"{name} failed ({done.returncode}): {done.stderr[-2000:]}")

@@ -10,6 +10,7 @@ pytest.importorskip("diffusers", reason="the tiny SD pipeline needs the diffuser
 from accuracy.config import load_suite
 from accuracy.config.pipeline import load_pipeline_spec
 from accuracy.demo.story import write_demo_suite
+from accuracy.demo.tiny_sd import IMAGE_SIZE
 from accuracy.pipelines.recording import Recording
 from accuracy.pipelines.runner import CANDIDATE, PipelineRunner
 from accuracy.pipelines.suite import run_suite
@@ -34,7 +35,7 @@ def test_folder_layout_and_models_found(tiny_sd, runner):
 def test_reference_run_records_every_call_and_is_reproducible(runner):
     recording = Recording()
     first = runner.record(recording)
-    assert first["image"].shape == (1, 64, 64, 3) and 0 <= first["image"].min() <= first["image"].max() <= 1
+    assert first["image"].shape == (1, IMAGE_SIZE, IMAGE_SIZE, 3) and 0 <= first["image"].min() <= first["image"].max() <= 1
     calls = [(c.model, c.index) for c in recording.calls]
     assert calls[:3] == [("text_encoder", 0), ("text_encoder", 1), ("vae_encoder", 0)]
     assert sum(1 for m, _ in calls if m == "unet") == 4  # int(4 steps x strength 0.75) + steps_offset 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -182,3 +183,78 @@ def test_report_opens_in_headless_chromium_with_every_image_loaded(tmp_path, sec
     assert images == page.count("<img ") == 9
     assert loaded == images
     assert svgs == 1 and rendered_sections == len(sections)
+
+
+DEMO_PROBE = """<script>
+window.addEventListener("load", function () {
+  var images = Array.from(document.images);
+  var probe = document.createElement("pre");
+  probe.id = "probe";
+  probe.textContent = "loaded=" + images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length +
+      "/" + images.length + " width=" + document.querySelector('figure[data-role="reference"] img').width;
+  document.body.appendChild(probe);
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def demo_report(tiny_sd, tmp_path_factory):
+    """The demo's report on the tiny SD pipeline (with localize and the verified keep-fp32 repair)."""
+    pytest.importorskip("diffusers", reason="the tiny SD pipeline needs the diffusers extra")
+    from accuracy.cli.demo import write_demo_report
+    from accuracy.demo.story import run_demo
+
+    folder = tmp_path_factory.mktemp("demo-report")
+    result, _ = run_demo(progress=lambda text: None, folder=tiny_sd, pictures_dir=folder / "pictures")
+    return result, Path(write_demo_report(folder / "report.html", result))
+
+
+def _figure_image(dom: str, role: str):
+    """The picture the browser shows for ``<figure data-role=ROLE>``, decoded from the rendered DOM."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    match = re.search(rf'<figure data-role="{role}"><img src="data:image/png;base64,([^"]+)"', dom)
+    assert match, role
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(match.group(1)))).convert("RGB"))
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed (apt-get install -y chromium)")
+def test_demo_report_in_chromium_shows_the_fix_and_a_recognisable_photo(demo_report, tmp_path):
+    """What a person sees: the fix to copy, and the fp32 picture that is recognisably the input photo
+    (SSIM against it, as displayed) while the fp16 one is clearly not."""
+    from skimage.metrics import structural_similarity
+
+    result, report = demo_report
+    page = report.read_text(encoding="utf-8")
+    probed = page.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';", 1)
+    probed = probed.replace("</body>", DEMO_PROBE + "</body>", 1)
+    html_path = tmp_path / "report.html"
+    html_path.write_text(probed, encoding="utf-8")
+    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", html_path.as_uri()]
+    process = subprocess.run(command, check=False, capture_output=True, text=True, timeout=180)
+    assert process.returncode == 0, process.stderr[-2000:]
+    dom = process.stdout
+    loaded, total, width = map(int, re.search(r'<pre id="probe">loaded=(\d+)/(\d+) width=(\d+)</pre>', dom).groups())
+    assert loaded == total > 4 and width >= 256  # every picture loads; the pictures are big enough to see
+    assert dom.count("<h1>") == 1
+    text = re.sub(r"<[^>]+>", " ", dom)
+    repair = result["models"]["text_encoder"]["localize"]["repair"]
+    for needle in (f"KEEP IN FP32: {repair['keep_fp32'][0]}", "[candidate.keep_fp32]", "precision_mode=enforce_fp32",
+                   "65504", "accuracy bisect my-pipeline.toml --localize --suggest-fp32"):
+        assert needle in text, needle
+    photo, reference, candidate = (_figure_image(dom, role) for role in ("input", "reference", "candidate"))
+    same = structural_similarity(photo, reference, channel_axis=2)
+    damaged = structural_similarity(photo, candidate, channel_axis=2)
+    assert same > 0.7 and damaged < same - 0.1, (same, damaged)
+    screenshot = tmp_path / "report.png"
+    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'p2'}",
+                    "--window-size=1280,1600", f"--screenshot={screenshot}", report.as_uri()],
+                   check=False, capture_output=True, timeout=180)
+    assert screenshot.exists() and screenshot.stat().st_size > 10_000

@@ -9,6 +9,8 @@ Sections are the plain JSON-like dicts the producers already emit; each producer
   are shown as a score table.
 - ``{"kind": "bisect", "data": bisect JSON}``: the swap matrix, models x (isolated, swap_in,
   leave_out), culprits marked, and the noise floor.
+- ``{"kind": "demo", "data": the demo's result}`` (``accuracy demo``): the input photo, fp32 and fp16
+  pictures side by side, and the story's steps with the fix to copy.
 - ``{"kind": "localize", "data": localize JSON}``: the error curve (metric against operator index,
   log scale, first divergent operator marked) and the worst tensors.
 - ``{"kind": "scores", "data": {"checks": [...]}}`` (``accuracy check``): scores with deltas and
@@ -17,7 +19,7 @@ Sections are the plain JSON-like dicts the producers already emit; each producer
 
 A producer's dict may also be passed bare, without the ``{"kind", "data"}`` wrapper (``accuracy gate``
 passes ``SuiteResult.to_dict()`` as is); its kind is then told from its keys (``suite`` + ``checks``
--> suite, ``culprits`` -> bisect, ``tensors`` -> localize, checks with ``dataset`` -> scores,
+-> suite, ``story`` -> demo, ``culprits`` -> bisect, ``tensors`` -> localize, checks with ``dataset`` -> scores,
 ``metrics`` -> diff). ``"title"`` is optional.
 """
 
@@ -30,6 +32,7 @@ from typing import Any
 from accuracy.io import write_bytes_atomic
 from accuracy.report.html.bisect import render_bisect
 from accuracy.report.html.common import STYLE, escape
+from accuracy.report.html.demo import render_demo
 from accuracy.report.html.diff import render_diff
 from accuracy.report.html.localize import render_localize
 from accuracy.report.html.scores import render_scores
@@ -38,6 +41,7 @@ from accuracy.report.html.suite import render_suite
 __all__ = [
     "RENDERERS",
     "render_bisect",
+    "render_demo",
     "render_diff",
     "render_localize",
     "render_report",
@@ -49,7 +53,7 @@ __all__ = [
 
 RENDERERS: dict[str, Callable[..., str]] = {
     "suite": render_suite, "bisect": render_bisect, "localize": render_localize,
-    "scores": render_scores, "diff": render_diff,
+    "scores": render_scores, "diff": render_diff, "demo": render_demo,
 }
 
 
@@ -61,6 +65,8 @@ def section_kind(section: Mapping[str, Any]) -> str:
     data = section.get("data", section)
     if "suite" in data and "checks" in data:
         return "suite"
+    if "story" in data:
+        return "demo"
     if "culprits" in data or "models" in data:
         return "bisect"
     if "tensors" in data or "first_divergent" in data:

@@ -19,6 +19,8 @@ th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums
 tr.failed td{background:#fdecea} td.bad{background:#f9d6d2} td.good{background:#dff3e4}
 .pictures{display:flex;gap:12px;flex-wrap:wrap;margin:6px 0} figure{margin:0} figcaption{font-size:12px;color:#555}
 .muted{color:#666} code{background:#f4f4f4;padding:0 3px}
+pre.code{background:#f6f6f6;border:1px solid #ddd;padding:8px;overflow-x:auto;font-size:12px}
+h3{font-size:15px;margin:18px 0 4px} img{image-rendering:pixelated}
 """
 
 # Which metric leads when several are present.

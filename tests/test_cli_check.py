@@ -201,3 +201,20 @@ def test_lmeval_baseline_against_opencompass_candidate_with_a_names_mapping(tmp_
     assert checks[("arc_easy", "acc,none")]["passed"] and checks[("arc_easy", "acc,none")]["candidate_name"] == "ARC-e/accuracy"
     assert checks[("arc_easy", "acc_norm,none")]["status"] == "skipped"
     assert result["baseline"]["tool"] == "lm-eval" and result["candidate"]["tool"] == "opencompass"
+
+
+def test_check_points_to_the_suite_whose_tolerances_the_gate_uses(monkeypatch, capsys):
+    """The guide's data: gsm8k moves 1.54 %; the suite allows 2 % for it. ``check`` alone fails, says
+    which suite judges this baseline otherwise, and with that --suite agrees with ``accuracy gate``."""
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    argv = ["check", "--baseline", "baselines/guide-scores.json",
+            "--candidate", "suites/guide-scores/results/summary_npu.csv"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert ("note: suites/guide-scores/suite.toml judges this baseline with its own tolerances "
+            "(default ±1 %, gsm8k ±2 %)") in out and "add --suite suites/guide-scores/suite.toml" in out
+    assert main([*argv, "--suite", "suites/guide-scores/suite.toml"]) == 0
+    assert "note:" not in capsys.readouterr().out
+    assert main(["gate", "suites/guide-scores/suite.toml"]) == 0

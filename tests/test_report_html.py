@@ -252,7 +252,7 @@ def test_demo_report_in_chromium_shows_the_fix_and_a_recognisable_photo(demo_rep
     photo, reference, candidate = (_figure_image(dom, role) for role in ("input", "reference", "candidate"))
     same = structural_similarity(photo, reference, channel_axis=2)
     damaged = structural_similarity(photo, candidate, channel_axis=2)
-    assert same > 0.7 and damaged < same - 0.1, (same, damaged)
+    assert same > 0.6 and damaged < same - 0.1, (same, damaged)  # (at 256 px: the blocky 2x copy of 128 px)
     screenshot = tmp_path / "report.png"
     subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'p2'}",
                     "--window-size=1280,1600", f"--screenshot={screenshot}", report.as_uri()],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 from accuracy.baselines import check_baseline
 from accuracy.cli.common import emit_json, exit_code_for, say
@@ -89,9 +90,54 @@ def run(args: argparse.Namespace) -> int:
     if comparison.extra:
         say(f"not in the baseline (not judged): {', '.join(comparison.extra)}")
     say("\n" + comparison.summary())
+    if not args.suite:
+        for hint in suite_hints(args.baseline):
+            say(hint)
     result = comparison.to_dict()
     result["baseline"] = baseline.origin()
     result["candidate"] = candidate.origin()
     emit_json(args, result)
     return exit_code_for(comparison.verdict)
 
+
+
+def suite_hints(baseline: str) -> list[str]:
+    """A line for each suite (under ``./suites`` or beside the baseline's folder) whose ``[baseline]`` is
+    this file and whose ``[tolerance]`` differs from the command line's default, naming ``--suite``."""
+    from accuracy.config import discover_suites, load_suite
+    from accuracy.errors import AccuracyError
+    from accuracy.scores.suite import baseline_path, policy_from_suite
+
+    target = Path(baseline).resolve()
+    roots = {Path("suites").resolve(), target.parent.parent / "suites"}
+    hints = []
+    for root in sorted(r for r in roots if r.is_dir()):
+        for path in discover_suites([root]):
+            try:
+                suite = load_suite(path)
+                if suite.kind not in ("scores", "llm") or baseline_path(suite) != target:
+                    continue
+                policy = policy_from_suite(suite)
+            except AccuracyError:
+                continue  # a broken suite is the gate's to report, not this hint's
+            rules = [f"default {_rule(policy.default)}"] + [f"{name} {_rule(tolerance)}"
+                                                            for name, tolerance in policy.per_dataset.items()]
+            if rules == [f"default {_rule(ScorePolicy().default)}"]:
+                continue
+            shown = _relative(path)
+            hints.append(f"note: {shown} judges this baseline with its own tolerances ({', '.join(rules)}), as "
+                         f"`accuracy gate` does; add --suite {shown} to compare the same way")
+    return hints
+
+
+def _rule(tolerance: Tolerance) -> str:
+    parts = [f"±{tolerance.rel * 100:g} %"] if tolerance.rel is not None else []
+    parts += [f"±{tolerance.abs:g}"] if tolerance.abs is not None else []
+    return " or ".join(parts) + (" (improvement allowed)" if tolerance.allow_improvement else "")
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

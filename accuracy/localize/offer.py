@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from accuracy.backends.onnxrt_fp16.emulate import node_names, subgraphs
+from accuracy.backends.onnxrt_fp16.emulate import node_names, subgraphs, weightless_infer_shapes
 from accuracy.compare.tensors import TensorThresholds
 
 CONVERTER = "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True, node_block_list=[...])"
@@ -58,7 +58,7 @@ def repaired_fp16_model(model: onnx.ModelProto, keep_fp32: Sequence[str]) -> onn
     name_nodes(named.graph)
     # the converter's own first step, shape inference, run here on the graph without its weights' data
     # (onnx would serialize and parse them twice); the converter then skips it (same model, same result)
-    typed = _weightless_infer_shapes(named, strict_mode=False, restore=True)
+    typed = weightless_infer_shapes(named, strict_mode=False, restore=True)
     with _vectorised_weight_rounding():
         converted = convert_float_to_float16(typed, keep_io_types=True, node_block_list=list(keep_fp32),
                                              disable_shape_infer=True)
@@ -66,31 +66,6 @@ def repaired_fp16_model(model: onnx.ModelProto, keep_fp32: Sequence[str]) -> onn
     _sort_topologically(converted.graph)  # the converter appends its Casts at the end: invalid ONNX
     _drop_fp16_round_trips(converted)
     return converted
-
-
-def _weightless_infer_shapes(model: onnx.ModelProto, *, restore: bool, **options) -> onnx.ModelProto:
-    """``onnx.shape_inference.infer_shapes(model, **options)`` with the main graph's large initializers
-    passed without their data (inference reads their type and dims only): with ``restore`` the result
-    gets the data back, else it is types only. ``model`` is left as it was."""
-    taken = {}
-    for init in model.graph.initializer:
-        if init.ByteSize() >= _WEIGHTLESS_MIN and init.HasField("raw_data"):
-            taken[init.name] = init.raw_data
-            init.ClearField("raw_data")
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, **options)
-    finally:
-        for init in model.graph.initializer:
-            if init.name in taken:
-                init.raw_data = taken[init.name]
-    if restore:
-        for init in inferred.graph.initializer:
-            if init.name in taken:
-                init.raw_data = taken[init.name]
-    return inferred
-
-
-_WEIGHTLESS_MIN = 4096  # bytes
 
 
 @contextmanager
@@ -134,7 +109,7 @@ def _drop_fp16_round_trips(model: onnx.ModelProto) -> None:
     from onnx import TensorProto
 
     try:
-        types = _weightless_infer_shapes(model, restore=False, strict_mode=False)
+        types = weightless_infer_shapes(model, restore=False, strict_mode=False)
     except Exception:  # noqa: BLE001 - without types nothing is changed
         return
     float32 = {vi.name for g in _graphs(types.graph) for vi in [*g.input, *g.value_info, *g.output]

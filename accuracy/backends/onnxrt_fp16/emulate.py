@@ -78,13 +78,39 @@ def all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
             yield from all_graphs(sub)
 
 
+def weightless_infer_shapes(model: onnx.ModelProto, *, restore: bool, **options) -> onnx.ModelProto:
+    """``onnx.shape_inference.infer_shapes(model, **options)`` with the main graph's large initializers
+    passed without their data (inference reads their type and dims; onnx would serialize and parse the
+    weights twice): with ``restore`` the result gets the data back, else it holds types and shapes
+    only. ``model`` is left as it was."""
+    taken = {}
+    for init in model.graph.initializer:
+        if init.HasField("raw_data") and init.ByteSize() >= _WEIGHTLESS_MIN:
+            taken[init.name] = init.raw_data
+            init.ClearField("raw_data")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, **options)
+    finally:
+        for init in model.graph.initializer:
+            if init.name in taken:
+                init.raw_data = taken[init.name]
+    if restore:
+        for init in inferred.graph.initializer:
+            if init.name in taken:
+                init.raw_data = taken[init.name]
+    return inferred
+
+
+_WEIGHTLESS_MIN = 4096  # bytes; smaller initializers (shape constants) go through inference as they are
+
+
 def tensor_types(model: onnx.ModelProto, *, inferred: bool = False) -> dict[str, int | str]:
     """Every tensor's type, main graph and subgraphs, by shape inference (skipped when ``inferred``
     says the model went through it already): the ONNX element type of a tensor, or
     ``"sequence"``/``"optional"``/``"map"`` for the other kinds. Unknown ones are absent."""
     if not inferred:
         try:
-            model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+            model = weightless_infer_shapes(model, restore=False, strict_mode=False)
         except Exception:  # noqa: BLE001, S110 - inference is a help, not a requirement
             pass
     types: dict[str, int | str] = {}

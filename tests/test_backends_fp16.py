@@ -290,3 +290,26 @@ def test_loop_and_scan_bodies_are_emulated():
     emulated = ort.InferenceSession(emulate_fp16(model).SerializeToString(),
                                     providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     assert plain[0] > 1.0 and emulated[0] == 1.0  # the gain rounds to 1 in fp16 inside the body
+
+
+def test_content_hash_reads_external_data_files_and_skips_the_parse_without_them(tmp_path, monkeypatch):
+    """The cache key covers the weights wherever they are: an edit of an external-data file changes it; a
+    model without external data is hashed without parsing the model for locations."""
+    w = numpy_helper.from_array(np.arange(4096, dtype=np.float32).reshape(64, 64), "w")
+    model = _model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [w])
+    inline = _save(model, tmp_path / "inline.onnx")
+    external = tmp_path / "external.onnx"
+    onnx.save(model, str(external), save_as_external_data=True, location="w.bin", size_threshold=0)
+    before = loader.content_hash(external)
+    data = bytearray((tmp_path / "w.bin").read_bytes())
+    data[100] ^= 1
+    (tmp_path / "w.bin").write_bytes(bytes(data))
+    assert loader.content_hash(external) != before
+    parsed = []
+    monkeypatch.setattr(loader, "_external_files", lambda path: parsed.append(path) or [])
+    loader.content_hash(inline)
+    assert parsed == []
+    loader.content_hash(external)
+    assert parsed == [external]

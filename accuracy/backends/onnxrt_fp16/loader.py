@@ -57,7 +57,13 @@ def content_hash(model_path: Path, *, keep_fp32: Collection[str] = ()) -> str:
     """sha256 over the model file, its external-data files, ``keep_fp32`` and the rewrite version."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"version": EMULATION_VERSION, "keep_fp32": sorted(keep_fp32)}).encode())
-    for path in [model_path, *_external_files(model_path)]:
+    marker, tail, named = b"location", b"", False  # a model with external data names each file's location
+    with open(model_path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+            named = named or marker in tail + block[:len(marker)] or marker in block
+            tail = block[-len(marker):]
+    for path in _external_files(model_path) if named else ():  # else no parse of the whole model for nothing
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)

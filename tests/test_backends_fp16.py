@@ -313,3 +313,24 @@ def test_content_hash_reads_external_data_files_and_skips_the_parse_without_them
     assert parsed == []
     loader.content_hash(external)
     assert parsed == [external]
+
+
+@pytest.mark.parametrize("saturate", [False, True])
+def test_large_arrays_round_through_onnxruntime_to_the_same_bits_as_numpy(saturate, monkeypatch):
+    """Past ``_ORT_CAST_MIN`` elements the rounding runs as ORT's Cast pair: bit for bit numpy's float16
+    round trip (subnormals, ties, 65504..65520, overflow, inf, NaN, -0), saturation applied alike."""
+    from accuracy.backends.onnxrt_fp16 import emulate
+
+    rng = np.random.default_rng(3)
+    edges = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e-9, 2.98e-8, 3e-8, 5.96e-8, 6.1e-5, 6.2e-5, 1.0,
+                      1.00048828125, 65504.0, 65519.0, 65520.0, 7e4, -7e4, 3e38], np.float32)
+    data = np.concatenate([np.tile(edges, 5000), (rng.standard_normal(100_000)
+                                                  * 10.0 ** rng.uniform(-10, 6, 100_000)).astype(np.float32)])
+    data = data.reshape(-1, 5)
+    through_ort = emulate.round_to_fp16(data, saturate=saturate)
+    monkeypatch.setattr(emulate, "_ORT_CAST_MIN", 1 << 62)
+    through_numpy = emulate.round_to_fp16(data, saturate=saturate)
+    assert through_ort.shape == data.shape and through_ort.dtype == np.float32
+    assert np.array_equal(through_ort.view(np.uint32), through_numpy.view(np.uint32))
+    overflowed = np.isinf(through_ort) & np.isfinite(data)  # finite past 65520: inf, or 65504 saturated
+    assert overflowed.any() != saturate

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from accuracy.errors import InputError
+from accuracy.llm import humaneval
 from accuracy.llm.humaneval import (
     Problem,
     first_code_block,
@@ -433,3 +434,35 @@ def test_a_stop_iteration_raised_by_the_candidate_cannot_end_the_checks_loop_ear
     runs = [r.run for r in result.results]
     assert [run.status for run in runs] == ["error", "error", "passed"]
     assert runs[0].calls == 1 and runs[0].exception == "CandidateError"
+
+
+@pytest.mark.parametrize("case", ["samples fifo", "problems fifo", "samples huge integer", "problems huge integer"])
+def test_cli_a_named_pipe_or_a_huge_integer_is_one_line_not_a_hang_or_a_traceback(tmp_path, case):
+    which, kind = case.split(" ", 1)
+    good = tmp_path / "samples.jsonl"
+    _write_jsonl(good, [{"task_id": "HumanEval/0", "completion": "    return False\n"}])
+    bad = tmp_path / f"bad_{which}.jsonl"
+    if kind == "fifo":
+        os.mkfifo(bad)  # nobody ever writes: a reader that opens it waits forever
+    else:
+        bad.write_text('{"task_id": "HumanEval/0", "completion": "", "n": ' + "1" * 5000 + "}\n")
+    args = ("--samples", str(bad)) if which == "samples" else ("--samples", str(good), "--problems", str(bad))
+    ran = _cli(*args)  # _cli's timeout turns a hang into a failure
+    assert ran.returncode == 2 and str(bad) in ran.stderr
+    assert ran.stderr.strip().count("\n") == 0 and "Traceback" not in ran.stderr
+
+
+def test_workers_beyond_the_samples_start_no_idle_helpers(tmp_path, problems, monkeypatch):
+    started = []
+    real_init = humaneval.Sandbox.__init__
+
+    def counting_init(self, *args, workers=None, **kwargs):
+        started.append(workers)
+        real_init(self, *args, workers=workers, **kwargs)
+
+    monkeypatch.setattr(humaneval.Sandbox, "__init__", counting_init)
+    result = score_samples(problems, [{"task_id": "HumanEval/0", "completion": "    return False\n"}], k=(1,),
+                           workers=500)
+    assert started == [1] and result.results[0].run.status == "failed"
+    ran = _cli("--samples", str(tmp_path / "absent.jsonl"), "--workers", "100000")
+    assert ran.returncode == 2 and "--workers" in ran.stderr

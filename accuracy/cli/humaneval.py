@@ -15,6 +15,7 @@ from accuracy.errors import UsageError
 
 MAX_TIMEOUT = 3600.0
 MIN_MEMORY_MB = 64
+MAX_WORKERS = 256
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +46,8 @@ def _ks(text: str) -> list[int]:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    if args.workers is not None and args.workers < 1:
-        raise UsageError("--workers must be at least 1")
+    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be from 1 to {MAX_WORKERS} (each is a helper interpreter), got {args.workers}")
     if not (math.isfinite(args.timeout) and 0 < args.timeout <= MAX_TIMEOUT):
         raise UsageError(f"--timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}, "
                          f"got {args.timeout:g}")

@@ -10,7 +10,7 @@ feeds its completions to ``score_samples`` as ``{"task_id", "completion"}`` reco
 from __future__ import annotations
 
 import gzip
-import json
+import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from accuracy.errors import InputError
+from accuracy.io import loads_json, regular_file
 from accuracy.llm.humaneval_judge import Verdict, judge, trusted_code
 from accuracy.llm.sandbox import DEFAULT_LIMITS, Limits, Sandbox
 
@@ -91,7 +92,9 @@ class HumanEvalResult:
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; malformed lines are errors naming the line."""
+    """(line number, object) for each non-blank line of a regular file (a named pipe is refused, not
+    waited on); malformed lines (bad JSON, too deep, huge integers) are errors naming the line."""
+    regular_file(path)
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8") as handle:
@@ -99,12 +102,9 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=path,
-                                     where=f"line {number}") from None
-                except RecursionError:
-                    raise InputError("JSON nested too deeply", path=path, where=f"line {number}") from None
+                    record = loads_json(line, path=path)
+                except InputError as exc:
+                    raise InputError(exc.message, path=path, where=f"line {number}") from None
                 if not isinstance(record, dict):
                     raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path,
                                      where=f"line {number}")
@@ -282,6 +282,8 @@ def score_samples(
         return judge(sandbox, task_id=sample.task_id, prompt=problem.prompt, test=problem.test,
                      entry_point=problem.entry_point, completion=sample.completion, limits=limits)
 
+    # One helper per sample at most: each is an interpreter, and ``--workers 100000`` must not start that many.
+    workers = max(1, min(workers or os.cpu_count() or 1, len(samples)))
     with Sandbox(workers=workers, limits=limits) as sandbox:
         runs = sandbox.map(one, len(samples), progress=progress, description="humaneval")
     completion_ids: Counter[str] = Counter()

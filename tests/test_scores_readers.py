@@ -35,6 +35,8 @@ def test_several_model_columns_need_a_pick(tmp_path):
         ("dataset,version,metric,mode,m\nmmlu,v,accuracy,gen,47\nceval,v,accuracy,gen,abc\n", "line 3"),
         ("dataset,version,metric,mode,m\nmmlu,v,accuracy,gen\n", "line 2"),
         ("dataset,version,metric,mode,m\nmmlu,v,acc,gen,1\nmmlu,v,acc,gen,2\n", "appears twice"),
+        ("dataset,version,metric,mode,m,m\nmmlu,v,acc,gen,47,12\n", "model column 'm' appears twice"),
+        ("dataset,version,metric,mode,total_count,m\ngsm8k,v,accuracy,gen,40,75.00 (50/40)\n", "line 2.*more right"),
     ],
 )
 def test_malformed_summaries_name_the_file(tmp_path, text, message):

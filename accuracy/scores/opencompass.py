@@ -79,6 +79,9 @@ def _parse_value(raw: str, path: Path, where: str, column: str) -> tuple[float |
     match = _AISBENCH_CELL.match(text)
     if match:
         text, counts = match.group("value"), (int(match.group("right")), int(match.group("total")))
+        if counts[0] > counts[1]:
+            raise InputError(f"cell {raw.strip()!r} in column {column!r} counts more right answers than samples",
+                             path=path, where=where)
     try:
         value = float(text)
     except ValueError:
@@ -126,6 +129,10 @@ def read_summary(path: str | Path, *, model: str | None = None) -> ScoreTable:
             path=path,
             where=f"line {header_line}",
         )
+    twice = sorted({name for name in header[fixed:] if header[fixed:].count(name) > 1})
+    if twice:
+        raise InputError(f"model column {twice[0]!r} appears twice: which one is meant cannot be told",
+                         path=path, where=f"line {header_line}")
     column = _pick_model(header[fixed:], model, path)
     index = header.index(column, fixed)
     scores: list[Score] = []

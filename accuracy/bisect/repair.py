@@ -188,13 +188,12 @@ def repair_culprit(runs: JudgedRuns, recording: Recording, model: str, target, f
 
 def _repair(runs: JudgedRuns, model: str, target, full: dict[str, Any], pipeline: PipelineCheck,
             isolated: IsolatedCheck, *, thresholds: TensorThresholds, out_dir: Path | None) -> dict[str, Any]:
-    import onnx
-
+    from accuracy.backends.onnxrt_fp16.loader import loaded_model
     from accuracy.localize import op_types, suggest_repair
     from accuracy.localize.offer import converter_snippets, offer_repair
 
     runner = runs.runner
-    graph = onnx.load(str(target.model_file))
+    graph = loaded_model(target.model_file)  # the trials' fp16 sessions convert this same loaded copy (read only)
     search = suggest_repair(graph, target.feeds, full["tensors"], thresholds=thresholds, keep_fp32=target.keep_fp32,
                             criterion=isolated)
     judged_by = "isolated"

@@ -130,6 +130,12 @@ def _prepared(model_path: Path) -> tuple[Any, set[str], dict]:
     return _PREPARED[key]
 
 
+def loaded_model(model_path: Path):
+    """The loaded ONNX model of ``model_path``, shared with the conversions of the same file (see
+    ``_prepared``): callers read it and never change it."""
+    return _prepared(Path(model_path))[0]
+
+
 def _save_with_external_data(model, target: Path) -> Path:
     """Save ``model`` and its ``.data`` file as one cache entry: written into a private folder that
     is renamed into place whole, so no reader sees a model without its data, and no two processes

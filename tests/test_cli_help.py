@@ -36,3 +36,9 @@ def test_each_command_says_what_it_is_for_and_shows_an_example(capsys, command):
 def test_bisect_help_explains_where_localize_files_go(capsys):
     text = " ".join(_help(capsys, "bisect").split())
     assert "beside --json, else beside --report, else under the cache folder" in text
+
+
+def test_baseline_record_help_says_what_it_stores_with_examples(capsys):
+    text = _help(capsys, "baseline", "record")
+    assert "Store what later runs are compared against" in text
+    assert "accuracy baseline record suites/tiny-sd-img2img/suite.toml --force" in text

@@ -20,7 +20,12 @@ from accuracy.scores.readers import read_scores
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    record = actions.add_parser("record", help="record a baseline from a result or a suite")
+    record = actions.add_parser(
+        "record", help="record a baseline from a result or a suite", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=("Store what later runs are compared against: a score result as a baseline JSON, or a suite's own\n"
+                     "baseline (a score suite's candidate; a pipeline suite's golden images). Never overwrites without\n"
+                     "--force.\n\nexamples:\n  accuracy baseline record gpu/summary.csv --out baselines/gpu.json\n"
+                     "  accuracy baseline record suites/tiny-sd-img2img/suite.toml --force"))
     record.add_argument("source", help="summary CSV, OpenCompass work dir, result JSON, or a suite .toml")
     record.add_argument("--out", help="baseline file to write (default: the suite's [baseline].path)")
     record.add_argument("--model", help="model column when the summary has several")

@@ -30,6 +30,7 @@ or lower (checked by tests/test_backends_fp16.py).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ def weightless_infer_shapes(model: onnx.ModelProto, *, restore: bool, **options)
     only. ``model`` is left as it was."""
     taken = {}
     for init in model.graph.initializer:
-        if init.HasField("raw_data") and init.ByteSize() >= _WEIGHTLESS_MIN:
+        if init.HasField("raw_data") and math.prod(init.dims) >= _WEIGHTLESS_MIN:  # ByteSize would walk it
             taken[init.name] = init.raw_data
             init.ClearField("raw_data")
     try:
@@ -101,7 +102,7 @@ def weightless_infer_shapes(model: onnx.ModelProto, *, restore: bool, **options)
     return inferred
 
 
-_WEIGHTLESS_MIN = 4096  # bytes; smaller initializers (shape constants) go through inference as they are
+_WEIGHTLESS_MIN = 1024  # elements; smaller initializers (shape constants) go through inference as they are
 
 
 def tensor_types(model: onnx.ModelProto, *, inferred: bool = False) -> dict[str, int | str]:

@@ -201,11 +201,14 @@ def run_whole(args) -> None:
         for command in commands.values():  # untimed warm-up: the byte code and the OS file cache, both sides
             subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         seconds: dict[str, list[float]] = {name: [] for name in commands}
+        cpu: dict[str, list[float]] = {name: [] for name in commands}  # CPU seconds of the child, all threads
         for _ in range(args.repeat):
             for name, command in commands.items():
-                start = time.perf_counter()
+                start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
                 done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
                 seconds[name].append(time.perf_counter() - start)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
                 if done.returncode not in (0, 1):
                     raise SystemExit(f"{name} failed ({done.returncode}): {done.stderr[-2000:]}")
         plain_s = statistics.median(seconds["plain inference"])
@@ -213,6 +216,9 @@ def run_whole(args) -> None:
             print(f"{name:<22} {statistics.median(values):7.3f} s  ({statistics.median(values) / plain_s:.2f}x plain)")
         loc = statistics.median(seconds["accuracy localize"])
         print(f"localize / plain inference (whole commands): {loc / plain_s:.2f}  (target <= 2)")
+        print(f"  in CPU time (user + system, all threads): "
+              f"{statistics.median(cpu['accuracy localize']) / statistics.median(cpu['plain inference']):.2f}; "
+              f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
         if "polygraphy mark-all" in seconds:
             print(f"localize / polygraphy mark-all: {loc / statistics.median(seconds['polygraphy mark-all']):.2f}")
         else:

@@ -110,21 +110,26 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         spec = load_pipeline_spec(load_suite(build(Path(tmp), args.size)))
 
+        cpu = {"reference": [], "repair": []}  # CPU seconds of the process (all threads): less swayed by other load
+
         def reference_run() -> float:
             runner = PipelineRunner(spec)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             runner.run()
             elapsed = time.perf_counter() - start
+            cpu["reference"].append(time.process_time() - cpu_start)
             runner.close()
             return elapsed
 
         def repair_run(number: int) -> tuple[float, dict]:
             request = LocalizeRequest(suggest_fp32=True, out_dir=Path(tmp) / f"out{number}")
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             result = bisect_pipeline(spec, localize=request)
+            cpu["repair"].append(time.process_time() - cpu_start)
             return time.perf_counter() - start, result
 
         repair_run(-1)  # warm-up: the fp16 cache and the OS file cache, for both sides alike
+        cpu["repair"].clear()
         references, repairs = [reference_run()], []
         for number in range(args.repeat):
             repairs.append(repair_run(number))
@@ -142,6 +147,9 @@ def main() -> int:
               f"{repair['trials']} trials, {repair['model_runs']} culprit-only model runs, "
               f"{repair['pipeline_runs']} pipeline runs in the search + {result['pipeline_runs']} in bisect")
         print(f"bisect --suggest-fp32 / one reference run: {whole / reference:.2f}  (target <= 10)")
+        cpu_ratio = statistics.median(cpu["repair"]) / statistics.median(cpu["reference"])
+        print(f"  in CPU time (process, all threads): {cpu_ratio:.2f}; load average {os.getloadavg()[0]:.2f} "
+              f"on {os.cpu_count()} CPUs (a busy machine stretches the short reference run least)")
         localize_s = statistics.median(r["timings"].get("localize", 0.0) for _, r in repairs)
         if localize_s:
             print(f"  of which localize + repair: {localize_s:.3f} s ({localize_s / reference:.2f}x one reference run)")

@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 import onnx
 
-from accuracy.backends.onnxrt_fp16.emulate import node_names, subgraphs, weightless_infer_shapes
+from accuracy.backends.onnxrt_fp16.emulate import (
+    node_names,
+    subgraphs,
+    weightless_copy,
+    weightless_infer_shapes,
+)
 from accuracy.compare.tensors import TensorThresholds
 
 CONVERTER = "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True, node_block_list=[...])"
@@ -53,12 +58,15 @@ def repaired_fp16_model(model: onnx.ModelProto, keep_fp32: Sequence[str]) -> onn
     fp32 inputs/outputs: what a user deploys or hands to a converter."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    named = onnx.ModelProto()
-    named.CopyFrom(model)
-    name_nodes(named.graph)
     # the converter's own first step, shape inference, run here on the graph without its weights' data
     # (onnx would serialize and parse them twice); the converter then skips it (same model, same result)
-    typed = weightless_infer_shapes(named, strict_mode=False, restore=True)
+    named = weightless_copy(model)
+    name_nodes(named.graph)
+    typed = weightless_infer_shapes(named, strict_mode=False, restore=False)
+    source = {init.name: init for init in model.graph.initializer}
+    for init in typed.graph.initializer:  # the data back, copied once
+        if not init.HasField("raw_data") and source[init.name].HasField("raw_data"):
+            init.CopyFrom(source[init.name])
     with _vectorised_weight_rounding():
         converted = convert_float_to_float16(typed, keep_io_types=True, node_block_list=list(keep_fp32),
                                              disable_shape_infer=True)

@@ -79,26 +79,44 @@ def all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
             yield from all_graphs(sub)
 
 
-def weightless_infer_shapes(model: onnx.ModelProto, *, restore: bool, **options) -> onnx.ModelProto:
-    """``onnx.shape_inference.infer_shapes(model, **options)`` with the main graph's large initializers
-    passed without their data (inference reads their type and dims; onnx would serialize and parse the
-    weights twice): with ``restore`` the result gets the data back, else it holds types and shapes
-    only. ``model`` is left as it was."""
-    taken = {}
+def weightless_copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose main-graph initializers of ``_WEIGHTLESS_MIN`` elements or more keep
+    their name, type and dims but not their data (no weight is copied): what shape inference and
+    graph rewrites need. Every other field is copied as it is."""
+    light = onnx.ModelProto()
+    _copy_fields(light, model, skip={"graph"})
+    _copy_fields(light.graph, model.graph, skip={"initializer"})
     for init in model.graph.initializer:
-        if init.HasField("raw_data") and math.prod(init.dims) >= _WEIGHTLESS_MIN:  # ByteSize would walk it
-            taken[init.name] = init.raw_data
-            init.ClearField("raw_data")
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, **options)
-    finally:
-        for init in model.graph.initializer:
-            if init.name in taken:
-                init.raw_data = taken[init.name]
+        if init.HasField("raw_data") and math.prod(init.dims) >= _WEIGHTLESS_MIN:
+            _copy_fields(light.graph.initializer.add(), init, skip={"raw_data"})
+        else:
+            light.graph.initializer.add().CopyFrom(init)
+    return light
+
+
+def _copy_fields(target, source, *, skip: Collection[str]) -> None:
+    for descriptor, value in source.ListFields():
+        if descriptor.name in skip:
+            continue
+        if descriptor.is_repeated:
+            getattr(target, descriptor.name).extend(value)
+        elif descriptor.type == descriptor.TYPE_MESSAGE:
+            getattr(target, descriptor.name).CopyFrom(value)
+        else:
+            setattr(target, descriptor.name, value)
+
+
+def weightless_infer_shapes(model: onnx.ModelProto, *, restore: bool, **options) -> onnx.ModelProto:
+    """``onnx.shape_inference.infer_shapes(model, **options)`` on ``weightless_copy(model)`` (inference
+    reads the weights' type and dims; onnx would serialize and parse the weights twice): with
+    ``restore`` the result gets the data back from ``model``, else it holds types and shapes only.
+    ``model`` is left as it was."""
+    inferred = onnx.shape_inference.infer_shapes(weightless_copy(model), **options)
     if restore:
+        source = {init.name: init for init in model.graph.initializer}
         for init in inferred.graph.initializer:
-            if init.name in taken:
-                init.raw_data = taken[init.name]
+            if not init.HasField("raw_data") and source[init.name].HasField("raw_data"):
+                init.CopyFrom(source[init.name])
     return inferred
 
 

@@ -334,3 +334,22 @@ def test_large_arrays_round_through_onnxruntime_to_the_same_bits_as_numpy(satura
     assert np.array_equal(through_ort.view(np.uint32), through_numpy.view(np.uint32))
     overflowed = np.isinf(through_ort) & np.isfinite(data)  # finite past 65520: inf, or 65504 saturated
     assert overflowed.any() != saturate
+
+
+def test_uncached_session_takes_its_weights_in_memory_and_gives_the_cached_numbers(tmp_path):
+    """``cache = false`` (the repair's trials) hands the large weights to ORT as arrays beside a light graph:
+    the same outputs, bit for bit, as the cached file, a kept node's weight included."""
+    rng = np.random.default_rng(5)
+    weights = [numpy_helper.from_array((rng.standard_normal((256, 256)) * 30).astype(np.float32), f"w{i}")
+               for i in range(2)]
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["a"], name="first"),
+             helper.make_node("MatMul", ["a", "w1"], ["y"], name="kept")]
+    path = _save(_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 256])],
+                        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 256])], weights),
+                 tmp_path / "m.onnx")
+    serialized, apart = loader.convert(path, keep_fp32=["kept"], use_cache=False)
+    assert sorted(apart) == ["w0", "w1"] and len(serialized) < 4096
+    feeds = {"x": rng.standard_normal((4, 256)).astype(np.float32)}
+    uncached = get_backend("onnxruntime-fp16", keep_fp32=["kept"], cache=False).load(path).run(feeds)
+    cached = get_backend("onnxruntime-fp16", keep_fp32=["kept"]).load(path).run(feeds)
+    assert np.array_equal(uncached[0], cached[0], equal_nan=True) and np.isfinite(cached[0]).all()

@@ -70,8 +70,9 @@ def content_hash(model_path: Path, *, keep_fp32: Collection[str] = ()) -> str:
     return digest.hexdigest()
 
 
-def convert(model_path: Path, *, keep_fp32: Collection[str] = (), use_cache: bool = True) -> Path | bytes:
-    """The emulated model: a cached file path (or serialized bytes with ``use_cache=False``)."""
+def convert(model_path: Path, *, keep_fp32: Collection[str] = (), use_cache: bool = True) -> Path | tuple[bytes, dict]:
+    """The emulated model: a cached file path (or, with ``use_cache=False``, the serialized graph and its
+    large weights as arrays, see ``_weights_apart``)."""
 
     target = None
     if use_cache:
@@ -87,11 +88,37 @@ def convert(model_path: Path, *, keep_fp32: Collection[str] = (), use_cache: boo
     if target is None:
         if _approximate_size(emulated) > _TWO_GB:
             raise BackendError("models over 2 GB need the cache (cache = true)", path=model_path)
-        return emulated.SerializeToString()
+        return _weights_apart(emulated)
     if _approximate_size(emulated) > _TWO_GB:
         return _save_with_external_data(emulated, target)
     write_bytes_atomic(target, emulated.SerializeToString())
     return target
+
+
+def _weights_apart(model) -> tuple[bytes, dict]:
+    """``model`` serialized without its large weights, and those weights as arrays (name -> array) that
+    the session receives in memory: a trial's model is not serialized and parsed back whole."""
+    import math
+
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    weights = {}
+    for init in model.graph.initializer:
+        if init.HasField("raw_data") and math.prod(init.dims) >= _APART_MIN:
+            dtype = helper.tensor_dtype_to_np_dtype(init.data_type)
+            weights[init.name] = np.frombuffer(init.raw_data, dtype=dtype).reshape(tuple(init.dims))
+            reference = TensorProto(name=init.name, dims=init.dims, data_type=init.data_type,
+                                    data_location=TensorProto.EXTERNAL)
+            for key, value in (("location", "accuracy-in-memory"), ("offset", "0"),
+                               ("length", str(weights[init.name].nbytes))):
+                entry = reference.external_data.add()
+                entry.key, entry.value = key, value
+            init.CopyFrom(reference)
+    return model.SerializeToString(), weights
+
+
+_APART_MIN = 1 << 14  # elements
 
 
 def _approximate_size(model) -> int:
@@ -184,7 +211,7 @@ class OnnxRuntimeFp16Backend(OnnxRuntimeBackend):
         return session
 
 
-def open_emulated(model: Path | bytes, *, model_path: Path, settings: dict[str, Any]) -> Session:
+def open_emulated(model: Path | bytes | tuple[bytes, dict], *, model_path: Path, settings: dict[str, Any]) -> Session:
     """A session on the emulated ``model``, from its ORT-optimised copy beside the cache entry.
 
     The emulated graph is twice the original's size, and ORT's "basic" pass over it (constant
@@ -194,6 +221,9 @@ def open_emulated(model: Path | bytes, *, model_path: Path, settings: dict[str, 
     of the cost (tiny SD's unet: 0.31 s -> 0.07 s). Keyed by the ORT version, providers and session
     options; entries with external data, in-memory models and read-only caches open as before.
     """
+    if isinstance(model, tuple):  # in memory (cache = false): the graph, and its weights apart
+        serialized, weights = model
+        return open_session(serialized, model_path=model_path, external_initializers=weights, **settings)
     if isinstance(model, bytes) or settings["graph_optimization_level"] != "basic" \
             or model.with_name(f"{model.name}.data").exists():
         return open_session(model, model_path=model_path, **settings)

@@ -118,3 +118,42 @@ def test_a_program_that_breaks_the_call_protocol_ends_its_session(sandbox, entry
     with sandbox.session(HOSTILE, entry) as session, pytest.raises(SessionOver):
         session.call()
     assert reason in session.over and session.ending.error is None
+
+
+FLOODS = textwrap.dedent("""
+    import os, struct
+    P = 2**61 - 1  # n and n + P hash alike: numbers hash without a secret
+    def _number(value):
+        raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+        return b"i" + struct.pack("<I", len(raw)) + raw
+    def _reply(tag, items, count):
+        # Written by hand (building the set here would cost the program the same quadratic time).
+        payload = b"t" + struct.pack("<I", 2) + b"s" + struct.pack("<I", 2) + b"ok" + tag + struct.pack("<I", count)
+        payload += b"".join(items)
+        data = struct.pack("<I", len(payload)) + payload
+        while data:
+            data = data[os.write(4, data):]
+    def colliding_set():
+        _reply(b"S", [_number(1 + i * P) for i in range(100_000)], 100_000)
+    def colliding_keys():
+        _reply(b"d", [_number(x) for i in range(100_000) for x in (1 + i * P, i)], 100_000)
+    def colliding_list():
+        return [complex(1000003 * k, -k) for k in range(1, 100_000)]
+    def plain_big():
+        return [[0] * 100_000, set(range(100_000)), {i: i for i in range(100_000)}]
+""")
+
+
+@pytest.mark.parametrize("entry", ["colliding_set", "colliding_list", "colliding_keys"])
+def test_a_hash_collision_flood_is_refused_before_anything_hashes_it(sandbox, entry):
+    # Built into a set or dict here (by the decoder, or by a check doing set(candidate(...))), 100,000
+    # colliding numbers cost minutes of C with the interpreter lock held: every thread of the harness stops.
+    with sandbox.session(FLOODS, entry) as session, pytest.raises(SessionOver):
+        session.call()
+    assert "collision flood" in session.over
+
+
+def test_big_values_without_collisions_still_cross(sandbox):
+    with sandbox.session(FLOODS, "plain_big") as session:
+        zeros, numbers, table = session.call()
+    assert zeros == [0] * 100_000 and numbers == set(range(100_000)) and table == {i: i for i in range(100_000)}

@@ -6,7 +6,7 @@ set and frozenset, nested at most ``MAX_DEPTH`` deep and at most ``MAX_ITEMS`` v
 (and, from the harness to the program only, a function of the harness's, sent as a number: the
 program calls it back with plain data).
 ``decode`` builds exact builtin objects, so nothing that arrives can carry behaviour of the sender's
-(an ``__eq__``, a ``__hash__``, a descriptor). ``encode`` accepts subclasses of those types and sends
+(an ``__eq__``, a ``__hash__``, a descriptor), nor a flood of numbers crafted to share one hash. ``encode`` accepts subclasses of those types and sends
 their builtin value (a ``Counter`` crosses as a ``dict``); anything else is ``WireError``. No pickle.
 """
 
@@ -18,6 +18,7 @@ import struct
 MAX_DEPTH = 64
 MAX_ITEMS = 1_000_000
 MAX_FRAME = 64 * 1024 * 1024
+MAX_SAME_HASH = 32  # unequal values sharing one hash in one container: past this, a collision flood
 _LENGTH = struct.Struct("<I")
 _FLOAT = struct.Struct("<d")
 _COMPLEX = struct.Struct("<dd")
@@ -138,9 +139,41 @@ def _decode(view: memoryview, at: int, depth: int, budget: list) -> tuple[object
             item, at = _decode(view, at, depth + 1, budget)
             items.append(item)
         if tag == b"d":
+            _refuse_hash_flood(items[0::2])
             return dict(zip(items[0::2], items[1::2])), at
+        _refuse_hash_flood(items if tag in (b"S", b"Z") else [v for v in items if type(v) in _NUMBERS])
         return _BUILD[tag](items), at
     raise WireError(f"malformed message: unknown tag {tag!r}")
+
+
+_NUMBERS = (int, float, complex)
+
+
+def _refuse_hash_flood(values: list) -> None:
+    """``WireError`` when more than ``MAX_SAME_HASH`` unequal ``values`` share one hash.
+
+    Numbers hash without a secret (``n`` and ``n + 2**61 - 1`` collide, and so do ``complex(1000003 * k,
+    -k)`` for every k): a set, a dict or a list later put into one, of a million such values, costs a
+    million squared comparisons in C with the interpreter lock held, freezing the whole harness for
+    hours. The values are grouped by hash by sorting (no hashing of hashes), each group checked in
+    linear time."""
+    if len(values) <= MAX_SAME_HASH:
+        return
+    hashes = [hash(value) for value in values]  # TypeError (unhashable) reads as malformed
+    order = sorted(range(len(values)), key=hashes.__getitem__)
+    start = 0
+    while start < len(order):
+        end = start
+        while end < len(order) and hashes[order[end]] == hashes[order[start]]:
+            end += 1
+        if end - start > MAX_SAME_HASH:  # as many values as a collision flood: how many unequal ones?
+            distinct: list = []
+            for index in order[start:end]:
+                if not any(values[index] == seen for seen in distinct):
+                    distinct.append(values[index])
+                    if len(distinct) > MAX_SAME_HASH:
+                        raise WireError(f"more than {MAX_SAME_HASH} unequal values share one hash (a collision flood)")
+        start = end
 
 
 def write_frame(fd: int, payload: bytes) -> None:

@@ -157,3 +157,13 @@ def test_big_values_without_collisions_still_cross(sandbox):
     with sandbox.session(FLOODS, "plain_big") as session:
         zeros, numbers, table = session.call()
     assert zeros == [0] * 100_000 and numbers == set(range(100_000)) and table == {i: i for i in range(100_000)}
+
+
+def test_an_integer_too_big_for_arithmetic_in_the_harness_does_not_cross(sandbox):
+    # 16 million bits: one multiplication of two such numbers in a check costs seconds, a few of them hours.
+    program = "def huge(bits):\n    return 1 << bits\n"
+    with sandbox.session(program, "huge") as session:
+        assert session.call(100_000) == 1 << 100_000
+        with pytest.raises(SessionOver):
+            session.call(16 * 1024 * 1024)
+    assert "integer" in session.over

@@ -18,6 +18,7 @@ import struct
 MAX_DEPTH = 64
 MAX_ITEMS = 1_000_000
 MAX_FRAME = 64 * 1024 * 1024
+MAX_INT_BYTES = 1024 * 1024  # 8 million bits: arithmetic on anything larger can hold the harness for hours
 MAX_SAME_HASH = 32  # unequal values sharing one hash in one container: past this, a collision flood
 _LENGTH = struct.Struct("<I")
 _FLOAT = struct.Struct("<d")
@@ -127,6 +128,8 @@ def _decode(view: memoryview, at: int, depth: int, budget: list) -> tuple[object
         raw = _take(view, at + 4, size)
         at += 4 + size
         if tag == b"i":
+            if size > MAX_INT_BYTES:
+                raise WireError(f"an integer of {size} bytes (at most {MAX_INT_BYTES})")
             return int.from_bytes(raw, "little", signed=True), at
         return (raw.decode("utf-8", "surrogatepass") if tag == b"s" else raw), at
     if tag == b"d" or tag in _BUILD:

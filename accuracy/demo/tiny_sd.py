@@ -92,9 +92,14 @@ def build_tiny_sd(*, outlier: bool = True, force: bool = False, progress=None, r
     try:
         say(f"building the tiny Stable Diffusion pipeline in {target} (once; cached)")
         _build(work, outlier=outlier, say=say)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(work, target)
+        if target.exists() and (force or not (target / "model_index.json").exists()):
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.replace(work, target)
+        except OSError:  # another process finished the same build first: theirs is the same, keep it
+            if not (target / "model_index.json").exists():
+                raise
+            shutil.rmtree(work, ignore_errors=True)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -466,3 +466,29 @@ def test_workers_beyond_the_samples_start_no_idle_helpers(tmp_path, problems, mo
     assert started == [1] and result.results[0].run.status == "failed"
     ran = _cli("--samples", str(tmp_path / "absent.jsonl"), "--workers", "100000")
     assert ran.returncode == 2 and "--workers" in ran.stderr
+
+
+ANSWER_KEY = """    arguments = list(__import__("sys")._getframe().f_locals.values())  # before any other local
+    import gzip, json, sys
+    task = sys._getframe().f_code.co_filename.strip("<>")
+    print("looking up the canonical solution of", task, flush=True)
+    for line in gzip.open(PROBLEMS, "rt"):
+        problem = json.loads(line)
+        if problem["task_id"] == task:
+            found = {}
+            exec(problem["prompt"] + problem["canonical_solution"], found)
+            return found[problem["entry_point"]](*arguments)
+"""
+
+
+@pytest.mark.usefixtures("full_isolation")
+def test_a_program_cannot_read_the_answers_from_the_problem_set_on_disk(problems):
+    # The problem file (tests and canonical solutions) lay in the read-only host view: one generic
+    # completion that looks its task up there and runs the canonical solution passed every problem.
+    completion = ANSWER_KEY.replace("PROBLEMS", repr(str(humaneval.default_problems_path())))
+    tasks = ["HumanEval/0", "HumanEval/2", "HumanEval/53"]
+    result = score_samples(problems, [{"task_id": t, "completion": completion} for t in tasks], k=(1,))
+    for sample in result.results:
+        assert "looking up the canonical solution of " + sample.task_id in sample.run.output  # it tried
+        assert sample.run.status == "error" and sample.run.isolation["harness_files_hidden"] is True
+    assert result.pass_at_k["pass@1"] == 0.0

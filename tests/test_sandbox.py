@@ -147,7 +147,7 @@ def test_runs_unprivileged_in_an_empty_private_directory_with_a_minimal_environm
     assert result.completed, result.output
     assert result.isolation == {"network": True, "pid_namespace": True, "mount_namespace": True,
                                 "unprivileged_user": True, "read_only_host": True, "host_sockets_hidden": True,
-                                "user_namespaces_forbidden": True, "memory": result.isolation["memory"],
+                                "harness_files_hidden": True, "user_namespaces_forbidden": True, "memory": result.isolation["memory"],
                                 "processes": result.isolation["processes"]}
     # a user of its own per helper: another helper's program runs as another uid
     with Sandbox(workers=1) as other:
@@ -380,7 +380,8 @@ def test_without_namespaces_the_subreaper_sweep_still_kills_setsid_double_forks(
     assert result.completed and "daemon up" in result.output
     assert {key: value for key, value in result.isolation.items() if isinstance(value, bool)} == {
         "network": False, "pid_namespace": False, "mount_namespace": False, "unprivileged_user": True,
-        "read_only_host": False, "host_sockets_hidden": False, "user_namespaces_forbidden": True}
+        "read_only_host": False, "host_sockets_hidden": False, "harness_files_hidden": False,
+        "user_namespaces_forbidden": True}
     assert _processes_matching(interval) == []
     assert looping.status == "timed out"
 
@@ -449,7 +450,8 @@ def test_without_root_a_user_namespace_gives_the_same_containment():
         assert "daemon up" in hostile_end.output and "umount -1" in hostile_end.output
         assert {key: value for key, value in fine_end.isolation.items() if isinstance(value, bool)} == {
             "network": True, "pid_namespace": True, "mount_namespace": True, "unprivileged_user": False,
-            "read_only_host": True, "host_sockets_hidden": True, "user_namespaces_forbidden": True}
+            "read_only_host": True, "host_sockets_hidden": True, "harness_files_hidden": True,
+            "user_namespaces_forbidden": True}
         assert canary.poll() is None, "the program killed a process of its user outside the sandbox"
         assert _processes_matching(interval) == []
         assert not os.path.exists(escape) and os.listdir(owned) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from pathlib import Path
 
 from accuracy.cli.common import emit_json, say, warn
 from accuracy.errors import UsageError
@@ -69,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
     problems = load_problems(args.problems)
     samples = read_samples(args.samples, problems)
     limits = Limits(timeout=args.timeout, memory_bytes=int(args.memory_mb) * 1024**2)
+    hidden = [Path(args.problems).resolve().parent] if args.problems else []
     result = score_samples(problems, samples, k=ks, workers=args.workers, limits=limits,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, hidden=hidden)
 
     counts = result.counts
     scores = ", ".join(f"{name} {value:.4f}" for name, value in result.pass_at_k.items())

@@ -260,12 +260,14 @@ def score_samples(
     workers: int | None = None,
     limits: Limits = DEFAULT_LIMITS,
     progress: bool = False,
+    hidden: Sequence[str | Path] = (),
 ) -> HumanEvalResult:
     """Judge every sample against its problem's tests (program in the sandbox, tests here) and compute
     pass@k.
 
     ``samples`` are ``Sample`` objects or ``{"task_id", "completion"}`` mappings; an unknown task id
-    is an ``InputError``. ``workers`` defaults to the number of cores.
+    is an ``InputError``. ``workers`` defaults to the number of cores. ``hidden`` folders (the problem
+    file's: its tests and canonical solutions) are out of the programs' sight, as is the default set's.
     """
     samples = [_as_sample(index, sample) for index, sample in enumerate(samples)]
     for index, sample in enumerate(samples):
@@ -284,7 +286,8 @@ def score_samples(
 
     # One helper per sample at most: each is an interpreter, and ``--workers 100000`` must not start that many.
     workers = max(1, min(workers or os.cpu_count() or 1, len(samples)))
-    with Sandbox(workers=workers, limits=limits) as sandbox:
+    hidden = [default_problems_path().parent, *hidden]  # a program that reads the answers is not solving
+    with Sandbox(workers=workers, limits=limits, hidden=hidden) as sandbox:
         runs = sandbox.map(one, len(samples), progress=progress, description="humaneval")
     completion_ids: Counter[str] = Counter()
     results = []

@@ -6,9 +6,9 @@ network namespace per helper), as a user id of its own when the harness is root 
 the process limit counts only that program), with CPU, address-space, file-size, process and
 open-file limits, a memory limit for the whole program (all its processes: a cgroup per run, v2 or v1,
 where one can be made, else accounting by its keeper), no way into new namespaces (seccomp), an empty
-size-capped private /tmp (also over /var/tmp and /dev/shm) as its working directory, /run hidden under
-an empty mount (no host sockets), a read-only view of the rest of the host, a minimal environment, no
-stdin and a capped output. On timeout or over memory the whole namespace is killed; no process of a
+size-capped private /tmp (also over /var/tmp and /dev/shm) as its working directory, /run, the
+harness's virtual environment and any ``hidden`` folder (a problem set) under empty mounts, a
+read-only view of the rest of the host, a minimal environment, no stdin and a capped output. On timeout or over memory the whole namespace is killed; no process of a
 program is alive once its result exists.
 
 Nothing the program says decides a verdict: a ``Session`` runs the source, then lets the harness call
@@ -180,9 +180,17 @@ class _Server:
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
-def _job(source: str, entry: str | None, limits: Limits, server: _Server, filename: str) -> dict:
+def harness_environment() -> list[str]:
+    """Folders of the harness a program has no business reading: the virtual environment it runs in
+    (its packages, and the problem sets they ship with tests and canonical solutions)."""
+    return [sys.prefix] if sys.prefix != sys.base_prefix else []
+
+
+def _job(source: str, entry: str | None, limits: Limits, server: _Server, filename: str,
+         hidden: Sequence[str] = ()) -> dict:
     return {
         "source": source,
+        "hidden": [str(place) for place in hidden],
         "filename": filename,
         "entry": entry,
         "timeout": float(limits.timeout),
@@ -203,16 +211,18 @@ def _job(source: str, entry: str | None, limits: Limits, server: _Server, filena
 class Sandbox:
     """A pool of ``workers`` helpers (cores by default); ``session`` and ``run`` are safe to call from
     many threads. Use as a context manager so the helpers stop with it. ``namespaces=False`` and
-    ``cgroups=False`` force the weaker fallbacks (as on hosts without them), for tests."""
+    ``cgroups=False`` force the weaker fallbacks (as on hosts without them), for tests. ``hidden``
+    folders (and the harness's virtual environment) lie under empty mounts in every program's view."""
 
     def __init__(self, *, workers: int | None = None, limits: Limits = DEFAULT_LIMITS, namespaces: bool = True,
-                 cgroups: bool = True):
+                 cgroups: bool = True, hidden: Sequence[str | os.PathLike] = ()):
         if not sys.platform.startswith("linux"):
             raise SandboxError(f"the sandbox needs Linux (namespaces, pidfd); this is {sys.platform}")
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.limits = limits
         self.namespaces = namespaces
         self.cgroups = cgroups
+        self.hidden = [*harness_environment(), *map(os.fspath, hidden)]  # empty mounts over them, where mounts exist
         self._idle: queue.Queue[_Server] = queue.Queue()
         self._all: list[_Server] = []
         self._lock = threading.Lock()
@@ -237,7 +247,7 @@ class Sandbox:
         server = self._idle.get()
         try:
             try:
-                calls_w, replies_r = server.start(_job(source, entry, limits, server, filename))
+                calls_w, replies_r = server.start(_job(source, entry, limits, server, filename, self.hidden))
             except OSError as exc:
                 yield _DeadSession(_ending({"server_error": f"helper unreachable: {exc}"}))
                 return

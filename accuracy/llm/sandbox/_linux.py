@@ -144,6 +144,20 @@ def private_mounts(tmp_bytes: int) -> bool:
     return read_only
 
 
+def hide(place: str) -> bool:
+    """In the keeper, after ``private_mounts``: an empty read-only tmpfs over the folder ``place`` (the
+    harness's environment, the problem set with its tests and canonical solutions), unless it holds the
+    interpreter the program runs on. Whether it is hidden now."""
+    place = os.path.realpath(place)
+    prefix = os.path.realpath(sys.base_prefix)
+    if place == "/" or prefix == place or prefix.startswith(place.rstrip("/") + "/"):
+        return False
+    if not os.path.isdir(place):  # nothing there in this view (e.g. under the fresh /tmp)
+        return True
+    mount("tmpfs", place, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "size=4k,mode=0755")
+    return True
+
+
 # seccomp: refuse every way into a new namespace (unshare, clone with namespace flags, setns) and
 # clone3, whose flags a filter cannot read (libc falls back to clone on ENOSYS).
 PR_SET_SECCOMP = 22

@@ -110,7 +110,7 @@ def _keeper(job: dict, run_dir: str, fds: dict, status_w: int, folders: list[str
         except OSError:
             continue
     isolation = dict(isolation, network=_HOST["network"], unprivileged_user=as_root, read_only_host=False,
-                     host_sockets_hidden=False, user_namespaces_forbidden=linux._arch() is not None,
+                     host_sockets_hidden=False, harness_files_hidden=False, user_namespaces_forbidden=linux._arch() is not None,
                      memory=limiter.version if folders else "accounting",
                      processes=("own uid" if as_root or user_namespace else "shared uid")
                      + (f" + {limiter.version} pids" if folders else ""))
@@ -119,6 +119,8 @@ def _keeper(job: dict, run_dir: str, fds: dict, status_w: int, folders: list[str
         try:
             isolation["read_only_host"] = linux.private_mounts(int(job["limits"]["tmp_bytes"]))
             isolation["host_sockets_hidden"] = True
+            hidden = [linux.hide(place) for place in job.get("hidden") or []]
+            isolation["harness_files_hidden"] = all(hidden)
         except OSError as exc:
             os.write(status_w, wire.encode({"setup_error": str(exc), "isolation": isolation}))
             os._exit(0)

@@ -43,7 +43,10 @@ def test_without_the_mapping_the_other_tools_dataset_is_missing(mixed):
 
 @pytest.mark.parametrize(
     "body,where",
-    [('[names]\n"arc_easy/acc,none" = "ARC-e"\n', "names.arc_easy/acc,none"), ("[tolerance]\nrel = 1\n", "tolerance.rel")],
+    [('[names]\n"arc_easy/acc,none" = "ARC-e"\n', "names.arc_easy/acc,none"), ("[tolerance]\nrel = 1\n", "tolerance.rel"),
+     # names that can match nothing were silently ignored
+     ('[names]\n"arc_easy/" = "ARC-e/accuracy"\n', "names.arc_easy/"), ('[names]\n"/acc,none" = "ARC-e/accuracy"\n', "names./acc"),
+     ('[names]\n"" = "ARC-e"\n', "names."), ('[names]\n"arc_easy/acc,none" = "/"\n', "names.arc_easy/acc,none")],
 )
 def test_bad_names_and_a_bare_rel_of_one_name_the_key(mixed, body, where):
     from accuracy.scores.suite import policy_from_suite

@@ -94,12 +94,21 @@ def policy_from_suite(suite: Suite) -> ScorePolicy:
     return policy
 
 
+def _malformed_name(name: str) -> bool:
+    """Not ``dataset`` nor ``dataset/metric``: empty, or a part around the last ``/`` left blank."""
+    return not name.strip() or ("/" in name and not all(part.strip() for part in name.rpartition("/")[::2]))
+
+
 def names_from_suite(suite: Suite) -> dict[str, str]:
     """The suite's ``[names]``: baseline ``dataset`` or ``dataset/metric`` -> the candidate's name."""
     table = suite.table("names", required=False)
     names = {}
     for key in table.data:
         value = table.get(key, str)
+        for side, name in (("name", key), ("value", value)):
+            if _malformed_name(name) and (side == "name" or value != ""):
+                raise table.error(key, f"the {side} {name!r} must be \"dataset\" or \"dataset/metric\" with both "
+                                       "parts named")
         if "/" in key and value and "/" not in value:
             raise table.error(key, f"maps a dataset/metric, so its value must be dataset/metric too, got {value!r}")
         names[key] = value

@@ -8,6 +8,7 @@ weights are copied through Python.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,11 +73,9 @@ class ModelGraph:
             raise BackendError(f"onnx cannot read the model: {exc}", path=self.path) from None
         graph = self.model.graph
         self.data_source = self.path  # the model's data files are found beside this path
-        self.spilled: set[str] = set()  # weights held in memory (``session_weights``), not in the protobuf
-        self._arrays: dict[str, np.ndarray] = {}
-        self._rounded_arrays: dict[str, np.ndarray] = {}
+        self.spilled: set[str] = set()
         self._rounded: dict[str, onnx.TensorProto] | None = None
-        self._spill()
+        self._spill(fp16=fp16)
         self.initializers = {init.name: init for init in graph.initializer}
         self.input_names = [i.name for i in graph.input if i.name not in self.initializers]
         self.output_names = [o.name for o in graph.output]
@@ -93,54 +92,63 @@ class ModelGraph:
             for tensor in node.inputs:
                 self.consumers.setdefault(tensor, []).append(node.name)
         self.elem_type, self.nbytes = self._infer(feeds or {})
-        if fp16:
-            self.rounded()
 
-    def _spill(self) -> None:
-        """Take the in-memory weights of a model without external data out of the protobuf, once, as
-        arrays ONNX Runtime receives by reference (``session_weights``): every segment then refers to
-        them instead of carrying them, so a segment serializes in no time, no weight is copied through
-        a file, and shape inference reads a light model. Small ones (shape constants) stay in the model.
-        With ``fp16`` the rounded copies (``rounded``) are made once the graph is read."""
+    def _spill(self, *, fp16: bool) -> None:
+        """Move in-memory weights of a model without external data into one private file, once, so
+        every segment refers to them instead of carrying them: a segment then serializes in no time,
+        and shape inference reads a light model. Small ones (shape constants) stay in memory. With
+        ``fp16`` the rounded copies (``rounded``) are written in the same pass."""
+        from accuracy.backends.onnxrt_fp16.emulate import round_to_fp16
+
         graph = self.model.graph
         if any(uses_external_data(init) for init in graph.initializer):
             return
         big = [init for init in graph.initializer if self._data_bytes(init) >= _SPILL_MIN]
         if not big:
             return
-        for init in big:
-            self._arrays[init.name] = np.ascontiguousarray(numpy_helper.to_array(init))
-            init.CopyFrom(_external(init, _IN_MEMORY, 0, self._arrays[init.name].nbytes))
-            self.spilled.add(init.name)
-
-    def session_weights(self, model: onnx.ModelProto, rounded: Collection[str] = ()) -> dict[str, np.ndarray]:
-        """The arrays behind ``model``'s (a segment's) references to weights held in memory: the fp16
-        rounded copy for the names in ``rounded``, the original for the others."""
-        found = {}
-        for init in model.graph.initializer:
-            if init.name in self._arrays and init.data_location == TensorProto.EXTERNAL:
-                held = self._rounded_arrays if init.name in rounded else self._arrays
-                found[init.name] = held[init.name]
-        return found
+        self._workdir = tempfile.TemporaryDirectory(prefix="accuracy-localize-")
+        folder = Path(self._workdir.name)
+        rounded_file = open(folder / _ROUNDED, "wb") if fp16 else None  # noqa: SIM115 - closed below
+        if fp16:
+            self._rounded = {}
+        try:
+            with open(folder / _WEIGHTS, "wb") as handle:
+                for init in big:
+                    data = numpy_helper.to_array(init)
+                    if rounded_file is not None and init.data_type == TensorProto.FLOAT:
+                        rounded = round_to_fp16(data, saturate=True)
+                        self._rounded[init.name] = _external(init, _ROUNDED, _append(rounded_file, rounded),
+                                                             rounded.nbytes)
+                    init.CopyFrom(_external(init, _WEIGHTS, _append(handle, data), data.nbytes))
+                    self.spilled.add(init.name)
+        finally:
+            if rounded_file is not None:
+                rounded_file.close()
+        self.data_source = folder / "model.onnx"
 
     @staticmethod
     def _data_bytes(init: onnx.TensorProto) -> int:
         return int(np.prod(init.dims, dtype=np.int64)) * _ELEM_BYTES.get(init.data_type, 4)
 
     def rounded(self, keep_fp32: Collection[str] = ()) -> tuple[dict[str, onnx.TensorProto], set[str]]:
-        """Weights held in memory (float32 ones) as fp16 would store them (finite values past 65504
-        saturated, inf/NaN kept), rounded on first use: (name -> its reference, the names rounded).
-        Weights only ``keep_fp32`` nodes read stay as they are; ``session_weights`` gives the arrays."""
+        """Spilled float32 weights as fp16 would store them (finite values past 65504 saturated, inf/NaN
+        kept), in a second private file written on first use: (name -> its reference, the names rounded).
+        Weights only ``keep_fp32`` nodes read stay as they are."""
         from accuracy.backends.onnxrt_fp16.emulate import round_to_fp16
 
+        folder = self.data_source.parent
         if self._rounded is None:
             self._rounded = {}
-            for name in sorted(self.spilled):
-                init = self.initializers[name]
-                if init.data_type != TensorProto.FLOAT:
-                    continue
-                self._rounded_arrays[name] = round_to_fp16(self._arrays[name], saturate=True)
-                self._rounded[name] = init
+            with open(folder / _WEIGHTS, "rb") as source, open(folder / _ROUNDED, "wb") as handle:
+                for name in sorted(self.spilled):
+                    init = self.initializers[name]
+                    if init.data_type != TensorProto.FLOAT:
+                        continue
+                    location = {e.key: e.value for e in init.external_data}
+                    source.seek(int(location["offset"]))
+                    data = np.frombuffer(source.read(int(location["length"])), np.float32)
+                    rounded = round_to_fp16(data, saturate=True)
+                    self._rounded[name] = _external(init, _ROUNDED, _append(handle, rounded), rounded.nbytes)
         kept = set(keep_fp32)
         chosen = {name: proto for name, proto in self._rounded.items()
                   if not kept or not all(c in kept for c in self.consumers.get(name, ()))}
@@ -287,7 +295,7 @@ class ModelGraph:
 
     @property
     def external_data_folder(self) -> Path:
-        """Where the weights' files are found (the model's folder; weights held in memory have none)."""
+        """Where the weights' files are found (the model's folder, or the private spill folder)."""
         return self.data_source.parent
 
     def initializer_bytes(self, name: str) -> int:
@@ -326,7 +334,19 @@ class ModelGraph:
 
 
 _SPILL_MIN = 1024  # bytes; smaller initializers (shape constants) stay in the model for shape inference
-_IN_MEMORY = "accuracy-localize-in-memory"  # the location of weights ORT receives as arrays (never a file)
+_WEIGHTS, _ROUNDED = "weights.bin", "weights_fp16.bin"
+
+
+def _append(handle, data: np.ndarray) -> int:
+    """Write ``data`` at the next page boundary of ``handle`` (no copy of it in between); its offset.
+    Page-aligned data is what ONNX Runtime maps into memory instead of reading it into a buffer."""
+    offset = -(-handle.tell() // _PAGE) * _PAGE
+    handle.seek(offset)
+    handle.write(memoryview(np.ascontiguousarray(data)).cast("B"))
+    return offset
+
+
+_PAGE = 4096
 
 
 def _external(init: onnx.TensorProto, location: str, offset: int, length: int) -> onnx.TensorProto:

@@ -7,7 +7,7 @@ tensors a device dumped as ``.npy`` files keyed by tensor name, through an optio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -38,20 +38,17 @@ class OnnxSide:
 
     def run(self, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], outputs: Sequence[str], *,
             graph_inputs: Collection[str] = (), source: Path | None = None,
-            float_tensors: Collection[str] | None = None, pre_rounded: Collection[str] = (),
-            weights: Callable[[onnx.ModelProto], Mapping[str, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+            float_tensors: Collection[str] | None = None, pre_rounded: Collection[str] = ()) -> dict[str, np.ndarray]:
         """Run ``model`` (a segment) and fetch ``outputs``; ``float_tensors`` are the float32 names
         when known (fp16 emulation then skips its own shape inference). ``source`` is the model file
         the segment came from: its external-data files are read from its folder. ``pre_rounded``: the
-        segment's initializers that hold fp16 values already (see ``ModelGraph.rounded``). ``weights``:
-        the prepared model -> the arrays of its initializers held in memory (``ModelGraph.session_weights``)."""
+        segment's initializers that hold fp16 values already (see ``ModelGraph.rounded``)."""
         prepared = self.prepare(model, graph_inputs=graph_inputs, float_tensors=float_tensors, pre_rounded=pre_rounded)
         session = open_session(prepared.SerializeToString(), model_path=source or Path("<segment>"),
                                providers=self.providers, graph_optimization_level="disable",
                                # no arena: a segment's buffers go back to the allocator when it ends
                                session_options_extra={"enable_cpu_mem_arena": False},
-                               external_data_folder=None if source is None else Path(source).parent,
-                               external_initializers=None if weights is None else weights(prepared))
+                               external_data_folder=None if source is None else Path(source).parent)
         values = session.run_outputs(list(outputs), feeds)
         return dict(zip(outputs, values))
 

@@ -134,8 +134,7 @@ def _run_segment(stream: _Stream, segment: list[Node], *, keep: Callable[[str], 
             else:
                 result.skipped.append({"tensor": t, "node": node.name, "kind": graph.kind(t)})
     part = graph.submodel(segment, {t: stream.live_ref[t] for t in boundary}, expose)
-    ref_out = stream.reference.run(part, {t: stream.live_ref[t] for t in boundary}, expose, source=graph.data_source,
-                                   weights=graph.session_weights)
+    ref_out = stream.reference.run(part, {t: stream.live_ref[t] for t in boundary}, expose, source=graph.data_source)
     cand_out: dict[str, np.ndarray] = {}
     if isinstance(stream.candidate, OnnxSide):
         rounded, names = _rounded(stream)
@@ -143,8 +142,7 @@ def _run_segment(stream: _Stream, segment: list[Node], *, keep: Callable[[str], 
             part = graph.submodel(segment, {t: stream.live_ref[t] for t in boundary}, expose, replace=rounded)
         cand_out = stream.candidate.run(part, {t: stream.live_cand[t] for t in boundary}, expose,
                                         graph_inputs=[t for t in boundary if t in graph.input_names],
-                                        source=graph.data_source, float_tensors=stream.floats, pre_rounded=names,
-                                        weights=lambda model: graph.session_weights(model, names))
+                                        source=graph.data_source, float_tensors=stream.floats, pre_rounded=names)
     del part
     for node in segment:
         inside = None
@@ -317,5 +315,5 @@ def _run_alone(stream: _Stream, node: Node, ref_out) -> dict:
     rounded, names = _rounded(stream)
     single = graph.submodel([node], inputs, outputs, replace=rounded)
     obtained = stream.candidate.run(single, inputs, outputs, graph_inputs=(), source=graph.data_source,
-                                    pre_rounded=names, weights=lambda model: graph.session_weights(model, names))
+                                    pre_rounded=names)
     return {t: compare_tensor(ref_out[t], obtained[t], stream.thresholds) for t in outputs if t in obtained}

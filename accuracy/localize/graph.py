@@ -339,7 +339,7 @@ _WEIGHTS, _ROUNDED = "weights.bin", "weights_fp16.bin"
 
 def _append(handle, data: np.ndarray) -> int:
     """Write ``data`` at the next page boundary of ``handle`` (no copy of it in between); its offset.
-    Page-aligned data is what ONNX Runtime maps into memory instead of reading it into a buffer."""
+    Page-aligned, so ONNX Runtime may map it instead of reading it into a buffer."""
     offset = -(-handle.tell() // _PAGE) * _PAGE
     handle.seek(offset)
     handle.write(memoryview(np.ascontiguousarray(data)).cast("B"))

@@ -218,3 +218,14 @@ def test_samples_paired_only_in_part_cannot_excuse_a_drop():
     check = compare_scores(table(base), table(cand), ScorePolicy(require_significance=True)).checks[0]
     assert check.flipped["common"] == 10 and check.flipped["p_value"] == 0.5
     assert not check.passed and "judged by the plain rule" in " ".join(check.notes)
+
+
+def test_flags_that_do_not_account_for_the_score_change_cannot_excuse_it():
+    # Both sides' flags say 30 of 40 right (no flip, p = 1), the scores say 75 -> 50: the flags were
+    # written for other scores (an edited result), and "not significant" passed a -33 % drop.
+    flags = {str(i): i < 30 for i in range(40)}
+    base = Score("gsm8k", "accuracy", 75.0, samples=dict(flags))
+    cand = Score("gsm8k", "accuracy", 50.0, samples=dict(flags))
+    check = compare_scores(table(base), table(cand), ScorePolicy(require_significance=True)).checks[0]
+    assert check.flipped["p_value"] == 1.0
+    assert not check.passed and "do not account for the difference" in " ".join(check.notes)

@@ -253,6 +253,8 @@ def judge_score(base: Score, cand: Score | None, tolerance: Tolerance, policy: S
             check.notes.append(
                 f"only {check.flipped['common']} of {max(len(base.samples), len(cand.samples))} samples paired: the "
                 "scores cover other samples too, so McNemar cannot excuse the difference; judged by the plain rule")
+        elif (unexplained := _unexplained(base, cand, tolerance)) is not None:
+            check.notes.append(unexplained)
         elif check.flipped["p_value"] >= policy.alpha:
             beyond = False
             check.notes.append(f"beyond tolerance but not significant (McNemar p={check.flipped['p_value']:.3g})")
@@ -269,6 +271,24 @@ def judge_score(base: Score, cand: Score | None, tolerance: Tolerance, policy: S
     check.passed = not beyond
     check.status = "pass" if check.passed else "fail"
     return check
+
+
+def _unexplained(base: Score, cand: Score, tolerance: Tolerance) -> str | None:
+    """Why the per-sample flags cannot speak for the score change, or None when they can.
+
+    McNemar tests the change in the flags; it may excuse the change in the scores only where the one
+    accounts for the other: within the row's tolerance (or one sample's worth), as a pooled group's
+    flags do for its average. Flags that say "no change" beside scores 25 points apart were written
+    for other scores (an edited result, another run's samples)."""
+    scale = score_scale(base.value, base.samples)
+    flags_change = scale * (sum(cand.samples.values()) / len(cand.samples) - sum(base.samples.values()) / len(base.samples))
+    scores_change = cand.value - base.value
+    slack = max(tolerance.abs or 0.0, (tolerance.rel or 0.0) * abs(base.value),
+                scale / min(len(base.samples), len(cand.samples)))
+    if abs(flags_change - scores_change) <= slack + _EPS:
+        return None
+    return (f"the per-sample results change the score by {flags_change:+.2f}, the scores by {scores_change:+.2f}: they "
+            "do not account for the difference, so McNemar cannot excuse it; judged by the plain rule")
 
 
 def _add_significance(check: ScoreCheck, base: Score, cand: Score) -> None:

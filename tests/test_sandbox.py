@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -612,3 +613,14 @@ def test_no_new_user_namespace_inside(sandbox):
     assert "unshare -1 1" in result.output  # it tried, and got EPERM
     assert result.output.splitlines()[1] != "0"
     assert result.isolation["user_namespaces_forbidden"] is True
+
+
+def test_a_hidden_folder_never_takes_the_programs_interpreter_with_it():
+    # --problems /usr/lib/x.jsonl would lay an empty mount over /usr/lib: every import of the program gone.
+    from accuracy.llm.sandbox import _linux
+
+    stdlib = os.path.dirname(os.__file__)
+    for needed in (stdlib, os.path.dirname(stdlib), sys.base_prefix, "/"):
+        assert not _linux.hideable(needed), needed
+    assert _linux.hideable(sys.prefix) is (sys.prefix != sys.base_prefix)
+    assert _linux.hideable(os.path.join(tempfile.gettempdir(), "problems"))

@@ -144,13 +144,21 @@ def private_mounts(tmp_bytes: int) -> bool:
     return read_only
 
 
+def hideable(place: str) -> bool:
+    """Whether an empty mount over ``place`` leaves the program its interpreter: not "/", nor a folder
+    holding the interpreter's prefix or its standard library (``--problems /usr/lib/x.jsonl`` must not
+    hide /usr/lib, where the program's imports come from)."""
+    place = os.path.realpath(place).rstrip("/") + "/"
+    needed = {sys.base_prefix, sys.base_exec_prefix, os.path.dirname(os.__file__), os.path.dirname(resource.__file__)}
+    return place != "/" and not any((os.path.realpath(path).rstrip("/") + "/").startswith(place) for path in needed)
+
+
 def hide(place: str) -> bool:
     """In the keeper, after ``private_mounts``: an empty read-only tmpfs over the folder ``place`` (the
     harness's environment, the problem set with its tests and canonical solutions), unless it holds the
     interpreter the program runs on. Whether it is hidden now."""
     place = os.path.realpath(place)
-    prefix = os.path.realpath(sys.base_prefix)
-    if place == "/" or prefix == place or prefix.startswith(place.rstrip("/") + "/"):
+    if not hideable(place):
         return False
     if not os.path.isdir(place):  # nothing there in this view (e.g. under the fresh /tmp)
         return True

@@ -100,3 +100,28 @@ def test_exact_floats_need_equal_bits_and_nan_where_nan_is():
     assert t.compare_tensors(a, a.copy(), thresholds=t.TensorThresholds(exact=True)).passed
     moved = t.compare_tensors(a, np.array([1.0 + 1e-12, np.nan]), thresholds=t.TensorThresholds(exact=True))
     assert not moved.passed and moved.mismatches == 1
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-160, 1e-310])
+def test_metrics_hold_at_the_ends_of_float64_never_nan_nor_a_false_one(scale):
+    same = np.array([1.0, 2.0, -3.0]) * scale
+    c = t.compare_tensors(same, same.copy(), thresholds=t.TensorThresholds(rel_l2_max=1e-6))
+    assert c.passed and c.cosine == pytest.approx(1.0) and c.rel_l2 == 0.0
+    crossed = t.compare_tensors(np.array([1.0, 0.0]) * scale, np.array([0.0, 1.0]) * scale)
+    assert not crossed.passed and crossed.cosine == pytest.approx(0.0, abs=1e-12)
+    doubled = t.compare_tensors(same, 2 * same, thresholds=t.TensorThresholds(cosine_min=None, rel_l2_max=0.1))
+    assert not doubled.passed and doubled.rel_l2 == pytest.approx(1.0)
+    assert doubled.rmse == pytest.approx(scale * float(np.sqrt(np.mean((same / scale) ** 2))), rel=1e-9)
+
+
+def test_an_integer_reference_is_matched_exactly_even_against_floats():
+    c = t.compare_tensors(np.array([1, 2, 300], dtype=np.int64), np.array([1.0, 2.0, 300.5]))
+    assert not c.passed and c.kind == "integer" and c.first_index == (2,)
+    assert t.compare_tensors(np.array([1, 2], dtype=np.int32), np.array([1.0, 2.0])).passed
+
+
+def test_text_none_is_not_the_string_none():
+    a = np.array(["a", None, b"c"], dtype=object)
+    assert t.compare_tensors(a, np.array(["a", None, "c"], dtype=object)).passed
+    c = t.compare_tensors(a, np.array(["a", "None", "c"], dtype=object))
+    assert not c.passed and c.first_index == (1,)

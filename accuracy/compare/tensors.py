@@ -150,7 +150,7 @@ def compare_tensors(
     numeric = {kind, other} <= {"float", "integer", "bool"}
     if expected.shape != obtained.shape or not (numeric or kind == other):
         return _shape_failure(expected, obtained, kind, other, shapes)
-    if "float" in (kind, other):
+    if kind == "float":  # an integer or bool reference is matched exactly whatever the candidate's kind
         return _floats(expected, obtained, thresholds, shapes)
     return _exact(expected, obtained, kind, shapes)
 
@@ -158,7 +158,8 @@ def compare_tensors(
 def _shape_failure(expected, obtained, kind, other, shapes) -> TensorComparison:
     what = (f"shape {obtained.shape} differs from the reference's {expected.shape}" if kind == other
             else f"{other} {obtained.shape} where the reference is {kind} {expected.shape}")
-    if expected.ndim == obtained.ndim >= 1 and expected.shape[1:] == obtained.shape[1:]:
+    if expected.shape != obtained.shape and expected.ndim == obtained.ndim >= 1 \
+            and expected.shape[1:] == obtained.shape[1:]:
         unit = "rows" if expected.ndim > 1 else "values"
         what += f" ({obtained.shape[0]} {unit}, the reference has {expected.shape[0]})"
     return TensorComparison(cosine=None, max_abs=None, mean_abs=None, rmse=None, max_rel=None, rel_l2=None,
@@ -168,7 +169,7 @@ def _shape_failure(expected, obtained, kind, other, shapes) -> TensorComparison:
 
 def _exact(expected, obtained, kind, shapes) -> TensorComparison:
     if kind == "text":
-        differ = expected.astype(str) != obtained.astype(str)
+        differ = _as_text(expected) != _as_text(obtained)
     elif kind == "float":  # exact = true on floats: NaN where NaN is counts as equal
         differ = ~((expected == obtained) | (np.isnan(expected) & np.isnan(obtained)))
     else:
@@ -212,25 +213,17 @@ def _floats(expected, obtained, t: TensorThresholds, shapes) -> TensorComparison
             first = tuple(int(i) for i in np.unravel_index(int(np.argmax(lonely)), expected.shape))
         a, b = a[both], b[both]
     if a.size:
-        diff = np.abs(a - b)
+        with np.errstate(over="ignore"):  # finite values 1e308 apart: the difference is inf, said as such
+            diff = np.abs(a - b)
         abs_a = np.abs(a)
-        norm_a, norm_b = np.sqrt(np.dot(a, a)), np.sqrt(np.dot(b, b))
-        sq = float(np.dot(diff, diff))
         max_abs, mean_abs = float(diff.max()), float(diff.mean())
-        rmse = float(np.sqrt(sq / a.size))
+        cosine, rel_l2, rmse = _norm_metrics(a, b, diff, abs_a, max_abs)
         np.maximum(abs_a, 1e-7, out=abs_a)
         np.divide(diff, abs_a, out=diff)
         max_rel = float(diff.max())
-        rel_l2 = (0.0 if sq == 0 else float("inf")) if norm_a == 0 else float(np.sqrt(sq) / norm_a)
     else:
-        norm_a = norm_b = 0.0
         max_abs = mean_abs = rmse = max_rel = rel_l2 = 0.0
-    if norm_a == 0 and norm_b == 0:
         cosine = 1.0
-    elif norm_a == 0 or norm_b == 0:
-        cosine = 0.0
-    else:
-        cosine = float(np.clip(np.dot(a, b) / (norm_a * norm_b), -1.0, 1.0))
     failures = []
     if one_sided:
         failures.append(f"{one_sided} non-finite values on one side only (reference {nonfinite_a}, candidate "
@@ -249,6 +242,50 @@ def _floats(expected, obtained, t: TensorThresholds, shapes) -> TensorComparison
         nonfinite_expected=nonfinite_a, nonfinite_obtained=nonfinite_b, passed=not failures,
         failures=tuple(failures), kind="float", mismatches=one_sided,
         mismatch_fraction=one_sided / expected.size if expected.size else 0.0, first_index=first, **shapes)
+
+
+def _norm_metrics(a, b, diff, abs_a, max_abs) -> tuple[float, float, float]:
+    """Cosine, relative L2 and RMSE of finite ``a``/``b``. Sums of squares are taken as they are when
+    they neither overflow nor underflow (the common case, no extra pass); else over the values divided
+    by their largest magnitude, so 1e200 or 1e-310 values give true metrics, never NaN or a false 1.0."""
+    dot_aa, dot_bb, dot_ab, sq = np.dot(a, a), np.dot(b, b), np.dot(a, b), float(np.dot(diff, diff))
+    tiny = np.finfo(np.float64).tiny
+    if not (np.isfinite(dot_aa) and np.isfinite(dot_bb) and np.isfinite(sq)
+            and (dot_aa > tiny or not abs_a.any()) and (dot_bb > tiny or not b.any())):
+        scale = max(float(abs_a.max()), float(np.abs(b).max()))
+        if scale > 0 and np.isfinite(scale):
+            a, b = a / scale, b / scale
+            dot_aa, dot_bb, dot_ab = np.dot(a, a), np.dot(b, b), np.dot(a, b)
+            with np.errstate(over="ignore"):
+                d = (a - b) if np.isfinite(max_abs) else np.abs(a - b)
+            sq_scaled = float(np.dot(d, d))
+            rel_l2 = 0.0 if sq_scaled == 0 else (float(np.sqrt(sq_scaled / dot_aa)) if dot_aa else float("inf"))
+            rmse = float(scale * np.sqrt(sq_scaled / a.size))
+            return _cosine(dot_aa, dot_bb, dot_ab), rel_l2, rmse
+    rel_l2 = (0.0 if sq == 0 else float("inf")) if dot_aa == 0 else float(np.sqrt(sq / dot_aa))
+    return _cosine(dot_aa, dot_bb, dot_ab), rel_l2, float(np.sqrt(sq / a.size))
+
+
+def _cosine(dot_aa, dot_bb, dot_ab) -> float:
+    if dot_aa == 0 and dot_bb == 0:
+        return 1.0
+    if dot_aa == 0 or dot_bb == 0:
+        return 0.0
+    return float(np.clip(dot_ab / (np.sqrt(dot_aa) * np.sqrt(dot_bb)), -1.0, 1.0))
+
+
+def _as_text(array: np.ndarray) -> np.ndarray:
+    """Text values as comparable objects: bytes decoded, ``str`` as is, anything else in an object
+    array (``None``, a number) as its type and repr -- so ``None`` never equals the string ``"None"``."""
+    if array.dtype.kind != "O":
+        return np.char.decode(array, "utf-8", errors="replace") if array.dtype.kind == "S" else array
+    def one(item):
+        if isinstance(item, bytes):
+            return item.decode("utf-8", errors="replace")
+        return item if isinstance(item, str) else (type(item).__name__, repr(item))
+    out = np.empty(array.shape, dtype=object)
+    out.ravel()[:] = [one(item) for item in array.ravel().tolist()] if array.size else []
+    return out
 
 
 def _index(index: tuple[int, ...] | None) -> str:

@@ -98,7 +98,9 @@ def _copy_fields(target, source, *, skip: Collection[str]) -> None:
     for descriptor, value in source.ListFields():
         if descriptor.name in skip:
             continue
-        if descriptor.is_repeated:
+        repeated = descriptor.is_repeated if hasattr(descriptor, "is_repeated") else \
+            descriptor.label == descriptor.LABEL_REPEATED  # protobuf < 5.28 has only ``label``
+        if repeated:
             getattr(target, descriptor.name).extend(value)
         elif descriptor.type == descriptor.TYPE_MESSAGE:
             getattr(target, descriptor.name).CopyFrom(value)

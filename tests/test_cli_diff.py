@@ -170,3 +170,17 @@ def test_non_finite_values_that_agree_pass_and_one_sided_ones_fail(tmp_path, cap
     np.save(tmp_path / "nan.npy", b)
     assert main(["diff", str(tmp_path / "a.npy"), str(tmp_path / "nan.npy"), "--json", str(out)]) == 1
     assert json.loads(out.read_text())["failures"][0].startswith("1 non-finite values on one side only")
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32])
+def test_wide_integer_arrays_are_judged_on_their_own_range_not_the_dtypes(tmp_path, dtype):
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 200, size=(16, 16, 3)).astype(dtype)
+    np.save(tmp_path / "ref.npy", labels)
+    np.save(tmp_path / "same.npy", labels.astype(np.int64))
+    np.save(tmp_path / "scaled.npy", labels.astype(np.float32) / 200)  # another scale: SSIM over 9e18 hid it
+    out = tmp_path / "r.json"
+    assert _diff(tmp_path / "ref.npy", tmp_path / "same.npy") == 0
+    assert _diff(tmp_path / "ref.npy", tmp_path / "scaled.npy", "--json", out) == 1
+    result = json.loads(out.read_text())
+    assert result["verdict"] == "fail" and result["metrics"]["psnr"] < 30

@@ -49,3 +49,13 @@ def test_worst_metric_over_outputs():
     ref = {"a": np.arange(1, 5.0), "b": np.arange(1, 5.0)}
     result = judge_outputs(ref, {"a": ref["a"], "b": ref["b"] * 1.5}, criteria=Criteria(rel_l2_max=0.1))
     assert result.worst("rel_l2") > 0.4 and result.worst("cosine") > 0.999
+
+
+def test_a_wide_integer_image_shaped_output_stays_exact_under_image_bounds():
+    mask = np.zeros((1, 16, 16, 1), np.int64)
+    moved = mask.copy()
+    moved[0, 3, 3, 0] = 7
+    judgement = judge_outputs({"mask": mask}, {"mask": moved}, criteria=Criteria(ssim_min=0.9, psnr_min=30))
+    assert not judgement.passed and "1 of 256 values differ" in judgement.failures[0]
+    picture = np.zeros((16, 16, 3), np.uint8)
+    assert judge_outputs({"p": picture}, {"p": picture + 1}, criteria=Criteria(ssim_min=0.5)).passed

@@ -48,16 +48,19 @@ def _validate_data_range(data_range: float) -> float:
 
 def data_range_for(image: np.ndarray) -> float:
     """The value range a pixel of this dtype can span: 255 for uint8, 65535 for uint16, and for
-    float images the reference's own range (max - min, or 1.0 when it is constant or in 0..1).
+    float images and wider integer arrays (int32, int64: no pixel format) the reference's own range
+    (max - min, or 1.0 when it is constant or in 0..1).
 
     Callers that know better (e.g. a float image in 0..255) pass ``data_range`` themselves.
     """
     image = np.asarray(image)
-    if np.issubdtype(image.dtype, np.integer):
+    if np.issubdtype(image.dtype, np.integer) and image.dtype.itemsize <= 2:
         info = np.iinfo(image.dtype)
         return float(info.max) if info.min == 0 else float(info.max - info.min)
     if image.dtype == np.bool_:
         return 1.0
+    if np.issubdtype(image.dtype, np.integer):  # int32/int64 arrays are no pixel format: their own range
+        image = image.astype(np.float64)  # (the dtype's 4e9 or 9e18 made every difference invisible)
     finite = image[np.isfinite(image)]
     if finite.size == 0:
         return 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from accuracy.compare.criteria import Criteria, compare_output, criteria_problems, judge_outputs
@@ -17,6 +18,7 @@ from accuracy.compare.text import character_error_rate, compare_text, word_error
     (np.float16(1), "f", ()), ([[1, 2], [3, 4]], "i", (2, 2)), (np.array(["x", "yz"], dtype=object), "U", (2,)),
     (np.array([b"ab", b"c"]), "U", (2,)), (b"bytes", "U", ()),
     (Image.new("RGB", (8, 6)), "u", (6, 8, 3)),  # a PIL image: __array_interface__, no __array__
+    (np.array([1.5, 2.0], dtype=object), "f", (2,)), ([np.array(["a"]), np.array(["b"])], "U", (2, 1)),
 ])
 def test_supported_values_become_arrays_of_a_comparable_kind(value, dtype, shape):
     array = as_output(value)
@@ -27,6 +29,8 @@ def test_supported_values_become_arrays_of_a_comparable_kind(value, dtype, shape
     (None, "is None"), ({"a": 1}, "is a dict"), ([1, [2, 3]], "ragged list"), (1 + 2j, "is a complex"),
     (object(), "is a object"), (np.array(["x", 1], dtype=object), "mixes or nests values"),
     (np.array([1 + 1j]), "holds complex128 values"),
+    (["a", 1], "mixes text with int values"),  # numpy made it ["a", "1"]: 1 would equal "1"
+    (torch.ones(2, dtype=torch.bfloat16), "Tensor of torch.bfloat16"),
 ])
 def test_unsupported_values_say_what_they_are(value, words):
     with pytest.raises(UnsupportedOutput, match=words):

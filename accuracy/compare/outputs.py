@@ -35,9 +35,17 @@ def as_output(value: Any) -> np.ndarray:
         raise UnsupportedOutput(f"is a {type(value).__name__}; return {SUPPORTED}")
     try:
         array = np.asarray(value)
-    except Exception:  # noqa: BLE001 -- numpy raises ValueError/TypeError for ragged or odd input
+    except Exception as exc:  # noqa: BLE001 -- numpy raises ValueError/TypeError for ragged or odd input
+        if not isinstance(value, (list, tuple)):  # a torch bfloat16 tensor, an object whose __array__ fails
+            dtype = f" of {value.dtype}" if hasattr(value, "dtype") else ""
+            raise UnsupportedOutput(f"is a {type(value).__name__}{dtype} numpy cannot read ({_first_line(exc)}); "
+                                    f"return float, integer, bool or text values") from None
         raise UnsupportedOutput(f"is a ragged {type(value).__name__} (its items differ in length or kind); "
                                 f"return {SUPPORTED} of one shape") from None
+    if array.dtype.kind == "U" and isinstance(value, (list, tuple)):
+        kinds = sorted({type(item).__name__ for item in _leaves(value) if not isinstance(item, (str, bytes))})
+        if kinds:  # numpy turned ["a", 1] into ["a", "1"]: a number would compare equal to its text
+            raise UnsupportedOutput(f"mixes text with {', '.join(kinds)} values; return {SUPPORTED} of one kind")
     if array.dtype.kind == "S":
         return np.char.decode(array, "utf-8", errors="replace")
     if array.dtype.kind == "O":
@@ -54,5 +62,23 @@ def _object_array(array: np.ndarray) -> np.ndarray:
         return np.array(items, dtype=str).reshape(array.shape)
     if all(isinstance(item, bytes) for item in items):
         return np.array([item.decode("utf-8", errors="replace") for item in items], dtype=str).reshape(array.shape)
+    if items and all(isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool)
+                     for item in items):
+        return np.array(items).reshape(array.shape)  # numbers held as objects (an object-dtype column)
     kinds = sorted({type(item).__name__ for item in items})
     raise UnsupportedOutput(f"mixes or nests values ({', '.join(kinds)}); return {SUPPORTED} of one kind and shape")
+
+
+def _leaves(value):
+    for item in value:
+        if isinstance(item, (list, tuple)):
+            yield from _leaves(item)
+        elif isinstance(item, np.ndarray):
+            yield from item.ravel().tolist()
+        else:
+            yield item
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:120] if text else type(exc).__name__

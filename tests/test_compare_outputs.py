@@ -115,3 +115,12 @@ def test_criteria_problems_name_unknown_outputs_and_bounds_of_another_kind():
     assert "a float output" in problems["outputs.boxes.cer_max"]
     assert "an integer output" not in problems["outputs.ids.max_abs"] and "integer output" in problems["outputs.ids.max_abs"]
     assert "outputs.count" not in problems and "outputs.count.exact" not in problems
+
+
+def test_image_bounds_on_a_wide_integer_output_are_a_config_problem_not_silently_dropped():
+    criteria = Criteria(per_output={"mask": Criteria(ssim_min=0.9, named=("ssim_min",)),
+                                    "photo": Criteria(ssim_min=0.9, named=("ssim_min",))})
+    problems = dict(criteria_problems(criteria, {"mask": np.zeros((8, 8, 1), np.int64),
+                                                  "photo": np.zeros((8, 8, 3), np.uint8)}))
+    assert "ssim_min does not apply to 'mask'" in problems["outputs.mask.ssim_min"]
+    assert "outputs.photo.ssim_min" not in problems

@@ -71,10 +71,12 @@ def criteria_problems(criteria: Criteria, outputs: Mapping[str, Any]) -> list[tu
             message = f"the pipeline has no output {name!r} (it returns {', '.join(outputs)})"
             problems.append((f"outputs.{name}", message))
             continue
-        kind = tensor_kind(np.asarray(outputs[name]))
+        array = np.asarray(outputs[name])
+        kind = tensor_kind(array)
+        applicable = ("exact",) if kind == "integer" and array.dtype.itemsize > 2 else APPLICABLE[kind]
         for key in own.named:
-            if key not in APPLICABLE[kind]:
-                allowed = ", ".join(APPLICABLE[kind])
+            if key not in applicable:
+                allowed = ", ".join(applicable)
                 message = f"{key} does not apply to {name!r}, a {kind} output (its keys: {allowed})"
                 problems.append((f"outputs.{name}.{key}", message))
     return problems

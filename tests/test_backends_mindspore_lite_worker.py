@@ -115,3 +115,48 @@ def test_an_interpreter_without_mindspore_lite_says_how_to_install(tmp_path):
         get_backend("mindspore-lite", python=sys.executable).load(mindir)
     with pytest.raises(MissingDependencyError, match="does not exist"):
         get_backend("mindspore-lite", python=str(tmp_path / "nope" / "python")).check_available()
+
+
+_HELLO = ("h = json.dumps({'op': 'hello', 'protocol': 1, 'mindspore_lite': 'fake'}).encode()\n"
+          "out.write(struct.pack('>I', len(h)) + h); out.flush(); sys.stdin.buffer.read(4)\n")
+_NPY = "b = io.BytesIO(); np.save(b, {array}, allow_pickle=True); v = b.getvalue(){cut}\n"
+_REPLY = "h = json.dumps({{'ok': True, 'blobs': {blobs}}}).encode(); out.write(struct.pack('>I', len(h)) + h{tail})\n"
+MALFORMED = {
+    "garbage": ("out.write(b'Loading model...\\n' * 50)\n", "a header of .* bytes .*not a frame"),
+    "huge length prefix": ("out.write(struct.pack('>I', 0xFFFFFFF0))\n", "a header of 4294967280 bytes"),
+    "header is a list": ("out.write(struct.pack('>I', 5) + b'[1,2]')\n", "not a JSON object: list"),
+    "header not utf-8": ("out.write(struct.pack('>I', 2) + b'\\xff\\xfe')\n", "header that is not JSON"),
+    "negative blob size": (_HELLO + _REPLY.format(blobs="[-5]", tail=""), r"blob list .*\[-5\]"),
+    "blob size a string": (_HELLO + _REPLY.format(blobs="['7']", tail=""), "blob list"),
+    "truncated npy": (_HELLO + _NPY.format(array="np.arange(10)", cut="[:60]")
+                      + _REPLY.format(blobs="[len(v)]", tail=" + v"), "not .npy of a plain dtype: EOF"),
+    "object dtype npy": (_HELLO + _NPY.format(array="np.array([{'a': 1}], dtype=object)", cut="")
+                         + _REPLY.format(blobs="[len(v)]", tail=" + v"), "allow_pickle=False"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_fake_worker_sending_a_malformed_frame_is_refused_at_once(tmp_path, case):
+    """A worker (or something its library prints) that puts garbage on the protocol stream is a
+    verdict at once, never a traceback, a wait for a 4 GiB header, or an unpickled object."""
+    body, expected = MALFORMED[case]
+    script = tmp_path / "python"
+    script.write_text(f"#!{sys.executable}\nimport io, json, struct, sys, time\nimport numpy as np\n"
+                      "out = sys.stdout.buffer\n" + body + "out.flush(); time.sleep(60)\n")
+    script.chmod(0o755)
+    started = time.monotonic()
+    with pytest.raises(WorkerFailed, match="sent a malformed reply to '(start|run)' \\(killed\\): .*" + expected):
+        worker = Worker(str(script), timeout=30)
+        worker.request({"op": "run", "model": 1})
+    assert time.monotonic() - started < 20  # not the 30 s timeout
+
+
+def test_a_frame_with_a_truncated_or_object_blob_is_a_protocol_error():
+    for array, cut in ((np.arange(10), 60), (np.array([{"a": 1}], dtype=object), None)):
+        blob = io.BytesIO()
+        np.save(blob, array, allow_pickle=True)
+        data = blob.getvalue()[:cut]
+        header = b'{"ok": true, "blobs": [%d]}' % len(data)
+        stream = io.BytesIO(struct.pack(">I", len(header)) + header + data)
+        with pytest.raises(protocol.ProtocolError, match="not .npy of a plain dtype"):
+            protocol.read_message(stream.read)

@@ -128,7 +128,11 @@ class Worker:
             self.kill()
             raise WorkerFailed(f"candidate failed: {self.label} did not answer '{what}' within "
                                f"{self.timeout:g} s (killed)", stderr_tail=self.stderr_tail) from None
-        except (EOFError, ValueError):
+        except protocol.ProtocolError as exc:
+            self.kill()
+            raise WorkerFailed(f"candidate failed: {self.label} sent a malformed reply to '{what}' (killed): "
+                               f"{exc}", stderr_tail=self.stderr_tail) from None
+        except EOFError:
             raise self._dead(what) from None
         if message is None:
             raise self._dead(what)

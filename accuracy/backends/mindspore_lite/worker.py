@@ -29,6 +29,9 @@ import numpy as np
 
 PROTOCOL = 1
 _HEADER = struct.Struct(">I")
+MAX_HEADER = 16 << 20  # a header is a small JSON object: specs, an error and its log lines
+MAX_BLOBS = 4096
+MAX_BLOB = 1 << 40
 _TEST_HOOKS = "ACCURACY_WORKER_TEST_HOOKS"  # "1": the crash/sleep requests the harness's tests use
 
 
@@ -46,13 +49,43 @@ def write_message(stream, header, arrays=()):
     stream.flush()
 
 
+class ProtocolError(ValueError):
+    """A frame that breaks the protocol (garbage on the stream, a header that is not a JSON object,
+    a blob that is not ``.npy`` of a plain dtype): refused before anything is read past it."""
+
+
 def read_message(read_exact):
-    """Read one frame with ``read_exact(n) -> bytes`` (``b""`` at end of stream: returns ``None``)."""
+    """Read one frame with ``read_exact(n) -> bytes`` (``b""`` at end of stream: returns ``None``).
+    Raises ``ProtocolError`` for a malformed frame, checked before its parts are read (a garbage
+    length prefix is not waited for)."""
     prefix = read_exact(_HEADER.size)
     if not prefix:
         return None
-    header = json.loads(read_exact(_HEADER.unpack(prefix)[0]).decode("utf-8"))
-    arrays = [np.load(io.BytesIO(read_exact(size)), allow_pickle=False) for size in header.pop("blobs", [])]
+    length = _HEADER.unpack(prefix)[0]
+    if length > MAX_HEADER:
+        raise ProtocolError("a header of " + str(length) + " bytes (at most " + str(MAX_HEADER)
+                            + "; the stream starts with " + repr(prefix) + ": not a frame)")
+    try:
+        header = json.loads(read_exact(length).decode("utf-8"))
+    except ValueError as exc:  # bad UTF-8 or JSON
+        raise ProtocolError("a header that is not JSON: " + str(exc)) from None
+    if not isinstance(header, dict):
+        raise ProtocolError("a header that is not a JSON object: " + type(header).__name__)
+    sizes = header.pop("blobs", [])
+    if not isinstance(sizes, list) or len(sizes) > MAX_BLOBS or not all(
+            type(size) is int and 0 <= size <= MAX_BLOB for size in sizes):
+        raise ProtocolError("a blob list that is not up to " + str(MAX_BLOBS) + " sizes in bytes: "
+                            + repr(sizes)[:80])
+    arrays = []
+    for size in sizes:
+        data = read_exact(size)
+        try:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - truncated, not .npy, object dtype (pickle refused)
+            raise ProtocolError("a blob that is not .npy of a plain dtype: " + str(exc)) from None
+        if not isinstance(array, np.ndarray) or array.dtype.hasobject:
+            raise ProtocolError("a blob that is not .npy of a plain dtype")
+        arrays.append(array)
     return header, arrays
 
 

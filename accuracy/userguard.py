@@ -71,7 +71,19 @@ class ProcessExit(SystemExit):
     with no verdict, no JSON and the user's exit code)."""
 
 
+class Terminated(SystemExit):
+    """SIGTERM while user code ran inside ``guarded`` (``signal.raise_signal(SIGTERM)`` or
+    ``os.kill(os.getpid(), SIGTERM)`` by the code, or sent from outside): by default it would end
+    the process at once, with no verdict and no JSON."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated(-signum)
+
+
 def _how(exc: BaseException) -> str:
+    if isinstance(exc, Terminated):
+        return "received SIGTERM (from itself or from outside)"
     if isinstance(exc, ProcessExit):
         return f"called os._exit({exc.code!r})"
     if isinstance(exc, SystemExit):
@@ -93,6 +105,11 @@ def guarded(what: str, *, path: str | Path | None = None, where: str | None = No
         raise ProcessExit(code)
 
     os._exit = _exit
+    # SIGTERM becomes an exception while the code runs (main thread only; a handler of the host's is kept)
+    sigterm = (threading.current_thread() is threading.main_thread()
+               and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+    if sigterm:
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         yield
     except AccuracyError:
@@ -105,6 +122,8 @@ def guarded(what: str, *, path: str | Path | None = None, where: str | None = No
         raise UserCodeError(exc, what=what, path=path, where=where) from None
     finally:
         os._exit = real_exit
+        if sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def call_guarded(function: Callable[..., T], *args: Any, what: str, path: str | Path | None = None,

@@ -27,6 +27,10 @@ HOSTILE = {
     "import_exit": ("import sys\nsys.exit(0)\ndef run(models, inputs):\n    pass\n", "sys.exit(0)"),
     "import_interrupt": ("raise KeyboardInterrupt\ndef run(models, inputs):\n    pass\n", "KeyboardInterrupt"),
     "base_exception": ("def run(models, inputs):\n    raise GeneratorExit('odd')\n", "raised GeneratorExit"),
+    "sigterm": ("import signal\ndef run(models, inputs):\n    signal.raise_signal(signal.SIGTERM)\n",
+                "received SIGTERM"),
+    "import_sigterm": ("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\ndef run(models, inputs):\n    pass\n",
+                       "received SIGTERM"),
     "os_exit": ("import os\ndef run(models, inputs):\n    os._exit(0)\n", "called os._exit(0)"),
     "os_exit_forked": (("import os\ndef run(models, inputs):\n    pid = os.fork()\n    if pid == 0:\n"
                        "        os._exit(7)\n    _, status = os.waitpid(pid, 0)\n"

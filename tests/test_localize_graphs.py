@@ -183,3 +183,29 @@ def test_a_loop_body_is_compared_per_node_over_its_iterations(tmp_path):
     assert result["control_flow"]["not_compared_inside"] == {}
     repair = localize_model(path, {"x": np.full((1, 64), 0.5, np.float32)}, suggest_fp32=True)["repair"]
     assert repair["keep_fp32"] == [LOOP_HAZARD] and repair["passed"]
+
+
+def test_an_accumulator_in_a_scan_body_that_overflows_late_introduces_the_error_itself(tmp_path):
+    from onnx import TensorProto, helper
+
+    state = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4]) for n in ("acc", "step", "acc_out", "half")]
+    body = helper.make_graph([helper.make_node("Add", ["acc", "step"], ["acc_out"], name="accumulate"),
+                              helper.make_node("Mul", ["acc_out", "k"], ["half"], name="halve")], "body",
+                             state[:2], [state[2], state[3]],
+                             initializer=[onnx.numpy_helper.from_array(np.array(0.5, np.float32), "k")])
+    graph = helper.make_graph([helper.make_node("Scan", ["init", "xs"], ["total", "halves"], name="sum",
+                                                body=body, num_scan_inputs=1)], "scan",
+                              [helper.make_tensor_value_info("init", TensorProto.FLOAT, [4]),
+                               helper.make_tensor_value_info("xs", TensorProto.FLOAT, [6, 4])],
+                              [helper.make_tensor_value_info("total", TensorProto.FLOAT, [4]),
+                               helper.make_tensor_value_info("halves", TensorProto.FLOAT, [6, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = save(model, tmp_path / "scan.onnx")
+    # 20000 per step: the running sum leaves fp16's range at the 4th step (80000), not before
+    result = localize_model(path, {"init": np.zeros(4, np.float32), "xs": np.full((6, 4), 20000, np.float32)})
+    nodes = _by_node(result)
+    assert result["verdict"] == "fail"
+    assert (result["first_divergent"]["node"], nodes["accumulate"]["status"]) == ("accumulate", "introduced")
+    assert nodes["accumulate"]["first_iteration"] == 3
+    assert nodes["halve"]["status"] == "inherited" and nodes["sum"]["status"] == "inherited"

@@ -3,8 +3,9 @@ also made a scan output of the body (through an ``Identity``), so the node retur
 the iterations next to its own outputs, on both sides. Each such tensor becomes a record of the body
 node that produced it (``scope``: the Loop/Scan, ``iterations``: how many), compared over all
 iterations at once. A body node cannot be re-run alone; its error is ``introduced`` when every body
-tensor it reads agreed (a carried state counts as the body output that feeds it), else ``inherited``,
-as for a device dump.
+tensor it reads still agreed at the first iteration where its own output diverges (a carried state
+counts as the body output that feeds it, one iteration earlier: an accumulator that overflows at
+iteration 4 introduces the error itself), else ``inherited``, as for a device dump.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class BodyTensor:
     node: str  # the body node that produces it
     op_type: str
     reads: tuple[str, ...]  # body tensors the node reads, carried states mapped to what feeds them
+    carried: tuple[bool, ...] = ()  # per read: a carried state (last iteration's value of that output)
 
 
 def expose_body(node: Node, graph: ModelGraph) -> tuple[Node, list[BodyTensor]] | None:
@@ -57,8 +59,9 @@ def expose_body(node: Node, graph: ModelGraph) -> tuple[Node, list[BodyTensor]] 
             outer = f"{node.name}/{tensor}"
             proto.output.append(outer)
             graph.elem_type[outer] = TensorProto.FLOAT
-            exposed.append(BodyTensor(outer, tensor, name, inner.op_type,
-                                      tuple(carried.get(t, t) for t in inner.input if t)))
+            reads = [t for t in inner.input if t]
+            exposed.append(BodyTensor(outer, tensor, name, inner.op_type, tuple(carried.get(t, t) for t in reads),
+                                      tuple(t in carried for t in reads)))
     if not exposed:
         return None
     if node.op_type == "Scan":

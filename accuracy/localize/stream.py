@@ -170,7 +170,8 @@ def _compare_body(stream: _Stream, node: Node, exposed, ref_out, cand_out) -> st
     first body node that introduces error, if any."""
     first = None
     stream.result.expanded.append({"node": node.name, "branch": "body", "nodes": len({b.node for b in exposed})})
-    agreed: dict[str, bool] = {}
+    first_bad: dict[str, int] = {}  # diverging body tensor -> the first iteration where it diverges
+    compared = []
     for body in exposed:
         expected = ref_out[body.outer]
         record = {"tensor": body.tensor, "node": body.node, "op_type": body.op_type, "index": node.index,
@@ -178,19 +179,35 @@ def _compare_body(stream: _Stream, node: Node, exposed, ref_out, cand_out) -> st
                   if expected.ndim else 1}
         obtained = cand_out.get(body.outer) if isinstance(stream.candidate, OnnxSide) else None
         if obtained is None or obtained.shape != expected.shape:
-            stream.result.records.append({**record, "status": "missing", "passed": None, "metrics": None})
+            compared.append(({**record, "status": "missing", "passed": None, "metrics": None}, body))
             continue
         comparison, _ = compare_saturating(expected, obtained, stream.thresholds)
-        agreed[body.tensor] = comparison.passed
-        record.update(passed=comparison.passed, metrics=_metrics(comparison), local=None,
-                      status="ok" if comparison.passed else
-                      ("introduced" if all(agreed.get(t, True) for t in body.reads) else "inherited"))
+        record.update(passed=comparison.passed, metrics=_metrics(comparison), local=None, status="ok")
         if not comparison.passed:
-            record["local_method"] = "body tensors it reads agree with the reference (a body node is not re-run)"
-        if record["status"] == "introduced" and first is None:
-            first = body.node
+            first_bad[body.tensor] = _first_bad_iteration(expected, obtained, stream.thresholds)
+        compared.append((record, body))
+    for record, body in compared:  # a carried state may be fed by a later body node: judged once all are compared
+        if record["passed"] is False:
+            at = first_bad[body.tensor]
+            carried = body.carried or (False,) * len(body.reads)
+            clean = all(first_bad.get(t, at + 1) >= (at if was_carried else at + 1)
+                        for t, was_carried in zip(body.reads, carried))
+            record.update(status="introduced" if clean else "inherited", first_iteration=at,
+                          local_method="body tensors it reads agree with the reference up to the iteration where "
+                                       "it diverges (a body node is not re-run)")
+            if clean and first is None:
+                first = body.node
         stream.result.records.append(record)
     return first
+
+
+def _first_bad_iteration(expected: np.ndarray, obtained: np.ndarray, thresholds) -> int:
+    """The first iteration (axis 0 of a stacked body tensor) whose values fail alone; the last one when
+    only the whole stack fails."""
+    for index in range(expected.shape[0] if expected.ndim else 0):
+        if not compare_saturating(expected[index], obtained[index], thresholds)[0].passed:
+            return index
+    return max((expected.shape[0] if expected.ndim else 1) - 1, 0)
 
 
 def _rounded(stream: _Stream) -> tuple[dict, set[str]]:

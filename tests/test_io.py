@@ -119,3 +119,36 @@ def test_reading_refuses_what_is_not_a_regular_file(tmp_path):
     (tmp_path / "ok.json").write_text(json.dumps({"a": [1, 2]}))
     os.symlink(tmp_path / "ok.json", tmp_path / "link.json")
     assert io.read_json(tmp_path / "link.json") == {"a": [1, 2]}  # a link to a regular file is fine
+
+
+def test_a_pipe_or_device_is_written_through_never_replaced(tmp_path):
+    """``--json /dev/stdout`` or ``>(jq .)`` names a pipe or device: a rename over it replaced the
+    node itself (as root, ``--json /dev/full`` left a regular file at /dev/full)."""
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    io.write_json_atomic(fifo, {"verdict": "pass"})
+    reader.join(timeout=10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert json.loads(got[0]) == {"verdict": "pass"}
+
+
+def test_a_symlinked_file_is_replaced_behind_its_link(tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    io.write_json_atomic(link, {"a": 1})
+    assert link.is_symlink() and json.loads(target.read_text()) == {"a": 1}
+
+
+def test_a_full_device_is_one_line_error(tmp_path):
+    if not os.path.exists("/dev/full") or not stat.S_ISCHR(os.stat("/dev/full").st_mode):
+        pytest.skip("no /dev/full character device here")
+    with pytest.raises(InputError, match="/dev/full.*cannot write: No space left"):
+        io.write_json_atomic("/dev/full", {"a": 1})
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)

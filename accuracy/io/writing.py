@@ -38,8 +38,15 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True)
     existing = _lstat(path)
     if not overwrite and existing is not None:
         raise OverwriteRefused("exists; pass --force to replace it", path=path)
+    if existing is not None and stat.S_ISLNK(existing.st_mode):
+        followed = _stat(path)
+        if followed is not None and stat.S_ISREG(followed.st_mode):
+            path = Path(os.path.realpath(path))  # the file the link names is replaced, the link kept
+        existing = followed
     if existing is not None and stat.S_ISDIR(existing.st_mode):
         raise InputError("is a folder; give a file path", path=path)
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        return _write_through(path, data)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(path.parent)
@@ -68,6 +75,24 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True)
         if isinstance(exc, OSError):
             raise InputError(f"cannot write: {_reason(exc)}", path=path) from None
         raise
+    return path
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_through(path: Path, data: bytes) -> Path:
+    """A device, pipe or socket (``/dev/stdout``, ``>(jq .)``, ``/dev/full``) is written to, never
+    renamed over: a rename would put a regular file where the device node was."""
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        raise InputError(f"cannot write: {_reason(exc)}", path=path) from None
     return path
 
 

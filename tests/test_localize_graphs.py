@@ -209,3 +209,22 @@ def test_an_accumulator_in_a_scan_body_that_overflows_late_introduces_the_error_
     assert (result["first_divergent"]["node"], nodes["accumulate"]["status"]) == ("accumulate", "introduced")
     assert nodes["accumulate"]["first_iteration"] == 3
     assert nodes["halve"]["status"] == "inherited" and nodes["sum"]["status"] == "inherited"
+
+
+@pytest.mark.parametrize("feed", ["float32", "V2"])
+def test_a_bfloat16_model_input_is_one_line_exit_2_never_run_as_another_type(tmp_path, feed):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
+                               helper.make_node("Relu", ["xf"], ["y"])], "bf16_in",
+                              [helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [2, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = save(model, tmp_path / "bf16.onnx")
+    feeds = tmp_path / "feeds.npz"
+    np.savez(feeds, x=np.zeros((2, 4), np.float32) if feed == "float32" else np.zeros((2, 4), np.uint16).view("V2"))
+    proc = _localize_cli(path, "--inputs", feeds)  # a float32 feed ran as if the input were float32: 'pass'
+    assert proc.returncode == 2, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'x'" in lines[0] and "bfloat16" in lines[0] and "Traceback" not in proc.stderr

@@ -366,9 +366,13 @@ def _check_dtype(vi: onnx.ValueInfoProto, array: np.ndarray, where) -> None:
         return
     expected = helper.tensor_dtype_to_np_dtype(declared) if declared in _NUMPY_TYPES else None
     name = TensorProto.DataType.Name(declared).lower()
+    if declared not in _NUMPY_TYPES and declared != TensorProto.STRING:  # bfloat16, float8, int4 ...
+        raise InputError(f"the model declares input {vi.name!r} as {name}, which ONNX Runtime's Python API cannot "
+                         "be fed; localize needs float, float16 or integer inputs (cast to "
+                         f"{name} inside the model)", path=where, where=vi.name)
     if array.dtype.kind == "V":
         raise InputError(f"input {vi.name!r} holds raw {array.dtype.itemsize}-byte values ({array.dtype}: how numpy "
-                         f"stores bfloat16/float8/int4 data) but the model declares {name}; save it as {name}",
+                         f"stores bfloat16/float8/int4 data) but the model declares {name}; save it as {expected}",
                          path=where, where=vi.name)
     if expected is not None and array.dtype != expected:
         raise InputError(f"input {vi.name!r} is {array.dtype} but the model declares {name} ({expected}); "

@@ -228,3 +228,24 @@ def test_a_bfloat16_model_input_is_one_line_exit_2_never_run_as_another_type(tmp
     assert proc.returncode == 2, proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "'x'" in lines[0] and "bfloat16" in lines[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("scale, shapes", [(1.9999, "(1, 1, 8, 8) differs from the reference's (1, 1, 7, 7)")])
+def test_a_float_tensor_whose_shape_changes_under_fp16_diverges(tmp_path, scale, shapes):
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["s0", "one"], ["scales"], name="scale"),
+         helper.make_node("Resize", ["x", "", "scales"], ["y"], name="resize", mode="nearest")], "resize",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32), "s0"),
+                     numpy_helper.from_array(np.array(1.0, np.float32), "one")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = save(model, tmp_path / "resize.onnx")
+    # fp16 rounds the scale 1.9999 to 2: the output is 8x8, not 7x7 (it passed as a mere 'shape-mismatch')
+    result = localize_model(path, {"x": np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)})
+    assert result["verdict"] == "fail"
+    resize = _by_node(result)["resize"]
+    assert resize["passed"] is False and shapes in resize["metrics"]["failures"][0]

@@ -107,7 +107,7 @@ def test_bisect_tiny_sd_on_mindspore_lite_reports_unet_by_name(mslite_python, ti
     suite = tmp_path / "suite.toml"
     text = (SUITES / "tiny-sd-mslite" / "suite.toml").read_text()
     text = text.replace('builtin = "tiny-sd"', f'diffusers = "{tiny_sd}"')
-    text = text.replace("../tiny-sd-img2img/inputs/sketch.png", str(SUITES / "tiny-sd-img2img" / "inputs" / "sketch.png"))
+    text = text.replace("../tiny-sd-img2img/inputs/photo.png", str(SUITES / "tiny-sd-img2img" / "inputs" / "photo.png"))
     suite.write_text(text)
     out = tmp_path / "bisect.json"
     assert main(["bisect", str(suite), "--json", str(out), "--quiet"]) == 1

@@ -59,6 +59,25 @@ def test_sources_and_their_mistakes(tmp_path, embed_onnx):
     assert main(["convert", str(tmp_path / "missing.txt")]) == 2
 
 
+def test_a_model_that_is_a_pipe_or_a_folder_is_one_line_exit_2(tmp_path, capsys):
+    """A named pipe as model.onnx hung ``accuracy convert`` forever (hashing it for the cache key);
+    a folder called x.onnx was a traceback."""
+    import os
+
+    pipe = tmp_path / "pipe.onnx"
+    os.mkfifo(pipe)
+    (tmp_path / "dir.onnx").mkdir()
+    diffusers = tmp_path / "sd"
+    (diffusers / "unet").mkdir(parents=True)
+    (diffusers / "model_index.json").write_text("{}")
+    os.mkfifo(diffusers / "unet" / "model.onnx")
+    for source, said in ((pipe, "named pipe"), (tmp_path / "dir.onnx", "not a diffusers"),
+                         (diffusers, "named pipe")):
+        assert main(["convert", str(source), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and said in err[0], err
+
+
 def test_convert_a_diffusers_folder_for_real(mslite_python, embed_onnx, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ACCURACY_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("ACCURACY_MSLITE_PYTHON", mslite_python)

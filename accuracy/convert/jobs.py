@@ -13,6 +13,7 @@ from pathlib import Path
 from accuracy.config.converter import ConverterConfig, converter_from_ini
 from accuracy.convert.mindir import ConvertJob
 from accuracy.errors import InputError
+from accuracy.io import regular_file
 
 DIFFUSERS_MODELS = ("text_encoder", "unet", "vae_encoder", "vae_decoder", "safety_checker")
 
@@ -56,6 +57,7 @@ def jobs_from_source(source: str | Path, *, config_dir: str | Path | None = None
         raise InputError("no ONNX models found", path=source)
     jobs = []
     for name, onnx in models.items():
+        regular_file(onnx, what="ONNX model file")  # a named pipe would hang the hashing, a folder be a traceback
         config = suite_configs.get(name)
         if config is None and configs is not None and (configs / f"{name}.ini").exists():
             config = converter_from_ini(configs / f"{name}.ini")

@@ -196,3 +196,13 @@ def test_a_string_tensor_from_the_model_is_judged_as_text_even_when_recordings_s
     assert text["kind"] == "text" and text["first_index"] == 2 and text["cer"] == pytest.approx(0.5)
     worst = result["models"]["only"]["isolated"]["worst"]
     assert worst["output"] == "y" and "'3.0000999' -> '3'" in worst["text"]
+
+
+def test_a_repair_of_exact_outputs_is_said_without_an_empty_metric_list():
+    from accuracy.cli.bisect import localize_lines
+
+    found = {"first_divergent": None, "tensors": {"diverged": 3, "inherited": 0}, "candidate": "onnxruntime-fp16",
+             "inputs": "recorded reference call 0", "repair": {"passed": True, "keep_fp32": ["gain"],
+             "op_types": {"gain": "Mul"}, "pipeline": {"metrics": {"mismatches": 0}}, "pipeline_runs": 2}}
+    line = next(text for text in localize_lines("only", found) if "keep in fp32" in text)
+    assert "gain (Mul) -> the pipeline passes (verified by running it, 2 pipeline run(s))" in line

@@ -137,7 +137,8 @@ def localize_lines(model: str, found: Mapping[str, Any]) -> list[str]:
             kept = ", ".join(f"{n} ({repair['op_types'].get(n, '?')})" for n in repair["keep_fp32"])
             metrics = (repair.get("pipeline") or {}).get("metrics", {})
             shown = ", ".join(f"{k} {_fmt(metrics[k])}" for k in ("psnr", "ssim", "cosine") if k in metrics)
-            lines.append(f"  keep in fp32: {kept} -> the pipeline passes ({shown}; verified by running it, "
+            shown += "; " if shown else ""  # exact and text outputs have none of these metrics
+            lines.append(f"  keep in fp32: {kept} -> the pipeline passes ({shown}verified by running it, "
                          f"{repair['pipeline_runs']} pipeline run(s))")
         else:
             lines.append(f"  repair: {repair.get('note') or 'none found'}")

@@ -21,3 +21,16 @@ def test_integer_and_bool_tensors_diverge_exactly_and_a_changed_shape_is_a_diver
     hits = records["hits"]  # int64 NonZero rows: 6 on the reference, 3 under fp16
     assert hits["passed"] is False
     assert hits["metrics"]["failures"] == ["shape (3, 2) differs from the reference's (6, 2) (3 rows, the reference has 6)"]
+
+
+def test_the_cli_says_an_exact_result_flips_not_that_error_accumulates(tmp_path, capsys):
+    import numpy as np
+
+    from accuracy.cli import main
+
+    path = tmp_path / "hits.onnx"
+    onnx.save(threshold_hits(), str(path))
+    np.savez(tmp_path / "x.npz", x=THRESHOLD_X)
+    assert main(["localize", str(path), "--inputs", str(tmp_path / "x.npz")]) == 1
+    out = capsys.readouterr().out
+    assert "over (" in out and "changes (exact values or shape)" in out and "accumulates" not in out

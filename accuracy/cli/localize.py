@@ -93,7 +93,13 @@ def _print(result: dict) -> None:
         say(f"error enters at {first['node']} ({first['op_type']}), tensor {first['tensor']}; "
             "downstream nodes marked 'inherited' only carry it")
     elif diverged:
-        say("no single node introduces the error on its own: it accumulates")
+        exact = [r for r in diverged if (r["metrics"] or {}).get("mean_abs", 0.0) is None]  # no float metrics
+        if exact and len(exact) == len(diverged):  # an integer/bool/text result flips, every float tensor passed
+            exact = exact[0]
+            say(f"no node's float error passes the bounds, but {exact['tensor']} ({exact['op_type']}) changes "
+                "(exact values or shape): fp16 rounding within the bounds upstream of it flips it")
+        else:
+            say("no single node introduces the error on its own: it accumulates")
     repair = result.get("repair")
     if repair:
         if repair["passed"] and repair["keep_fp32"]:

@@ -105,6 +105,8 @@ def test_text_bounds_alone_keep_the_default_check_for_floats(tmp_path):
     ("[compare.outputs.y]\ncer_max = -1\n", "compare.outputs.y.cer_max", "must be >= 0"),
     ("[compare.outputs.y]\nexact = 1\n", "compare.outputs.y.exact", "must be"),
     ("[compare.outputs]\ny = 0.5\n", "compare.outputs.y", "must be"),
+    ("[compare.outputs.y]\ncosine_min = 2\n", "compare.outputs.y.cosine_min", "must be <= 1"),  # failed every run
+    ("[compare.outputs.y]\nssim_min = 1.5\n", "compare.outputs.y.ssim_min", "must be <= 1"),
 ])
 def test_compare_outputs_mistakes_name_the_key(tmp_path, extra, key, words):
     with pytest.raises(ConfigError) as caught:

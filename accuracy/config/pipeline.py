@@ -230,6 +230,9 @@ def _criteria(table: TableReader, *, own: bool) -> Criteria:
     values: dict[str, Any] = {}
     for key in BOUND_KEYS + ("data_range",):
         values[key] = table.number(key, None, minimum=0.0 if key != "cosine_min" else -1.0)
+        if key in ("cosine_min", "ssim_min") and values[key] is not None and values[key] > 1:
+            raise table.error(key, f"must be <= 1 ({key.split('_')[0]} is at most 1: every output would fail), "
+                                   f"got {values[key]}")
     values["exact"] = table.get("exact", bool, False)
     if values["data_range"] is not None and values["data_range"] <= 0:
         raise table.error("data_range", f"must be > 0 (the span of pixel values, e.g. 1.0 or 255), "

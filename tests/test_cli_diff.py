@@ -184,3 +184,9 @@ def test_wide_integer_arrays_are_judged_on_their_own_range_not_the_dtypes(tmp_pa
     assert _diff(tmp_path / "ref.npy", tmp_path / "scaled.npy", "--json", out) == 1
     result = json.loads(out.read_text())
     assert result["verdict"] == "fail" and result["metrics"]["psnr"] < 30
+
+
+def test_an_ssim_bound_above_1_is_a_usage_error_not_a_failing_image(guide, capsys):
+    assert _diff(guide["expected"], guide["expected"], "--ssim-min", "2") == 2  # identical images 'failed'
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--ssim-min must be in [-1, 1]" in err

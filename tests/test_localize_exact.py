@@ -34,3 +34,17 @@ def test_the_cli_says_an_exact_result_flips_not_that_error_accumulates(tmp_path,
     assert main(["localize", str(path), "--inputs", str(tmp_path / "x.npz")]) == 1
     out = capsys.readouterr().out
     assert "over (" in out and "changes (exact values or shape)" in out and "accumulates" not in out
+
+
+def test_a_cosine_bound_above_1_is_a_usage_error(tmp_path, capsys):
+    import numpy as np
+    import pytest
+
+    from accuracy.cli import main
+
+    path = tmp_path / "hits.onnx"
+    onnx.save(threshold_hits(), str(path))
+    np.savez(tmp_path / "x.npz", x=THRESHOLD_X)
+    with pytest.raises(SystemExit) as stopped:  # it blamed the model's input for every run
+        main(["localize", str(path), "--inputs", str(tmp_path / "x.npz"), "--cosine-min", "2"])
+    assert stopped.value.code == 2 and "outside [-1, 1]" in capsys.readouterr().err

@@ -20,6 +20,16 @@ def emit_json(args: argparse.Namespace, result: Any) -> None:
         write_json_atomic(path, result)
 
 
+def similarity_bound(text: str) -> float:
+    """An argparse ``type`` for a lowest cosine or SSIM: a finite number in [-1, 1] (above 1 every
+    comparison would fail)."""
+    value = finite_float(text)
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside [-1, 1]: a similarity is at most 1, so every "
+                                         "comparison would fail")
+    return value
+
+
 def finite_float(text: str) -> float:
     """An argparse ``type`` for thresholds and limits: a finite number (``inf``/``nan`` refused with
     the reason), so a flag can never silently disable the check it sets."""

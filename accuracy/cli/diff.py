@@ -105,6 +105,8 @@ def _check_thresholds(args: argparse.Namespace) -> None:
         value = getattr(args, option)
         if value is not None and not math.isfinite(value):
             raise UsageError(f"--{option.replace('_', '-')} must be a finite number, not {value}")
+    if args.ssim_min is not None and not -1.0 <= args.ssim_min <= 1.0:
+        raise UsageError(f"--ssim-min must be in [-1, 1] (SSIM is at most 1: every image would fail), not {args.ssim_min}")
 
 
 def run(args: argparse.Namespace) -> int:

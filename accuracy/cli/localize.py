@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from accuracy.cli.common import emit_json, exit_code_for, finite_float, say, warn
+from accuracy.cli.common import emit_json, exit_code_for, finite_float, say, similarity_bound, warn
 from accuracy.errors import UsageError
 
 
@@ -19,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs", required=True, metavar="FEEDS.npz", help="the model's inputs by name (.npz)")
     parser.add_argument("--map", dest="name_map", metavar="FILE",
                         help='JSON {"onnx tensor": "dump file"} for a dump folder whose names differ')
-    parser.add_argument("--cosine-min", type=finite_float, default=0.99, help="per-tensor cosine bound (default 0.99)")
+    parser.add_argument("--cosine-min", type=similarity_bound, default=0.99, help="per-tensor cosine bound (default 0.99)")
     parser.add_argument("--rel-l2-max", type=_bound, default=0.15,
                         help="per-tensor relative L2 error bound, |c - r| / |r| (default 0.15: catches scale errors "
                              "cosine cannot see; 'none' turns it off)")

@@ -124,6 +124,7 @@ def test_golden_section_defaults(tmp_path):
     ('outputs = ["im age"]', "golden.outputs", "output names"),
     ('backend = "gpu"', "golden.backend", "candidate, reference"),
     ('psnr_min = "high"', "golden.psnr_min", "must be a number"),
+    ('ssim_min = 1.5', "golden.ssim_min", "must be <= 1"),  # every image failed
     ('outputs = ["image", "latents"]', "golden.latents", "listed in outputs too"),
     ('folders = "x"', "golden.folders", "unknown key"),
 ])

@@ -272,6 +272,9 @@ def _golden(table: TableReader, suite: Suite) -> GoldenSpec:
     if latents is not None and latents in outputs:
         raise table.error("latents", f"{latents!r} is listed in outputs too: an output is an image or latents")
     backend = table.string("backend", "candidate", choices=GOLDEN_BACKENDS)
+    if table.number("ssim_min", None, minimum=-1.0) is not None and table.data["ssim_min"] > 1:
+        raise table.error("ssim_min", f"must be <= 1 (SSIM is at most 1: every image would fail), "
+                                      f"got {table.data['ssim_min']}")
     thresholds = ImageThresholds(ssim_min=table.number("ssim_min", GOLDEN_THRESHOLDS.ssim_min, minimum=-1.0),
                                  psnr_min=table.number("psnr_min", GOLDEN_THRESHOLDS.psnr_min, minimum=0.0),
                                  max_abs=table.number("max_abs", None, minimum=0.0))

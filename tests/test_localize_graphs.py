@@ -249,3 +249,31 @@ def test_a_float_tensor_whose_shape_changes_under_fp16_diverges(tmp_path, scale,
     assert result["verdict"] == "fail"
     resize = _by_node(result)["resize"]
     assert resize["passed"] is False and shapes in resize["metrics"]["failures"][0]
+
+
+def test_a_repair_inside_an_if_branch_with_its_own_constant_is_offered_and_runs_in_plain_onnxruntime(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    from accuracy.localize.offer import repaired_fp16_model
+
+    then = helper.make_graph([helper.make_node("Mul", ["x", "big"], ["grown"], name="grow"),
+                              helper.make_node("Div", ["grown", "big"], ["back"], name="shrink")], "then", [],
+                             [helper.make_tensor_value_info("back", TensorProto.FLOAT, [2, 4])],
+                             initializer=[numpy_helper.from_array(np.array(1e5, np.float32), "big")])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["same"])], "else", [],
+                              [helper.make_tensor_value_info("same", TensorProto.FLOAT, [2, 4])])
+    graph = helper.make_graph([helper.make_node("Constant", [], ["yes"], value=numpy_helper.from_array(np.array(True))),
+                               helper.make_node("If", ["yes"], ["y"], name="branch", then_branch=then,
+                                                else_branch=other)], "if_const",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = save(model, tmp_path / "if_const.onnx")
+    x = np.linspace(-2, 2, 8, dtype=np.float32).reshape(2, 4)
+    # the converter's Casts of 'big' and of the fp16 input landed outside the branch: ORT refused the model
+    repaired = repaired_fp16_model(onnx.load(str(path)), ["grow"])
+    got = ort.InferenceSession(repaired.SerializeToString()).run(None, {"x": x})[0]
+    assert np.allclose(got, x, atol=2e-3)
+    repair = localize_model(path, {"x": x}, suggest_fp32=True)["repair"]
+    assert repair["passed"] and repair["keep_fp32"] == ["grow"] and repair["repaired_model"]["passed"]

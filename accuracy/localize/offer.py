@@ -136,9 +136,7 @@ def _drop_fp16_round_trips(model: onnx.ModelProto) -> None:
         if not renames:
             continue
         kept = [n for n in graph.node if not (n.op_type == "Cast" and n.output[0] in renames)]
-        for node in kept:
-            for i, tensor in enumerate(node.input):
-                node.input[i] = renames.get(tensor, tensor)
+        _rename_inputs(kept, renames)
         read = {t for n in kept for t in n.input} | outputs | _reads_below(kept)
         kept = [n for n in kept if not (n.op_type == "Cast" and _cast_to(n) == TensorProto.FLOAT16
                                         and n.output[0] not in read)]
@@ -147,6 +145,16 @@ def _drop_fp16_round_trips(model: onnx.ModelProto) -> None:
             copy.CopyFrom(node)
         del graph.node[:]
         graph.node.extend(copies)
+
+
+def _rename_inputs(nodes, renames: Mapping[str, str]) -> None:
+    """Point every read of a renamed tensor at its new name, in ``nodes`` and in the If/Loop/Scan
+    bodies below them (a blocked branch node reads the dropped Cast's output from the outer scope)."""
+    for node in nodes:
+        for i, tensor in enumerate(node.input):
+            node.input[i] = renames.get(tensor, tensor)
+        for _, sub in subgraphs(node):
+            _rename_inputs(sub.node, renames)
 
 
 def _cast_to(node: onnx.NodeProto) -> int | None:
@@ -179,13 +187,14 @@ def _relocate_stray_nodes(graph: onnx.GraphProto) -> None:
 
 
 def _producer_graph(graph: onnx.GraphProto, tensor: str) -> onnx.GraphProto | None:
-    """The (deepest) subgraph below ``graph`` whose nodes produce ``tensor``."""
+    """The (deepest) subgraph below ``graph`` whose nodes or initializers (a branch's own constant that a
+    blocked node reads through the converter's Cast) produce ``tensor``."""
     for node in graph.node:
         for _, sub in subgraphs(node):
             deeper = _producer_graph(sub, tensor)
             if deeper is not None:
                 return deeper
-            if any(tensor in inner.output for inner in sub.node):
+            if any(tensor in inner.output for inner in sub.node) or any(i.name == tensor for i in sub.initializer):
                 return sub
     return None
 

@@ -3,6 +3,7 @@ what a vLLM server adds (served name, max_model_len, /tokenize). Real vLLM: test
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -115,3 +116,82 @@ def test_fake_server_without_tokenize_is_not_checked(stub, tmp_path):
     assert check_prompts_fit(f"{server.url}/v1", "tiny", samples(tmp_path, "q"), max_out_len=4,
                              max_model_len=8) is None
     assert len(server.requests) == 1  # one probe, not one per sample
+
+
+class RawServer:
+    """A fake server on 127.0.0.1 that answers every request with ``answer(conn)`` on the raw socket
+    (garbage, a cut body, an endless one): what no well-behaved HTTP stub can send."""
+
+    def __init__(self, answer):
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:
+                    return
+                try:
+                    conn.recv(65536)
+                    answer(conn)
+                except OSError:
+                    pass
+                finally:
+                    conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+
+
+def _http(status: str, body: bytes):
+    return lambda conn: conn.sendall(f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+
+
+def _endless(conn):
+    conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+    for _ in range(1000):  # 64 MiB at most
+        conn.sendall(b"[" * 65536)
+
+
+@pytest.mark.parametrize("answer,said", [
+    (lambda conn: conn.sendall(b"garbage\r\n\r\n"), "not serving: unreachable (BadStatusLine"),
+    (_http("200 OK", b"[" * 100_000 + b"]" * 100_000), "did not answer like an OpenAI-compatible server"),
+    (_endless, "not serving: an answer over 16 MiB"),
+    (_http("401 Unauthorized", b'{"object": "error", "message": "Invalid API key", "code": 401}'),
+     "HTTP 401 Unauthorized: Invalid API key"),
+], ids=["garbage status line", "deeply nested json", "endless body", "vllm error body"])
+def test_fake_hostile_models_endpoint_is_one_config_error(answer, said):
+    """Each was a traceback (BadStatusLine, RecursionError), a swallowed error message, or (endless
+    body) a minute of memory growth ending in a RecursionError."""
+    server = RawServer(answer)
+    with pytest.raises(ConfigError, match=r"^s.toml \[llm.base_url\]: .*" + re.escape(said)):
+        check_endpoint("openai", [server.url], "", path="s.toml", timeout=3)
+    server.sock.close()
+
+
+def test_fake_models_card_with_a_boolean_context_is_no_context():
+    server = RawServer(_http("200 OK", b'{"data": [{"id": "tiny", "max_model_len": true}, {"id": null}]}'))
+    (probe,) = check_endpoint("openai", [server.url], "", timeout=3)
+    assert probe.model == "tiny" and probe.models == ["tiny"] and probe.max_model_len is None
+    server.sock.close()
+
+
+@pytest.mark.parametrize("count", ['"5"', "-100", "true"])
+def test_fake_tokenize_count_that_is_no_count_is_refused(tmp_path, count):
+    """A count that is a string, negative or a boolean passed (a string silently skipped the whole check)."""
+    server = RawServer(_http("200 OK", b'{"count": %s}' % count.encode()))
+    with pytest.raises(OSError, match=r"token count of .* for the sample at .*add.jsonl:1 \(not a count\)"):
+        check_prompts_fit(server.url, "tiny", samples(tmp_path, "q", "r"), max_out_len=4, max_model_len=64, timeout=3)
+    server.sock.close()
+
+
+def test_fake_tokenize_error_body_is_surfaced(tmp_path):
+    server = RawServer(_http("400 Bad Request", b'{"object": "error", "message": "prompt too long", "code": 400}'))
+    with pytest.raises(OSError, match="HTTP 400 Bad Request: prompt too long"):
+        check_prompts_fit(server.url, "tiny", samples(tmp_path, "q"), max_out_len=4, max_model_len=64, timeout=3)
+    server.sock.close()

@@ -15,6 +15,7 @@ HTTP 400s (vLLM refuses a prompt longer than its context, and cuts the answer of
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -24,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from accuracy.errors import ConfigError
+from accuracy.errors import ConfigError, InputError
+from accuracy.io import loads_json
 from accuracy.llm.opencompass.custom_prompts import PromptSample
 
 RETRIED_STATUS = (408, 429, 500, 502, 503, 504)
@@ -42,31 +44,86 @@ class Probe:
     root: str | None = None
 
 
+MAX_BODY = 16 << 20  # bytes: a /v1/models or /tokenize answer is a few KiB
+
+
 def fetch(url: str, *, key: str = "EMPTY", timeout: float = 5.0, retries: int = 2,
           backoff: float = 0.5) -> Any:
     """GET ``url`` and parse its JSON body (None when the body is empty or not JSON).
 
-    Raises ``OSError`` (with the reason) once every retry is spent.
+    Raises ``OSError`` (with the reason, and the server's own error message) once every retry is spent.
     """
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    return _json_request(request, timeout=timeout, retries=retries, backoff=backoff)
+
+
+def _json_request(request: urllib.request.Request, *, timeout: float, retries: int, backoff: float,
+                  unsupported: tuple[int, ...] = ()) -> Any:
+    """One HTTP exchange with retries: the parsed JSON answer (None when empty or not JSON, nested
+    too deeply or with an absurd number). A malformed HTTP answer (garbage status line, a body cut
+    short) counts as unreachable; a body over ``MAX_BODY`` or still arriving after ``4 * timeout``
+    is refused. Status in ``unsupported`` raises ``TokenizeUnsupported``."""
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                body = response.read()
-            try:
-                return json.loads(body) if body.strip() else None
-            except ValueError:
-                return None
+                body = _read_body(response, deadline=time.monotonic() + 4 * timeout)
+            return _parse(body)
         except urllib.error.HTTPError as exc:
+            if exc.code in unsupported:
+                raise TokenizeUnsupported(f"HTTP {exc.code}") from None
             if exc.code not in RETRIED_STATUS or attempt == retries:
-                raise OSError(f"HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            reason = getattr(exc, "reason", exc)
+                raise OSError(f"HTTP {exc.code} {exc.reason}{_error_message(exc)}") from None
+        except ValueError as exc:  # a URL urllib cannot parse (http://[::1)
+            raise OSError(f"not a usable URL ({exc})") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {str(exc).strip()[:120]}"
             if isinstance(reason, ConnectionRefusedError) or attempt == retries:
                 raise OSError(f"unreachable ({reason})") from None
     raise OSError("unreachable")  # pragma: no cover - the loop always returns or raises
+
+
+def _read_body(response: Any, *, deadline: float) -> bytes:
+    chunks, size = [], 0
+    while True:
+        chunk = response.read(1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise OSError(f"an answer over {MAX_BODY >> 20} MiB (not an OpenAI-compatible server's)")
+        if time.monotonic() > deadline:
+            raise OSError("an answer still arriving after the time allowed")
+
+
+def _parse(body: bytes) -> Any:
+    if not body.strip():
+        return None
+    try:
+        return loads_json(body.decode("utf-8", "replace"), path="answer")
+    except InputError:
+        return None
+
+
+def _error_message(exc: urllib.error.HTTPError) -> str:
+    """``: <the server's message>`` from an error body (vLLM: ``{"object": "error", "message": ...}``;
+    OpenAI: ``{"error": {"message": ...}}``; else its first 300 characters), or nothing."""
+    try:
+        body = exc.read(64 << 10)
+    except (OSError, http.client.HTTPException):
+        return ""
+    data = _parse(body)
+    message = data.get("message") if isinstance(data, dict) else None
+    error = data.get("error") if isinstance(data, dict) else None
+    if message is None and isinstance(error, dict):
+        message = error.get("message")
+    if message is None and isinstance(error, str):
+        message = error
+    text = str(message) if message is not None else body.decode("utf-8", "replace")
+    text = " ".join(text.split())[:300]
+    return f": {text}" if text else ""
 
 
 def check_endpoint(api: str, base_urls: list[str], model: str, *, key: str = "EMPTY",
@@ -92,7 +149,7 @@ def check_endpoint(api: str, base_urls: list[str], model: str, *, key: str = "EM
         if not isinstance(data, list):
             raise ConfigError(f"{url} did not answer like an OpenAI-compatible server (no 'data' list)",
                               path=path, where=where)
-        cards = {str(item.get("id")): item for item in data if isinstance(item, dict)}
+        cards = {item["id"]: item for item in data if isinstance(item, dict) and isinstance(item.get("id"), str)}
         served = list(cards)
         name = model or (probes[0].model if probes else _the_only_model(base, served, path))
         if name not in cards:
@@ -101,7 +158,7 @@ def check_endpoint(api: str, base_urls: list[str], model: str, *, key: str = "EM
         card = cards[name]
         limit = card.get("max_model_len")
         probes.append(Probe(url=base, models=served, model=name,
-                            max_model_len=limit if isinstance(limit, int) and limit > 0 else None,
+                            max_model_len=limit if type(limit) is int and limit > 0 else None,
                             root=card.get("root") if isinstance(card.get("root"), str) else None))
     return probes
 
@@ -135,19 +192,29 @@ def check_prompts_fit(base_url: str, model: str, samples: Iterable[PromptSample]
     url = base_url.rstrip("/").removesuffix("/v1") + "/tokenize"
 
     def count(sample: PromptSample) -> int | None:
+        """The prompt's token count; None when the answer has no ``count`` (not vLLM's /tokenize)."""
         body = post_json(url, {"model": model, "messages": [{"role": "user", "content": sample.prompt}],
                                "add_generation_prompt": True}, key=key, timeout=timeout)
-        value = body.get("count") if isinstance(body, dict) else None
-        return value if isinstance(value, int) else None
+        if not isinstance(body, dict) or "count" not in body:
+            return None
+        value = body["count"]
+        if type(value) is not int or value < 0:
+            raise OSError(f"/tokenize answered a token count of {value!r} for the sample at "
+                          f"{sample.path}:{sample.line} (not a count)")
+        return value
 
     try:
         first = count(samples[0])
     except TokenizeUnsupported:
         return None
+    if first is None:
+        return None
     with ThreadPoolExecutor(max_workers=workers) as pool:
         counts = [first, *pool.map(count, samples[1:])]
-    if any(value is None for value in counts):
-        return None
+    missing = [sample for sample, value in zip(samples, counts) if value is None]
+    if missing:
+        raise OSError(f"/tokenize answered without a token count for {len(missing)} sample(s), the first at "
+                      f"{missing[0].path}:{missing[0].line} (it counted the others)")
     too_long = [(sample, value) for sample, value in zip(samples, counts) if value + max_out_len > max_model_len]
     if too_long:
         sample, value = too_long[0]
@@ -171,20 +238,4 @@ def post_json(url: str, payload: dict, *, key: str = "EMPTY", timeout: float = 1
     data = json.dumps(payload).encode()
     request = urllib.request.Request(url, data=data, method="POST",
                                      headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            if exc.code in (404, 405):
-                raise TokenizeUnsupported(f"HTTP {exc.code}") from None
-            if exc.code not in RETRIED_STATUS or attempt == retries:
-                raise OSError(f"HTTP {exc.code} {exc.reason}: {exc.read()[:300].decode(errors='replace')}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            if attempt == retries:
-                raise OSError(f"unreachable ({getattr(exc, 'reason', exc)})") from None
-        except ValueError:
-            return None
-    raise OSError("unreachable")  # pragma: no cover - the loop always returns or raises
+    return _json_request(request, timeout=timeout, retries=retries, backoff=backoff, unsupported=(404, 405))

@@ -101,6 +101,8 @@ def check_served_model(llm: LLMSuite) -> list[str]:
     except OSError as exc:
         raise ConfigError(f"could not count prompt tokens at {llm.base_urls[0]}: {exc}", path=path,
                           where="llm.base_url") from None
+    if longest is None and samples:
+        notes.append(f"custom prompts not counted against max_model_len {limit}: the server has no vLLM /tokenize")
     if longest is not None and samples:
         notes.append(f"longest custom prompt {longest} tokens + max_out_len {llm.generation.max_out_len} "
                      f"fits max_model_len {limit}")

@@ -152,3 +152,15 @@ def test_a_full_device_is_one_line_error(tmp_path):
     with pytest.raises(InputError, match="/dev/full.*cannot write: No space left"):
         io.write_json_atomic("/dev/full", {"a": 1})
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_json_with_a_key_twice_is_refused_naming_it(tmp_path, capsys):
+    """json keeps the last of two equal keys silently: a baseline's second "scores" list won."""
+    with pytest.raises(InputError, match="malformed JSON: the key 'scores' appears twice in one object"):
+        io.loads_json('{"schema": 1, "scores": [], "scores": [{"x": 1}]}', path="b.json")
+    baseline = tmp_path / "b.json"
+    baseline.write_text('{"schema": 1, "model": "m", "scores": [{"dataset": "mmlu", "value": 1}], '
+                        '"scores": [{"dataset": "mmlu", "value": 99}]}')
+    assert main(["check", "--candidate", str(baseline), "--baseline", str(baseline)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "b.json" in err[0] and "'scores' appears twice" in err[0]

@@ -109,6 +109,17 @@ class _TooManyDigits(ValueError):
     pass
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose key appears twice is refused (``json`` keeps the last silently: an edited
+    baseline's ``"scores"`` could hide behind a second one)."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"the key {twice!r} appears twice in one object")
+    return data
+
+
 def _bounded_int(text: str) -> int:
     digits = len(text.lstrip("-"))
     if digits > MAX_INT_DIGITS:
@@ -119,7 +130,7 @@ def _bounded_int(text: str) -> int:
 def loads_json(text: str, *, path: str | Path) -> Any:
     """``json.loads`` with the bounds of ``read_json``; ``path`` names the source in errors."""
     try:
-        data = json.loads(text, parse_int=_bounded_int)
+        data = json.loads(text, parse_int=_bounded_int, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg}", path=path, where=f"line {exc.lineno}, column {exc.colno}") from None
     except _TooManyDigits as exc:

@@ -46,6 +46,10 @@ def test_mindspore_lite_bracket_gears_and_batch_sizes():
     ('[acl_build_options]\ninput_shape="input_ids:1,x"\n', "input_shape", "integers"),
     ("[other]\na=1\n", None, "no [acl_build_options]"),
     ("input_shape=a:1\n", None, "malformed converter config"),
+    ("[ascend_context]\ninput_shape=x:[1,4]\ninput_shape=x:[2,4]\n", None, "'input_shape' in section 'ascend_context' already exists"),
+    ("[ascend_context]\ninput_shape=x:[1,99999999999999999999]\n", "input_shape", "dims must be -1 (dynamic) or 1.."),
+    ("[ascend_context]\ninput_shape=x:[1,-2]\n", "input_shape", "dims must be -1 (dynamic) or 1.."),
+    ('[acl_build_options]\ninput_shape="x:1,-1"\nge.dynamicDims="77;0"\n', "ge.dynamicDims", "gear 1 values must be 1.."),
 ])
 def test_mistakes_name_file_and_key(tmp_path, text, where, words):
     with pytest.raises(ConfigError) as caught:

@@ -31,6 +31,7 @@ from accuracy.io import read_text
 SECTIONS = ("acl_build_options", "ascend_context")
 _DIMS_KEYS = ("ge.dynamicDims", "dynamic_dims", "dynamicDims")
 Shape = tuple[int, ...]
+MAX_DIM = 2**31 - 1  # the converter's dims are int32
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,13 @@ def parse_input_shape(text: str, *, where: str, path: str | Path | None = None) 
         if not sep or not name:
             raise ConfigError(f"expected name:dims, got {part!r}", path=path, where=where)
         try:
-            shapes[name.strip()] = tuple(int(d) for d in dims.strip().strip("[]").split(",") if d.strip())
+            shape = tuple(int(d) for d in dims.strip().strip("[]").split(",") if d.strip())
         except ValueError:
             raise ConfigError(f"dims must be integers (-1 for dynamic), got {dims!r}", path=path, where=where) from None
+        if any(not (d == -1 or 0 < d <= MAX_DIM) for d in shape):
+            raise ConfigError(f"dims must be -1 (dynamic) or 1..{MAX_DIM}, got {dims.strip()!r}", path=path,
+                              where=where)
+        shapes[name.strip()] = shape
     if not shapes:
         raise ConfigError("empty input_shape", path=path, where=where)
     return shapes
@@ -81,6 +86,8 @@ def expand_gears(shapes: dict[str, Shape], dims_text: str | None, *, where: str,
             values = [int(v) for v in raw.split(",") if v.strip()]
         except ValueError:
             raise ConfigError(f"gear {index} must be integers, got {raw!r}", path=path, where=where) from None
+        if any(not 0 < value <= MAX_DIM for value in values):
+            raise ConfigError(f"gear {index} values must be 1..{MAX_DIM}, got {raw!r}", path=path, where=where)
         if len(values) != dynamic:
             raise ConfigError(f"gear {index} ({raw!r}) has {len(values)} values for {dynamic} dynamic dims",
                               path=path, where=where)
@@ -93,7 +100,7 @@ def expand_gears(shapes: dict[str, Shape], dims_text: str | None, *, where: str,
 
 def converter_from_ini(path: Path) -> ConverterConfig:
     """Read a converter .ini (``[acl_build_options]`` and/or ``[ascend_context]``)."""
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser = configparser.ConfigParser(interpolation=None, strict=True)  # a key twice: which would count?
     parser.optionxform = str  # keys are case-sensitive: ge.dynamicDims
     try:
         parser.read_string(read_text(path, what="converter config"), source=str(path))

@@ -78,6 +78,15 @@ def test_a_model_that_is_a_pipe_or_a_folder_is_one_line_exit_2(tmp_path, capsys)
         assert len(err) == 1 and said in err[0], err
 
 
+def test_an_unwritable_out_folder_is_refused_before_converting(tmp_path, embed_onnx, capsys, monkeypatch):
+    monkeypatch.setenv("ACCURACY_MSLITE_PYTHON", str(tmp_path / "no-python"))  # a conversion would fail on this
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["convert", str(embed_onnx), "--out", str(blocker / "sub"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and "no-python" not in err[0], err
+
+
 def test_convert_a_diffusers_folder_for_real(mslite_python, embed_onnx, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ACCURACY_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("ACCURACY_MSLITE_PYTHON", mslite_python)

@@ -18,6 +18,7 @@ from typing import Any
 from accuracy.cli.common import emit_json, finite_float, say, warn
 from accuracy.convert.options import TARGETS
 from accuracy.errors import InputError
+from accuracy.io import writable_folder
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from accuracy.convert.jobs import jobs_from_source
 
     jobs = jobs_from_source(args.source, config_dir=args.config_dir, only=tuple(args.model))
+    if args.out:  # checked before any conversion, not after all of them
+        writable_folder(Path(args.out), what="--out folder", where="--out")
     progress = (lambda text: None) if args.quiet else (lambda text: warn(f"[convert] {text}"))
     results = convert_models(jobs, python=args.python, target=args.target, timeout=args.timeout,
                              use_cache=not args.no_cache, rewrites=not args.no_rewrites, progress=progress)

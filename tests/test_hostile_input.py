@@ -313,6 +313,21 @@ def test_cache_dir_naming_a_file_is_one_line(tmp_path, capsys, monkeypatch):
     gate_error(tmp_path, suite, capsys, "afile", "ACCURACY_CACHE_DIR", "not a folder")
 
 
+def test_cache_dir_relative_or_of_an_unknown_user(tmp_path, monkeypatch):
+    """A relative ACCURACY_CACHE_DIR handed out relative paths (converted models listed as rel/x/...,
+    wrong from any other folder); ~nosuchuser/x was a RuntimeError traceback."""
+    from accuracy.cache import cache_dir
+    from accuracy.errors import InputError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ACCURACY_CACHE_DIR", "rel/x")
+    assert cache_dir() == tmp_path / "rel" / "x" and cache_dir().is_dir()
+    monkeypatch.setenv("ACCURACY_CACHE_DIR", "~nosuchuser-accuracy/x")
+    with pytest.raises(InputError, match=r"\[ACCURACY_CACHE_DIR\].*~nosuchuser-accuracy is no user's home"):
+        cache_dir()
+    assert not (tmp_path / "~nosuchuser-accuracy").exists()
+
+
 def test_cache_dir_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
     """A read-only folder: mode 0555 for a normal user; as root (who writes through modes) /sys, which
     root cannot create files in either."""

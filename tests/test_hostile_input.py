@@ -328,6 +328,14 @@ def test_cache_dir_relative_or_of_an_unknown_user(tmp_path, monkeypatch):
     assert not (tmp_path / "~nosuchuser-accuracy").exists()
 
 
+def test_a_suite_path_of_an_unknown_users_home_is_one_line(tmp_path, capsys):
+    """``path = "~nosuchuser/b.json"`` was a RuntimeError traceback (Path.expanduser)."""
+    suite = tmp_path / "s.toml"
+    suite.write_text('[suite]\nname = "s"\n[scores]\ncandidate = "~nosuchuser-accuracy/npu.csv"\n'
+                     '[baseline]\npath = "b.json"\n')
+    gate_error(tmp_path, suite, capsys, "s.toml", "scores.candidate", "~nosuchuser-accuracy")
+
+
 def test_cache_dir_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
     """A read-only folder: mode 0555 for a normal user; as root (who writes through modes) /sys, which
     root cannot create files in either."""

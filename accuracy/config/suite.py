@@ -22,7 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from accuracy.errors import ConfigError, InputError
-from accuracy.io import existing, read_text
+from accuracy.io import existing, expand_user, read_text
 
 KINDS = ("pipeline", "llm", "scores")
 # The sections each kind reads: any other is a typo (``[tolerances]``) and refused, never ignored.
@@ -52,7 +52,7 @@ class Suite:
 
     def resolve(self, relative: str | Path) -> Path:
         """Relative paths in a suite resolve against the suite file's folder."""
-        candidate = Path(relative).expanduser()
+        candidate = expand_user(relative)
         return candidate if candidate.is_absolute() else (self.folder / candidate)
 
     def table(self, key: str, *, required: bool = True) -> TableReader:
@@ -116,7 +116,7 @@ class TableReader:
         value = self.get(name, str, default)
         if not isinstance(value, str):
             return value  # the caller's non-string default (e.g. None)
-        resolved = Path(value).expanduser()
+        resolved = expand_user(value)
         if not resolved.is_absolute():
             resolved = base / resolved
         try:

@@ -1,7 +1,7 @@
 """The one place that reads and writes files (``reading``, ``writing``; ``paths`` for names the OS
 refuses). Everything else imports from here."""
 
-from accuracy.io.paths import existing
+from accuracy.io.paths import existing, expand_user
 from accuracy.io.reading import (
     MAX_CSV_FIELD,
     MAX_INT_DIGITS,
@@ -29,7 +29,7 @@ from accuracy.io.writing import (
 
 __all__ = [
     "MAX_CSV_FIELD", "MAX_INT_DIGITS", "MAX_JSON_DEPTH", "STALE_AFTER", "OverwriteRefused", "csv_rows",
-    "current_umask", "dumps_json", "existing", "finite_or_none", "json_depth", "jsonable", "loads_json",
+    "current_umask", "dumps_json", "existing", "expand_user", "finite_or_none", "json_depth", "jsonable", "loads_json",
     "read_bytes", "read_json", "read_text", "regular_file", "remove_stale_staging", "writable_folder",
     "write_bytes_atomic", "write_json_atomic",
 ]

@@ -10,6 +10,12 @@ from pathlib import Path
 from accuracy.errors import InputError
 
 
+def expand_user(path: str | Path) -> Path:
+    """``~`` and ``~user`` expanded where they name a home; else the path as written (``Path.expanduser``
+    raises ``RuntimeError`` for ``~nosuchuser``: a traceback from one character of a suite)."""
+    return Path(os.path.expanduser(str(path)))
+
+
 def _lstat(path: Path) -> os.stat_result | None:
     """``os.lstat`` or None when nothing is there; a name the OS refuses is an ``InputError``."""
     try:

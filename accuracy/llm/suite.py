@@ -17,7 +17,7 @@ from pathlib import Path
 
 from accuracy.config.suite import Suite
 from accuracy.errors import ConfigError
-from accuracy.io import write_json_atomic
+from accuracy.io import expand_user, write_json_atomic
 from accuracy.llm.endpoint import check_endpoint, check_prompts_fit, context_limit
 from accuracy.llm.opencompass.config import write_config
 from accuracy.llm.opencompass.custom_prompts import custom_prompts
@@ -83,12 +83,12 @@ def check_served_model(llm: LLMSuite) -> list[str]:
     llm.model = probes[0].model
     if llm.tokenizer is None:
         root = probes[0].root
-        if not root or not Path(root).expanduser().is_dir():
+        if not root or not expand_user(root).is_dir():
             raise ConfigError(
                 "give the local tokenizer folder of the served model (OpenCompass counts tokens with it; "
                 f"nothing is fetched){f'; the server loaded it from {root}, not a folder here' if root else ''}",
                 path=path, where="llm.tokenizer")
-        llm.tokenizer = Path(root).expanduser().resolve()
+        llm.tokenizer = expand_user(root).resolve()
     limit = context_limit(probes)
     notes = [f"endpoint serves {llm.model!r}" + (f", max_model_len {limit}" if limit else "")]
     if limit is None:

@@ -32,6 +32,7 @@ from typing import Any
 
 from accuracy.config.suite import Suite, TableReader
 from accuracy.errors import ConfigError
+from accuracy.io import expand_user
 
 APIS = ("openai", "vllm")
 RUNNER_TYPES = ("local", "slurm", "dlc")
@@ -129,8 +130,8 @@ def read_llm_suite(suite: Suite, *, work_dir: str | Path | None = None) -> LLMSu
         raise llm.error("abbr", "must be a non-empty name without '/'")
     key = _key(llm)
     tokenizer = llm.path_to("tokenizer", suite.folder, None)
-    if api == "openai" and tokenizer is None and model and Path(model).expanduser().is_dir():
-        tokenizer = Path(model).expanduser().resolve()
+    if api == "openai" and tokenizer is None and model and expand_user(model).is_dir():
+        tokenizer = expand_user(model).resolve()
     # still None: preflight takes the folder a vLLM server reports it loaded the model from
     # (/v1/models "root") when that folder is here, else asks for llm.tokenizer (OpenCompass counts
     # prompt tokens with it; without a local folder it would try the hub).

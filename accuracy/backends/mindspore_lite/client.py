@@ -25,6 +25,7 @@ import numpy as np
 
 from accuracy.backends.mindspore_lite import worker as protocol
 from accuracy.errors import BackendError, CandidateFailed, ConfigError
+from accuracy.io import expand_user
 
 PYTHON_ENV = "ACCURACY_MSLITE_PYTHON"
 VENV = ".venv-mslite"  # where .ci/install-mindspore-lite.sh puts the cp37 venv, in the repository
@@ -45,7 +46,7 @@ def find_python(configured: str | None = None) -> tuple[str, str]:
     ``python`` option, then ``$ACCURACY_MSLITE_PYTHON``, then ``<repo>/.venv-mslite/bin/python``,
     then this interpreter (which usually lacks ``mindspore_lite``: the worker then says so)."""
     if configured:
-        return str(Path(configured).expanduser()), "the backend's python option"
+        return str(expand_user(configured)), "the backend's python option"
     if os.environ.get(PYTHON_ENV):
         return os.environ[PYTHON_ENV], f"${PYTHON_ENV}"
     venv_python = Path(__file__).resolve().parents[3] / VENV / "bin" / "python"

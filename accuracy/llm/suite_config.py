@@ -192,10 +192,13 @@ def _generation(table: TableReader) -> Generation:
     return generation
 
 
+MAX_INT = 2**31 - 1  # token counts, batch sizes, seconds: the server's int32 (a 20-digit max_out_len reached vLLM)
+
+
 def _int(table: TableReader, name: str, default: int | None) -> int | None:
     value = table.get(name, int, default)
-    if value is not None and value < 1:
-        raise table.error(name, f"must be >= 1, got {value}")
+    if value is not None and not 1 <= value <= MAX_INT:
+        raise table.error(name, f"must be 1..{MAX_INT}, got {value}")
     return value
 
 

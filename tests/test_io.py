@@ -164,3 +164,12 @@ def test_json_with_a_key_twice_is_refused_naming_it(tmp_path, capsys):
     assert main(["check", "--candidate", str(baseline), "--baseline", str(baseline)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "b.json" in err[0] and "'scores' appears twice" in err[0]
+
+
+def test_a_json_file_over_the_size_limit_is_refused_before_reading(tmp_path):
+    """A sparse 2 GiB baseline was read into memory whole (a MemoryError on a small machine)."""
+    huge = tmp_path / "b.json"
+    with open(huge, "wb") as handle:
+        handle.truncate(2 << 30)  # sparse: no disk used
+    with pytest.raises(InputError, match=r"b.json: 2048 MiB: over the 1024 MiB this JSON file may have"):
+        io.read_json(huge)

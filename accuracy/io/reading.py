@@ -17,6 +17,7 @@ from accuracy.io.paths import _reason, _short
 
 MAX_JSON_DEPTH = 64  # our files nest a handful of levels; deeper is not data we wrote or read
 MAX_INT_DIGITS = 300  # a float holds at most 309 digits (1.8e308): past that a number is not a score
+MAX_JSON_BYTES = 1 << 30  # 1 GiB: a sparse or runaway file is refused, not read into memory (MemoryError)
 MAX_CSV_FIELD = 1 << 20  # 1 MiB per cell: a summary cell is a few characters
 
 
@@ -41,26 +42,31 @@ def regular_file(path: str | Path, *, what: str = "file") -> Path:
     return path
 
 
-def read_bytes(path: str | Path, *, what: str = "file") -> bytes:
+def read_bytes(path: str | Path, *, what: str = "file", max_bytes: int | None = None) -> bytes:
     """The bytes of a regular file (see ``regular_file``); opened without blocking, checked again
-    once open (a file swapped for a pipe meanwhile is refused too)."""
+    once open (a file swapped for a pipe meanwhile is refused too); a file over ``max_bytes`` is
+    refused before it is read."""
     path = regular_file(path, what=what)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise InputError(f"cannot read: {_reason(exc)}", path=path) from None
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
             raise InputError("is not a regular file: only regular files are read", path=path)
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise InputError(f"{info.st_size / 2**20:.0f} MiB: over the {max_bytes >> 20} MiB this {what} may have",
+                             path=path)
         try:
             return handle.read()
         except OSError as exc:
             raise InputError(f"cannot read: {_reason(exc)}", path=path) from None
 
 
-def read_text(path: str | Path, *, what: str = "file", encoding: str = "utf-8") -> str:
+def read_text(path: str | Path, *, what: str = "file", encoding: str = "utf-8", max_bytes: int | None = None) -> str:
     """The text of a regular file; undecodable bytes are an ``InputError`` naming the file."""
-    data = read_bytes(path, what=what)
+    data = read_bytes(path, what=what, max_bytes=max_bytes)
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -99,7 +105,7 @@ def read_json(path: str | Path) -> Any:
     ``MAX_JSON_DEPTH`` or holding an integer of more than ``MAX_INT_DIGITS`` digits: an
     ``InputError`` naming the file (and line and column where known)."""
     path = Path(path)
-    text = read_text(path)
+    text = read_text(path, what="JSON file", max_bytes=MAX_JSON_BYTES)
     if not text.strip():
         raise InputError("file is empty", path=path)
     return loads_json(text, path=path)

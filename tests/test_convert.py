@@ -150,3 +150,31 @@ def test_groupnorm_rewrite_keeps_the_numbers_in_onnxruntime(tmp_path, embed_onnx
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     # nothing to rewrite: nothing written
     assert rewrite_for_mslite(embed_onnx, tmp_path / "none.onnx") == {} and not (tmp_path / "none.onnx").exists()
+
+
+def test_two_conversions_of_one_model_at_once_both_succeed(mslite_python, embed_onnx, tmp_path, monkeypatch):
+    """Two runs converting the same model at the same time shared one staging folder: each deleted the
+    other's, so one failed or hit a FileNotFoundError traceback on the rename."""
+    import threading
+
+    from accuracy.convert import convert_models
+    from accuracy.convert.mindir import ConvertJob
+
+    monkeypatch.setenv("ACCURACY_CACHE_DIR", str(tmp_path / "cache"))
+    results, errors = {}, []
+
+    def convert(index):
+        try:
+            results[index] = convert_models([ConvertJob("embed", embed_onnx)], python=mslite_python, use_cache=False)[0]
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=convert, args=(index,)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert [results[index].status for index in range(3)] == ["converted"] * 3
+    assert all(results[index].mindir.exists() for index in range(3))
+    assert [p.name for p in (tmp_path / "cache" / "mindir").iterdir() if ".partial" in p.name] == []

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -100,13 +102,14 @@ def convert_models(jobs: Sequence[ConvertJob], *, python: str | None = None, tar
             applied = folder / "rewrites.json"
             if use_cache and mindir.exists():
                 progress(f"convert {position}/{len(jobs)}: {job.name} (cached)")
-                result.rewrites = json.loads(applied.read_text()) if applied.exists() else {}
+                result.rewrites = _cached_rewrites(applied)
                 result.notes += _rewrite_notes(result.rewrites)
                 results.append(result)
                 continue
             progress(f"convert {position}/{len(jobs)}: {job.name} ({job.onnx})")
             started = time.perf_counter()
-            staging = folder.with_name(folder.name + ".partial")
+            # this process's own staging folder: another converting the same model at once keeps its own
+            staging = folder.with_name(f"{folder.name}.partial-{os.getpid()}-{threading.get_ident()}")
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
             request["output_file"] = str(staging / job.name)
@@ -132,8 +135,7 @@ def convert_models(jobs: Sequence[ConvertJob], *, python: str | None = None, tar
             result.log = [line for line in reply.get("log", []) if line]
             if reply.get("ok"):
                 shutil.rmtree(staging / "rewritten", ignore_errors=True)
-                shutil.rmtree(folder, ignore_errors=True)
-                staging.rename(folder)
+                _publish(staging, folder, mindir, replace=not use_cache)
                 result.status = "converted"
             else:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -144,6 +146,31 @@ def convert_models(jobs: Sequence[ConvertJob], *, python: str | None = None, tar
         if worker is not None:
             worker.close()
     return results
+
+
+def _publish(staging: Path, folder: Path, mindir: Path, *, replace: bool) -> None:
+    """Move a finished conversion into the cache. When another process finished the same one first,
+    its copy is kept (one reading it is not pulled from under) and ours dropped; a stale folder
+    without a model (a killed writer's), or any with ``replace`` (``--no-cache``), is replaced."""
+    try:
+        staging.rename(folder)
+        return
+    except OSError:
+        pass
+    if mindir.exists() and not replace:
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+
+
+def _cached_rewrites(applied: Path) -> dict[str, int]:
+    """The rewrites a cached conversion applied; an unreadable record (a damaged cache) is none."""
+    try:
+        data = json.loads(applied.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _rewrite_notes(rewrites: dict[str, int]) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import sysconfig
 import threading
 import traceback
@@ -105,6 +106,10 @@ def guarded(what: str, *, path: str | Path | None = None, where: str | None = No
         raise ProcessExit(code)
 
     os._exit = _exit
+    # what user code may change under the harness's feet: the working folder (a relative --json would
+    # be written elsewhere) and the standard streams (the verdict printed into the user's buffer)
+    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY) if os.path.isdir(".") else None
+    streams = (sys.stdin, sys.stdout, sys.stderr)
     # SIGTERM becomes an exception while the code runs (main thread only; a handler of the host's is kept)
     sigterm = (threading.current_thread() is threading.main_thread()
                and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
@@ -124,6 +129,10 @@ def guarded(what: str, *, path: str | Path | None = None, where: str | None = No
         os._exit = real_exit
         if sigterm:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        sys.stdin, sys.stdout, sys.stderr = streams
+        if cwd is not None:
+            os.fchdir(cwd)
+            os.close(cwd)
 
 
 def call_guarded(function: Callable[..., T], *args: Any, what: str, path: str | Path | None = None,

@@ -127,3 +127,22 @@ def test_user_raised_interrupt_and_exit_become_user_code_errors(monkeypatch):
             raise raised
         assert said in str(caught.value)
     assert sys.exc_info() == (None, None, None)
+
+
+def test_an_entry_that_changes_folder_or_streams_loses_no_output(tmp_path, capsys, monkeypatch):
+    """An entry's os.chdir sent a relative --json elsewhere, and its sys.stdout swap swallowed the
+    verdict lines: the guard puts both back."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    body = (f"import io, os, sys\ndef run(models, inputs):\n    os.chdir({str(elsewhere)!r})\n"
+            "    sys.stdout = io.StringIO()\n    return {'y': models['a'](h=inputs['x'])[0]}\n")
+    suites = tmp_path / "suites"
+    pipeline_suite(suites / "p", "moves", body)
+    make_suite(suites / "s", "drifted", "45.00")
+    monkeypatch.chdir(tmp_path)
+    code = main(["gate", "suites", "--json", "gate.json"])
+    assert (suites / "p" / "ran.marker").exists()
+    assert code == 1
+    assert (tmp_path / "gate.json").exists() and not (elsewhere / "gate.json").exists()
+    out = capsys.readouterr().out
+    assert "[FAIL] drifted" in out and "gate: FAIL" in out

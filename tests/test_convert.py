@@ -6,6 +6,7 @@ tested without the converter."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -178,3 +179,23 @@ def test_two_conversions_of_one_model_at_once_both_succeed(mslite_python, embed_
     assert [results[index].status for index in range(3)] == ["converted"] * 3
     assert all(results[index].mindir.exists() for index in range(3))
     assert [p.name for p in (tmp_path / "cache" / "mindir").iterdir() if ".partial" in p.name] == []
+
+
+def test_a_killed_converters_staging_folder_is_removed_by_the_next(mslite_python, embed_onnx, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from accuracy.convert import convert_models
+    from accuracy.convert.mindir import ConvertJob
+
+    monkeypatch.setenv("ACCURACY_CACHE_DIR", str(tmp_path / "cache"))
+    (result,) = convert_models([ConvertJob("embed", embed_onnx)], python=mslite_python)
+    folder = result.mindir.parent
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True,
+                          text=True)
+    stale = folder.with_name(f"{folder.name}.partial-{dead.stdout.strip()}-1")
+    live = folder.with_name(f"{folder.name}.partial-{os.getppid()}-1")
+    for leftover in (stale, live):
+        (leftover / "rewritten").mkdir(parents=True)
+    convert_models([ConvertJob("embed", embed_onnx)], python=mslite_python, use_cache=False)
+    assert not stale.exists() and live.exists()  # a live process's staging is left alone

@@ -110,6 +110,7 @@ def convert_models(jobs: Sequence[ConvertJob], *, python: str | None = None, tar
             started = time.perf_counter()
             # this process's own staging folder: another converting the same model at once keeps its own
             staging = folder.with_name(f"{folder.name}.partial-{os.getpid()}-{threading.get_ident()}")
+            _remove_dead_staging(folder)
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
             request["output_file"] = str(staging / job.name)
@@ -162,6 +163,22 @@ def _publish(staging: Path, folder: Path, mindir: Path, *, replace: bool) -> Non
         return
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
+
+
+def _remove_dead_staging(folder: Path) -> None:
+    """Staging folders of ``folder`` whose process is gone (a killed ``accuracy convert``)."""
+    if not folder.parent.is_dir():
+        return
+    for staging in folder.parent.glob(f"{folder.name}.partial-*"):
+        pid = staging.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(staging, ignore_errors=True)
+        except OSError:
+            pass  # alive under another user: not ours to judge
 
 
 def _cached_rewrites(applied: Path) -> dict[str, int]:

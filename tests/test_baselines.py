@@ -90,3 +90,11 @@ def test_recording_a_pipeline_suite_without_goldens_is_refused(tmp_path, capsys)
     suite.write_text('[pipeline]\nentry = "pipeline.py:run"\n')
     assert main(["baseline", "record", str(suite), "--force"]) == 2
     assert "no [golden] section" in capsys.readouterr().err
+
+
+def test_a_schema_written_as_a_string_is_named_as_one(tmp_path):
+    """'schema "1" is not supported (this version reads schema 1)' read as nonsense: the value is quoted."""
+    from accuracy.scores.readers import check_schema
+
+    with pytest.raises(InputError, match=r"schema '1' is not supported \(this version of accuracy reads schema 1\)"):
+        check_schema({"schema": "1"}, path=tmp_path / "b.json")

@@ -71,7 +71,7 @@ def check_schema(data: dict[str, Any], *, path: Path) -> None:
     ``gate`` and ``baseline record`` alike): an unknown ``schema`` is refused, never guessed at."""
     schema = data.get("schema", SCHEMA_VERSION)
     if schema != SCHEMA_VERSION or isinstance(schema, bool):
-        raise InputError(f"schema {str(schema)[:20]} is not supported (this version of accuracy reads schema "
+        raise InputError(f"schema {repr(schema)[:20]} is not supported (this version of accuracy reads schema "
                          f"{SCHEMA_VERSION}); record it again with `accuracy baseline record`", path=path, where="schema")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import struct
 import sys
@@ -17,6 +18,7 @@ import pytest
 
 from accuracy.backends.mindspore_lite import worker as protocol
 from accuracy.backends.mindspore_lite.client import Worker, WorkerFailed
+from accuracy.errors import ConfigError
 
 HOOKS = {"ACCURACY_WORKER_TEST_HOOKS": "1"}
 
@@ -95,6 +97,13 @@ def test_worker_that_hangs_is_killed_at_the_timeout():
     assert not worker.alive
 
 
+@pytest.mark.parametrize("program", ["/bin/false", "/bin/cat"])
+def test_an_interpreter_that_cannot_run_the_worker_is_a_config_error(program):
+    """It was 'candidate failed' for each model in turn (a per-model verdict for a setup mistake)."""
+    with pytest.raises(ConfigError, match=f"did not start with {program} \\(from the backend's python option\\)"):
+        Worker(program, timeout=30)
+
+
 def test_test_hooks_are_off_unless_asked_for():
     worker = Worker(sys.executable, timeout=30)
     try:
@@ -145,9 +154,12 @@ def test_fake_worker_sending_a_malformed_frame_is_refused_at_once(tmp_path, case
                       "out = sys.stdout.buffer\n" + body + "out.flush(); time.sleep(60)\n")
     script.chmod(0o755)
     started = time.monotonic()
-    with pytest.raises(WorkerFailed, match="sent a malformed reply to '(start|run)' \\(killed\\): .*" + expected):
+    # before the hello it is the interpreter's fault (ConfigError, exit 2), after it the model's verdict
+    with pytest.raises((WorkerFailed, ConfigError)) as caught:
         worker = Worker(str(script), timeout=30)
         worker.request({"op": "run", "model": 1})
+    assert re.search("sent a malformed reply to '(start|run)' \\(killed\\): .*" + expected, caught.value.message)
+    assert isinstance(caught.value, ConfigError) == ("_HELLO" not in body and "h = json.dumps" not in body)
     assert time.monotonic() - started < 20  # not the 30 s timeout
 
 

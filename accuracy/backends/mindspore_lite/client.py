@@ -82,7 +82,13 @@ class Worker:
                               f"(from {self.python_source}): {exc.strerror or exc}", where="python") from None
         self._drain = threading.Thread(target=self._read_stderr, daemon=True)
         self._drain.start()
-        self.hello, _ = self._receive(what="start")
+        try:
+            self.hello, _ = self._receive(what="start")
+        except WorkerFailed as exc:  # no hello: the interpreter, not a model, is at fault
+            said = next((line for line in reversed(exc.stderr_tail) if line.strip()), "")
+            why = exc.message.removeprefix("candidate failed: ")
+            raise ConfigError(f"the MindSpore Lite worker did not start with {self.python} (from {self.python_source}): "
+                              f"{why}" + (f"; its last words: {said[:200]}" if said else ""), where="python") from None
         if self.hello.get("protocol") != protocol.PROTOCOL:
             self.kill()
             raise BackendError(f"{self.label} speaks protocol {self.hello.get('protocol')!r}, "

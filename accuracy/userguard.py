@@ -27,6 +27,7 @@ T = TypeVar("T")
 _NOT_USER = (str(Path(__file__).resolve().parent) + "/", sysconfig.get_paths()["stdlib"] + "/",
              sysconfig.get_paths()["purelib"] + "/", sysconfig.get_paths()["platlib"] + "/")
 _sigint = {"received": False}
+_ran = {"user_code": False}
 
 
 class UserCodeError(InputError):
@@ -98,6 +99,7 @@ def guarded(what: str, *, path: str | Path | None = None, where: str | None = No
     """Run the body as user code: ``AccuracyError`` passes through, a real Ctrl-C too; everything
     else (``SystemExit`` of any code included) becomes a ``UserCodeError`` naming ``what``."""
     watch_interrupts()
+    _ran["user_code"] = True
     real_exit, owner = os._exit, os.getpid()
 
     def _exit(code: int) -> None:
@@ -133,6 +135,35 @@ def guarded(what: str, *, path: str | Path | None = None, where: str | None = No
         if cwd is not None:
             os.fchdir(cwd)
             os.close(cwd)
+
+
+def exit_process(code: int) -> None:
+    """End the process with ``code`` when user code ran in it: its ``atexit`` handlers run with
+    ``os._exit`` still refused, its objects' ``__del__`` never run, and nothing it left behind can
+    turn the verdict's exit code into another (an ``os._exit(0)`` registered with ``atexit`` made a
+    failing gate exit 0). Otherwise a plain ``SystemExit``."""
+    if not _ran["user_code"]:
+        raise SystemExit(code)
+    import atexit
+
+    real_exit = os._exit
+
+    def _refused(status: int) -> None:
+        raise ProcessExit(status)
+
+    os._exit = _refused
+    try:
+        atexit._run_exitfuncs()  # each handler's exception (SystemExit included) is printed, not obeyed
+    except BaseException:  # noqa: BLE001, S110 - nothing a handler does may change the code
+        pass
+    finally:
+        os._exit = real_exit
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    real_exit(code)
 
 
 def call_guarded(function: Callable[..., T], *args: Any, what: str, path: str | Path | None = None,

@@ -146,3 +146,24 @@ def test_an_entry_that_changes_folder_or_streams_loses_no_output(tmp_path, capsy
     assert (tmp_path / "gate.json").exists() and not (elsewhere / "gate.json").exists()
     out = capsys.readouterr().out
     assert "[FAIL] drifted" in out and "gate: FAIL" in out
+
+
+@pytest.mark.parametrize("late", [
+    "import atexit, os\natexit.register(lambda: os._exit(0))\n",
+    "import atexit, sys\natexit.register(lambda: sys.exit(0))\n",
+    "import os\nclass Late:\n    def __del__(self):\n        os._exit(0)\nkeep = [Late()]\n",
+])
+def test_user_code_left_to_run_at_exit_cannot_change_the_exit_code(tmp_path, late):
+    """An entry's atexit handler or a finalizer calling os._exit(0) ran after the guard: a gate with a
+    failing suite exited 0 (its JSON said fail)."""
+    import subprocess
+
+    suites = tmp_path / "suites"
+    pipeline_suite(suites / "p", "late", late + "def run(models, inputs):\n    return {'y': models['a'](h=inputs['x'])[0]}\n")
+    make_suite(suites / "s", "drifted", "45.00")
+    done = subprocess.run([sys.executable, "-m", "accuracy", "gate", str(suites), "--json", str(tmp_path / "g.json")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert (suites / "p" / "ran.marker").exists()
+    assert done.returncode == 1, done.stderr
+    assert json.loads((tmp_path / "g.json").read_text())["verdict"] == "fail"
+    assert "gate: FAIL" in done.stdout

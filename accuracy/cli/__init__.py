@@ -147,4 +147,8 @@ def _command_in(argv: Sequence[str]) -> str:
 
 
 def entry() -> None:
-    raise SystemExit(main())
+    code = main()
+    guard = sys.modules.get("accuracy.userguard")  # imported only where user code can run
+    if guard is not None:
+        guard.exit_process(code)  # user code's atexit/__del__ cannot change the exit code
+    raise SystemExit(code)

@@ -1,7 +1,8 @@
 """The guard around user code (a pipeline entry, its imports): whatever it does, the verdict survives.
 
 A pipeline entry is the user's Python, run in our process. It may call ``sys.exit(0)`` (or
-``os._exit``, intercepted while user code runs, except in processes it forks), raise
+``os._exit``/``posix._exit``, refused while user code runs and, in the CLI, until its verdict's exit,
+except in processes it forks), raise
 ``KeyboardInterrupt`` or anything else; none of that may end a gate run, lose its JSON, or turn a
 failing release into exit 0. ``guarded`` turns every way out of user code into a ``UserCodeError``
 (an ``InputError``: the suite is recorded as "error", exit 2) — except a real Ctrl-C, which still
@@ -100,14 +101,7 @@ def guarded(what: str, *, path: str | Path | None = None, where: str | None = No
     else (``SystemExit`` of any code included) becomes a ``UserCodeError`` naming ``what``."""
     watch_interrupts()
     _ran["user_code"] = True
-    real_exit, owner = os._exit, os.getpid()
-
-    def _exit(code: int) -> None:
-        if os.getpid() != owner:  # a child the user's code forked exits as it always would
-            real_exit(code)
-        raise ProcessExit(code)
-
-    os._exit = _exit
+    refused = _refuse_exits()
     # what user code may change under the harness's feet: the working folder (a relative --json would
     # be written elsewhere) and the standard streams (the verdict printed into the user's buffer)
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY) if os.path.isdir(".") else None
@@ -128,13 +122,52 @@ def guarded(what: str, *, path: str | Path | None = None, where: str | None = No
     except BaseException as exc:  # noqa: BLE001 -- user code may raise anything, SystemExit included
         raise UserCodeError(exc, what=what, path=path, where=where) from None
     finally:
-        os._exit = real_exit
+        if refused and not _exits["held"]:
+            _allow_exits()
         if sigterm:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
         sys.stdin, sys.stdout, sys.stderr = streams
         if cwd is not None:
             os.fchdir(cwd)
             os.close(cwd)
+
+
+_exits: dict[str, Any] = {"real": None, "held": False}
+
+
+def _refuse_exits() -> bool:
+    """``os._exit`` (and ``posix._exit``, the same function under its own name) raise ``ProcessExit``
+    in this process (a child it forks exits as always). False when already refused."""
+    import posix
+
+    if _exits["real"] is not None:
+        return False
+    real_exit, owner = posix._exit, os.getpid()
+
+    def _exit(code: int) -> None:
+        if os.getpid() != owner:  # a child the user's code forked exits as it always would
+            real_exit(code)
+        raise ProcessExit(code)
+
+    _exits["real"] = real_exit
+    os._exit = posix._exit = _exit
+    return True
+
+
+def _allow_exits() -> Callable[[int], None]:
+    import posix
+
+    real_exit = _exits["real"] or posix._exit
+    os._exit = posix._exit = real_exit
+    _exits["real"] = None
+    return real_exit
+
+
+def hold_exits() -> None:
+    """For a process that ends with a verdict (the CLI): once user code has run, ``os._exit`` stays
+    refused until ``exit_process`` (a thread the user's code left running cannot end the gate with
+    exit 0 between two suites)."""
+    _exits["held"] = True
 
 
 def exit_process(code: int) -> None:
@@ -146,18 +179,12 @@ def exit_process(code: int) -> None:
         raise SystemExit(code)
     import atexit
 
-    real_exit = os._exit
-
-    def _refused(status: int) -> None:
-        raise ProcessExit(status)
-
-    os._exit = _refused
+    _refuse_exits()
     try:
         atexit._run_exitfuncs()  # each handler's exception (SystemExit included) is printed, not obeyed
     except BaseException:  # noqa: BLE001, S110 - nothing a handler does may change the code
         pass
-    finally:
-        os._exit = real_exit
+    real_exit = _allow_exits()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -30,6 +30,7 @@ HOSTILE = {
                 "received SIGTERM"),
     "import_sigterm": ("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\ndef run(models, inputs):\n    pass\n",
                        "received SIGTERM"),
+    "posix_exit": ("import posix\ndef run(models, inputs):\n    posix._exit(0)\n", "called os._exit(0)"),
     "os_exit": ("import os\ndef run(models, inputs):\n    os._exit(0)\n", "called os._exit(0)"),
     "os_exit_forked": (("import os\ndef run(models, inputs):\n    pid = os.fork()\n    if pid == 0:\n"
                        "        os._exit(7)\n    _, status = os.waitpid(pid, 0)\n"
@@ -167,3 +168,22 @@ def test_user_code_left_to_run_at_exit_cannot_change_the_exit_code(tmp_path, lat
     assert done.returncode == 1, done.stderr
     assert json.loads((tmp_path / "g.json").read_text())["verdict"] == "fail"
     assert "gate: FAIL" in done.stdout
+
+
+def test_held_exits_stay_refused_between_user_code_until_the_verdict(monkeypatch):
+    """The CLI holds exits: a thread an entry left running that calls os._exit(0) after the entry
+    returned (while the harness compares or writes) cannot end the gate with exit 0."""
+    import os
+    import posix
+
+    real = posix._exit
+    monkeypatch.setitem(userguard._exits, "held", True)
+    try:
+        with userguard.guarded("x"):
+            pass
+        for exit_function in (os._exit, posix._exit):
+            with pytest.raises(userguard.ProcessExit):
+                exit_function(0)
+    finally:
+        userguard._allow_exits()
+    assert os._exit is real and posix._exit is real

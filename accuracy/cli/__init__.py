@@ -147,8 +147,8 @@ def _command_in(argv: Sequence[str]) -> str:
 
 
 def entry() -> None:
+    from accuracy import userguard
+
+    userguard.hold_exits()  # once user code ran, os._exit stays refused until the verdict's exit
     code = main()
-    guard = sys.modules.get("accuracy.userguard")  # imported only where user code can run
-    if guard is not None:
-        guard.exit_process(code)  # user code's atexit/__del__ cannot change the exit code
-    raise SystemExit(code)
+    userguard.exit_process(code)  # user code's threads, atexit or __del__ cannot change the exit code

@@ -87,6 +87,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def _how(exc: BaseException) -> str:
     if isinstance(exc, Terminated):
         return "received SIGTERM (from itself or from outside)"
+    if isinstance(exc, ProcessExit) and isinstance(exc.code, str):
+        return f"tried to be {exc.code}"
     if isinstance(exc, ProcessExit):
         return f"called os._exit({exc.code!r})"
     if isinstance(exc, SystemExit):
@@ -132,7 +134,7 @@ def guarded(what: str, *, path: str | Path | None = None, where: str | None = No
             os.close(cwd)
 
 
-_exits: dict[str, Any] = {"real": None, "held": False}
+_exits: dict[str, Any] = {"real": None, "exec": None, "held": False}
 
 
 def _refuse_exits() -> bool:
@@ -149,8 +151,22 @@ def _refuse_exits() -> bool:
             real_exit(code)
         raise ProcessExit(code)
 
+    def _refuse_exec(name: str) -> Callable[..., None]:
+        real_exec = getattr(posix, name)
+
+        def _exec(path: Any, *args: Any) -> None:
+            if os.getpid() != owner:  # a forked child may become another program
+                real_exec(path, *args)
+            raise ProcessExit(f"replaced by os.{name}({str(path)[:60]!r}, ...)")
+
+        return _exec
+
     _exits["real"] = real_exit
+    _exits["exec"] = {name: getattr(posix, name) for name in ("execv", "execve")}
     os._exit = posix._exit = _exit
+    for name in _exits["exec"]:  # os.execl/execlp/execvp... all end in these two
+        setattr(os, name, _refuse_exec(name))
+        setattr(posix, name, getattr(os, name))
     return True
 
 
@@ -159,7 +175,10 @@ def _allow_exits() -> Callable[[int], None]:
 
     real_exit = _exits["real"] or posix._exit
     os._exit = posix._exit = real_exit
-    _exits["real"] = None
+    for name, real_exec in (_exits.get("exec") or {}).items():
+        setattr(os, name, real_exec)
+        setattr(posix, name, real_exec)
+    _exits["real"], _exits["exec"] = None, None
     return real_exit
 
 

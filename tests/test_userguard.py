@@ -30,6 +30,8 @@ HOSTILE = {
                 "received SIGTERM"),
     "import_sigterm": ("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\ndef run(models, inputs):\n    pass\n",
                        "received SIGTERM"),
+    "exec_true": ("import os\ndef run(models, inputs):\n    os.execl('/bin/true', 'true')\n",
+                  "tried to be replaced by os.execv('/bin/true'"),
     "posix_exit": ("import posix\ndef run(models, inputs):\n    posix._exit(0)\n", "called os._exit(0)"),
     "os_exit": ("import os\ndef run(models, inputs):\n    os._exit(0)\n", "called os._exit(0)"),
     "os_exit_forked": (("import os\ndef run(models, inputs):\n    pid = os.fork()\n    if pid == 0:\n"
@@ -184,6 +186,8 @@ def test_held_exits_stay_refused_between_user_code_until_the_verdict(monkeypatch
         for exit_function in (os._exit, posix._exit):
             with pytest.raises(userguard.ProcessExit):
                 exit_function(0)
+        with pytest.raises(userguard.ProcessExit):
+            os.execv("/bin/true", ["true"])
     finally:
         userguard._allow_exits()
-    assert os._exit is real and posix._exit is real
+    assert os._exit is real and posix._exit is real and os.execv is posix.execv

@@ -172,3 +172,11 @@ def test_a_frame_with_a_truncated_or_object_blob_is_a_protocol_error():
         stream = io.BytesIO(struct.pack(">I", len(header)) + header + data)
         with pytest.raises(protocol.ProtocolError, match="not .npy of a plain dtype"):
             protocol.read_message(stream.read)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), True, 1e300, 0, "60"])
+def test_a_timeout_that_is_no_number_of_seconds_is_a_config_error(value):
+    from accuracy.backends import get_backend
+
+    with pytest.raises(ConfigError, match=r"timeout must be a number of seconds in \(0, 604800\]"):
+        get_backend("mindspore-lite", python=sys.executable, timeout=value).timeout  # noqa: B018

@@ -199,3 +199,11 @@ def test_a_killed_converters_staging_folder_is_removed_by_the_next(mslite_python
         (leftover / "rewritten").mkdir(parents=True)
     convert_models([ConvertJob("embed", embed_onnx)], python=mslite_python, use_cache=False)
     assert not stale.exists() and live.exists()  # a live process's staging is left alone
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "1e300"])
+def test_a_timeout_that_is_no_number_of_seconds_is_a_usage_error(value, embed_onnx, capsys):
+    """--timeout -1 killed each worker at once ('did not answer within -1 s'); 1e300 was an OverflowError."""
+    with pytest.raises(SystemExit) as caught:
+        main(["convert", str(embed_onnx), "--timeout", value])
+    assert caught.value.code == 2 and "give seconds in (0, 604800]" in capsys.readouterr().err

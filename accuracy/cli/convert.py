@@ -30,12 +30,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the device the MINDIR is for (default cpu; ascend passes the .ini to converter_lite as written)")
     parser.add_argument("--python", metavar="PATH", help="the interpreter with mindspore_lite "
                         "(default: $ACCURACY_MSLITE_PYTHON, then .venv-mslite)")
-    parser.add_argument("--timeout", type=finite_float, default=600.0, help="seconds per model before the converter is killed")
+    parser.add_argument("--timeout", type=_seconds, default=600.0, help="seconds per model before the converter is killed")
     parser.add_argument("--no-cache", action="store_true", help="convert again even when the cache has the result")
     parser.add_argument("--no-rewrites", action="store_true",
                         help="convert each model as it is (by default, CPU/GPU targets first get the exact "
                              "rewrites of accuracy.convert.rewrites where MindSpore Lite 2.0 cannot take an operator)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: seconds in (0, a week] (-1 killed every worker at once; 1e300 was a traceback)."""
+    from accuracy.backends.mindspore_lite.client import MAX_TIMEOUT
+
+    value = finite_float(text)
+    if not 0 < value <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds in (0, {MAX_TIMEOUT:g}]")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from accuracy.io import expand_user
 PYTHON_ENV = "ACCURACY_MSLITE_PYTHON"
 VENV = ".venv-mslite"  # where .ci/install-mindspore-lite.sh puts the cp37 venv, in the repository
 DEFAULT_TIMEOUT = 600.0
+MAX_TIMEOUT = 7 * 86400.0  # a week: longer is a typo, and select() refuses huge values
 STDERR_LINES = 40
 
 
@@ -70,6 +71,9 @@ class Worker:
     def __init__(self, python: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
                  env: dict[str, str] | None = None, label: str = "mindspore-lite worker"):
         self.python, self.python_source = find_python(python)
+        if isinstance(timeout, bool) or not 0 < float(timeout) <= MAX_TIMEOUT:
+            raise ConfigError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], not {timeout!r}",
+                              where="timeout")
         self.timeout = float(timeout)
         self.label = label
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)

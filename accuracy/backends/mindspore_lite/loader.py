@@ -44,7 +44,13 @@ from typing import Any
 import numpy as np
 
 from accuracy.backends.base import Backend, Session, TensorSpec
-from accuracy.backends.mindspore_lite.client import DEFAULT_TIMEOUT, Worker, WorkerFailed, find_python
+from accuracy.backends.mindspore_lite.client import (
+    DEFAULT_TIMEOUT,
+    MAX_TIMEOUT,
+    Worker,
+    WorkerFailed,
+    find_python,
+)
 from accuracy.errors import CandidateFailed, ConfigError, MissingDependencyError
 
 TARGETS = ("cpu", "ascend", "gpu")
@@ -148,8 +154,10 @@ class MindSporeLiteBackend(Backend):
     @property
     def timeout(self) -> float:
         value = self.options.get("timeout", DEFAULT_TIMEOUT)
-        if not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"timeout must be a number of seconds > 0, not {value!r}", where=f"{self.name}.timeout")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT:
+            # nan and inf too: select() refuses them with a traceback, or nan never times out
+            raise ConfigError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], not {value!r}",
+                              where=f"{self.name}.timeout")
         return float(value)
 
     def load(self, model_path: str | Path, *, reference: Session | None = None, converter: Any = None) -> Session:

@@ -207,3 +207,17 @@ def test_a_timeout_that_is_no_number_of_seconds_is_a_usage_error(value, embed_on
     with pytest.raises(SystemExit) as caught:
         main(["convert", str(embed_onnx), "--timeout", value])
     assert caught.value.code == 2 and "give seconds in (0, 604800]" in capsys.readouterr().err
+
+
+def test_a_config_naming_an_input_the_model_lacks_fails_that_model(tmp_path, embed_onnx, monkeypatch, capsys):
+    """input_shape=zz:[1,4] for a model with inputs ids and x converted 'successfully' with the
+    config silently not applied (the converter ignores a name it does not know)."""
+    monkeypatch.setenv("ACCURACY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ACCURACY_MSLITE_PYTHON", str(tmp_path / "no-python"))  # reached only if not caught first
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    _ini(configs, "embed", "[ascend_context]\ninput_shape=zz:[1,4]\n")
+    assert main(["convert", str(embed_onnx), "--config-dir", str(configs), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "embed: failed: the converter config" in out and "input_shape for zz, which the model does not have" in out
+    assert "its inputs: ids, x" in out

@@ -100,6 +100,12 @@ def convert_models(jobs: Sequence[ConvertJob], *, python: str | None = None, tar
                                    not_applied=list(options.not_applied),
                                    config=None if job.config is None else job.config.source)
             applied = folder / "rewrites.json"
+            unknown = _unknown_inputs(job)
+            if unknown:  # the converter ignores a name the model lacks: the config would silently not apply
+                result.status, result.mindir = "failed", None
+                result.error = unknown
+                results.append(result)
+                continue
             if use_cache and mindir.exists():
                 progress(f"convert {position}/{len(jobs)}: {job.name} (cached)")
                 result.rewrites = _cached_rewrites(applied)
@@ -163,6 +169,25 @@ def _publish(staging: Path, folder: Path, mindir: Path, *, replace: bool) -> Non
         return
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
+
+
+def _unknown_inputs(job: ConvertJob) -> str:
+    """Why the config's ``input_shape`` does not fit the model (it names inputs the model lacks), or ''."""
+    if job.config is None or not job.config.input_shape:
+        return ""
+    try:
+        import onnx
+
+        model = onnx.load(str(job.onnx), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not readable here: the converter will say why
+        return ""
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in initializers]
+    missing = [name for name in job.config.input_shape if name not in inputs]
+    if not missing:
+        return ""
+    return (f"the converter config {job.config.source} gives input_shape for {', '.join(missing)}, which the "
+            f"model does not have (its inputs: {', '.join(inputs) or 'none'})")
 
 
 def _remove_dead_staging(folder: Path) -> None:

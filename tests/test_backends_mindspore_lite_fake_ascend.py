@@ -90,6 +90,17 @@ def test_fake_ascend_target_device_id_and_precision_mode_in_ascend_context(fake_
     assert not hasattr(context.cpu, "precision_mode")
 
 
+def test_fake_ascend_merged_config_file_is_removed_after_the_build(fake_ascend, tmp_path, monkeypatch):
+    """Each Ascend build with a precision_mode left its merged accuracy-mslite-*.ini in /tmp."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    handlers, log = fake_ascend
+    reply, _ = handlers.build({"path": "/m/unet.mindir", "target": "ascend", "precision_mode": "force_fp16"}, [])
+    assert reply["ok"] and log["build"]["config"] == {"ascend_context": {"precision_mode": "force_fp16"}}
+    assert list(tmp_path.glob("accuracy-mslite-*.ini")) == []
+
+
 def test_fake_ascend_run_resizes_to_each_gear(fake_ascend):
     handlers, log = fake_ascend
     reply, _ = handlers.build({"path": "/m/x.mindir", "target": "ascend"}, [])

@@ -196,13 +196,17 @@ class Handlers:
         except (ValueError, TypeError, AttributeError) as exc:  # the library refuses an option's value
             return {"ok": False, "error": str(exc), "bad_option": True}, []
         model = self.mslite.Model()
-        config_path = _config_file(request.get("config_path") or "", config)
+        user_config = request.get("config_path") or ""
+        config_path = _config_file(user_config, config)
         with _CapturedStderr() as captured:
             try:
                 model.build_from_file(request["path"], self.mslite.ModelType.MINDIR, context, config_path)
                 error = None
             except Exception as exc:  # noqa: BLE001 - the library raises RuntimeError with a code
                 error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            finally:
+                if config_path != user_config:  # our merged copy: read by the build, then not needed
+                    os.unlink(config_path)
         if error is not None:
             return {"ok": False, "error": error, "log": captured.error_lines()}, []
         handle = self._next

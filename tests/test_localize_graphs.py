@@ -45,7 +45,8 @@ def test_a_repair_that_fails_in_plain_onnxruntime_is_not_offered_fake_check(haza
     result = localize_model(hazard_onnx, normalizer_inputs, suggest_fp32=True, out_dir=tmp_path,
                             deploy_check=lambda model: seen.append(model) or {"passed": False})
     repair = result["repair"]
-    assert seen and any(i.data_type == onnx.TensorProto.FLOAT16 for i in seen[0].graph.initializer)
+    checked = onnx.ModelProto.FromString(seen[0])  # the check gets the serialized model, the bytes a user deploys
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in checked.graph.initializer)
     assert repair["keep_fp32"] == ["sum_sq"] and not repair["passed"] and "not offered" in repair["note"]
     assert "model" not in repair["files"] and not (tmp_path / "model_fp16_repaired.onnx").exists()
 

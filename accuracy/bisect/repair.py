@@ -156,11 +156,12 @@ class PipelineCheck:
                 if close or name != self.model:
                     opened.close()
 
-    def deployed(self, repaired) -> dict[str, Any]:
-        """The converted fp16 model in plain ONNX Runtime in the culprit's place: the same pipeline check."""
+    def deployed(self, repaired: bytes) -> dict[str, Any]:
+        """The converted fp16 model (serialized) in plain ONNX Runtime in the culprit's place: the same
+        pipeline check."""
         from accuracy.backends.onnxrt.loader import open_session
 
-        session = open_session(repaired.SerializeToString(), model_path=f"<{self.model} repaired fp16>")
+        session = open_session(repaired, model_path=f"<{self.model} repaired fp16>")
         judgement = self.judge_with(session)
         return {"passed": not beyond_noise(judgement, self.noise), "pipeline": summary(judgement)}
 

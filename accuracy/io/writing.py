@@ -29,10 +29,12 @@ class OverwriteRefused(InputError):
     """A file exists and the caller did not ask to replace it."""
 
 
-def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True) -> Path:
+def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True, sync: bool = True) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
-    With ``overwrite=False`` an existing file is an error (``OverwriteRefused``).
+    With ``overwrite=False`` an existing file is an error (``OverwriteRefused``). ``sync=False`` skips
+    the fsync before the rename, for large derived files a rerun makes again: still never half-read,
+    but after a power cut the file may be empty.
     """
     path = Path(path)
     existing = _lstat(path)
@@ -59,7 +61,8 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         if not overwrite:
             # link() fails if the target appeared meanwhile: no race can clobber it.
             try:

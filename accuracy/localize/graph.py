@@ -8,6 +8,8 @@ weights are copied through Python.
 
 from __future__ import annotations
 
+import math
+import mmap
 import tempfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +20,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import uses_external_data
 
-from accuracy.backends.onnxrt_fp16.emulate import all_graphs, node_names, tensor_types
+from accuracy.backends.onnxrt_fp16.emulate import FP16_MAX, all_graphs, node_names, tensor_types
 from accuracy.errors import BackendError, InputError
+from accuracy.localize.weights import light_model
 
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
 _ELEM_BYTES = {TensorProto.FLOAT: 4, TensorProto.FLOAT16: 2, TensorProto.DOUBLE: 8, TensorProto.BFLOAT16: 2,
@@ -67,16 +70,22 @@ class ModelGraph:
         self.path = Path(model_path)
         if not self.path.exists():
             raise InputError("model file not found", path=self.path)
-        try:
-            self.model = onnx.load(str(self.path), load_external_data=False)
-        except Exception as exc:  # noqa: BLE001 - protobuf/onnx raise many types for a bad file
-            raise BackendError(f"onnx cannot read the model: {exc}", path=self.path) from None
-        graph = self.model.graph
         self.data_source = self.path  # the model's data files are found beside this path
-        self.spilled: set[str] = set()
+        self.spilled: set[str] = set()  # weights moved to the private file (with fp16 copies: ``rounded``)
         self._rounded: dict[str, onnx.TensorProto] | None = None
-        self._spill(fp16=fp16)
+        light = light_model(self.path, _SPILL_MIN) if self.path.is_file() else None
+        if light is not None:  # weights stay in the model file, referred to in place (see ``weights``)
+            self.model, self.in_place = light
+        else:
+            try:
+                self.model = onnx.load(str(self.path), load_external_data=False)
+            except Exception as exc:  # noqa: BLE001 - protobuf/onnx raise many types for a bad file
+                raise BackendError(f"onnx cannot read the model: {exc}", path=self.path) from None
+            self.in_place = set()
+            self._spill(fp16=fp16)
+        graph = self.model.graph
         self.initializers = {init.name: init for init in graph.initializer}
+        self.in_range = self._in_fp16_range() if fp16 and self.in_place else set()
         self.input_names = [i.name for i in graph.input if i.name not in self.initializers]
         self.output_names = [o.name for o in graph.output]
         self.nodes = self._topological(graph)
@@ -126,9 +135,26 @@ class ModelGraph:
                 rounded_file.close()
         self.data_source = folder / "model.onnx"
 
+    def _in_fp16_range(self) -> set[str]:
+        """In-place float32 weights whose values all lie within fp16's finite range: rounding them needs
+        no saturation, so the emulation rounds them by a Cast pair alone (else clip, keep inf, then cast).
+        Read through a memory map of the file: a min and a max per weight, nothing copied."""
+        found = set()
+        with open(self.path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            for name in sorted(self.in_place):
+                init = self.initializers[name]
+                if init.data_type != TensorProto.FLOAT:
+                    continue
+                where = {e.key: int(e.value) for e in init.external_data if e.key in ("offset", "length")}
+                values = np.frombuffer(data, np.dtype("<f4"), count=where["length"] // 4, offset=where["offset"])
+                if values.size and -FP16_MAX <= values.min() and values.max() <= FP16_MAX:  # NaN: not in range
+                    found.add(name)
+                del values  # the map closes only with no array over it
+        return found
+
     @staticmethod
     def _data_bytes(init: onnx.TensorProto) -> int:
-        return int(np.prod(init.dims, dtype=np.int64)) * _ELEM_BYTES.get(init.data_type, 4)
+        return math.prod(init.dims) * _ELEM_BYTES.get(init.data_type, 4)
 
     def rounded(self, keep_fp32: Collection[str] = ()) -> tuple[dict[str, onnx.TensorProto], set[str]]:
         """Spilled float32 weights as fp16 would store them (finite values past 65504 saturated, inf/NaN
@@ -226,7 +252,7 @@ class ModelGraph:
                 tensor_type = vi.type.tensor_type
                 dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim]
                 if all(d >= 0 for d in dims):
-                    nbytes[vi.name] = int(np.prod(dims, dtype=np.int64)) * _ELEM_BYTES.get(tensor_type.elem_type, 4)
+                    nbytes[vi.name] = math.prod(dims) * _ELEM_BYTES.get(tensor_type.elem_type, 4)
         for name, init in self.initializers.items():
             elem[name] = init.data_type
         return elem, nbytes
@@ -301,7 +327,7 @@ class ModelGraph:
     def initializer_bytes(self, name: str) -> int:
         """Size of an initializer's data, from its dims (the data itself is not loaded)."""
         init = self.initializers[name]
-        return int(np.prod(init.dims, dtype=np.int64)) * _ELEM_BYTES.get(init.data_type, 4)
+        return math.prod(init.dims) * _ELEM_BYTES.get(init.data_type, 4)
 
     def submodel(self, nodes: Sequence[Node], inputs: Mapping[str, np.ndarray], outputs: Iterable[str], *,
                  replace: Mapping[str, onnx.TensorProto] | None = None) -> onnx.ModelProto:

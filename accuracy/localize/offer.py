@@ -229,8 +229,8 @@ def _sort_topologically(graph: onnx.GraphProto) -> None:
 
 
 def plain_runtime_check(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
-                        thresholds: TensorThresholds) -> Callable[[onnx.ModelProto], dict[str, Any]]:
-    """``check(repaired) -> {"passed", "outputs"}``: the repaired model in plain ONNX Runtime against
+                        thresholds: TensorThresholds) -> Callable[[bytes], dict[str, Any]]:
+    """``check(repaired) -> {"passed", "outputs"}``: the repaired model (serialized) in plain ONNX Runtime against
     the fp32 model's outputs on ``feeds``, by ``thresholds`` (localize's own criterion)."""
     from accuracy.backends.onnxrt.loader import open_session
     from accuracy.localize.metrics import compare_tensor
@@ -239,8 +239,8 @@ def plain_runtime_check(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
     expected = open_session(model.SerializeToString(), model_path="<reference>",
                             graph_optimization_level="disable").run_outputs(names, dict(feeds))
 
-    def check(repaired: onnx.ModelProto) -> dict[str, Any]:
-        session = open_session(repaired.SerializeToString(), model_path="<repaired fp16 model>")
+    def check(repaired: bytes) -> dict[str, Any]:
+        session = open_session(repaired, model_path="<repaired fp16 model>")
         obtained = session.run_outputs(names, dict(feeds))
         comparisons = {n: compare_tensor(e, o, thresholds) for n, e, o in zip(names, expected, obtained)}
         return {"passed": all(c.passed for c in comparisons.values()),
@@ -249,14 +249,15 @@ def plain_runtime_check(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
     return check
 
 
-def offer_repair(model: onnx.ModelProto, keep_fp32: Sequence[str], *, check: Callable[[onnx.ModelProto], dict],
+def offer_repair(model: onnx.ModelProto, keep_fp32: Sequence[str], *, check: Callable[[bytes], dict],
                  op_types: Mapping[str, str], out_dir: Path | None = None, model_name: str | None = None) -> dict:
     """Convert ``model`` with the keep-list by the real converter, judge it with ``check`` and, with
     ``out_dir``, write keep_fp32.json, keep_fp32.toml, the converter snippets and -- only when it
-    passed -- model_fp16_repaired.onnx. Returns ``{"passed", "converter", "runtime", ..., "files"}``."""
+    passed -- model_fp16_repaired.onnx. ``check`` is given the converted model serialized (the bytes that
+    are written). Returns ``{"passed", "converter", "runtime", ..., "files"}``."""
     unnamed = unnamed_nodes(model.graph)
     try:
-        repaired = repaired_fp16_model(model, keep_fp32)
+        repaired = repaired_fp16_model(model, keep_fp32).SerializeToString()
         verdict = dict(check(repaired))
     except Exception as exc:  # noqa: BLE001 - the converter or ORT refusing the result is a verdict
         repaired, verdict = None, {"passed": False, "error": f"{type(exc).__name__}: {exc}"}
@@ -311,9 +312,10 @@ precision_mode=enforce_fp32
 
 
 def write_repair(out_dir: Path, keep_fp32: Sequence[str], op_types: Mapping[str, str],
-                 repaired: onnx.ModelProto | None, *, unnamed: Sequence[str] = (), model_name: str | None = None) -> dict:
+                 repaired: bytes | None, *, unnamed: Sequence[str] = (), model_name: str | None = None) -> dict:
     """keep_fp32.json, keep_fp32.toml (the suite table, with ``model_name``), converter_snippets.txt and
-    the repaired model when there is one; returns their paths."""
+    the repaired model (serialized) when there is one; returns their paths. The model is replaced
+    atomically but not synced to disk (``sync=False``): it is derived, and made again by a rerun."""
     from accuracy.io import write_bytes_atomic, write_json_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -326,7 +328,7 @@ def write_repair(out_dir: Path, keep_fp32: Sequence[str], op_types: Mapping[str,
     stale = out_dir / "model_fp16_repaired.onnx"
     if repaired is not None:
         paths["model"] = stale
-        write_bytes_atomic(stale, repaired.SerializeToString())
+        write_bytes_atomic(stale, repaired, sync=False)
     else:
         stale.unlink(missing_ok=True)
     return {k: str(v) for k, v in paths.items()}

@@ -27,23 +27,27 @@ class OnnxSide:
         self.fp16, self.keep_fp32, self.providers, self.label = fp16, frozenset(keep_fp32), list(providers), label
 
     def prepare(self, model: onnx.ModelProto, *, graph_inputs: Collection[str] = (),
-                float_tensors: Collection[str] | None = None, pre_rounded: Collection[str] = ()) -> onnx.ModelProto:
+                float_tensors: Collection[str] | None = None, pre_rounded: Collection[str] = (),
+                in_range: Collection[str] = ()) -> onnx.ModelProto:
         if not self.fp16:
             return model
         from accuracy.backends.onnxrt_fp16.emulate import all_node_names, emulate_fp16
 
         keep = self.keep_fp32 & all_node_names(model.graph)
         return emulate_fp16(model, keep_fp32=keep, round_inputs=set(graph_inputs), float_tensors=float_tensors,
-                            pre_rounded=pre_rounded)
+                            pre_rounded=pre_rounded, in_range=in_range)
 
     def run(self, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], outputs: Sequence[str], *,
             graph_inputs: Collection[str] = (), source: Path | None = None,
-            float_tensors: Collection[str] | None = None, pre_rounded: Collection[str] = ()) -> dict[str, np.ndarray]:
+            float_tensors: Collection[str] | None = None, pre_rounded: Collection[str] = (),
+            in_range: Collection[str] = ()) -> dict[str, np.ndarray]:
         """Run ``model`` (a segment) and fetch ``outputs``; ``float_tensors`` are the float32 names
         when known (fp16 emulation then skips its own shape inference). ``source`` is the model file
         the segment came from: its external-data files are read from its folder. ``pre_rounded``: the
-        segment's initializers that hold fp16 values already (see ``ModelGraph.rounded``)."""
-        prepared = self.prepare(model, graph_inputs=graph_inputs, float_tensors=float_tensors, pre_rounded=pre_rounded)
+        segment's initializers that hold fp16 values already (see ``ModelGraph.rounded``); ``in_range``:
+        external ones within fp16's finite range (see ``ModelGraph.in_range``)."""
+        prepared = self.prepare(model, graph_inputs=graph_inputs, float_tensors=float_tensors, pre_rounded=pre_rounded,
+                                in_range=in_range)
         session = open_session(prepared.SerializeToString(), model_path=source or Path("<segment>"),
                                providers=self.providers, graph_optimization_level="disable",
                                # no arena: a segment's buffers go back to the allocator when it ends

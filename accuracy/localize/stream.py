@@ -142,7 +142,8 @@ def _run_segment(stream: _Stream, segment: list[Node], *, keep: Callable[[str], 
             part = graph.submodel(segment, {t: stream.live_ref[t] for t in boundary}, expose, replace=rounded)
         cand_out = stream.candidate.run(part, {t: stream.live_cand[t] for t in boundary}, expose,
                                         graph_inputs=[t for t in boundary if t in graph.input_names],
-                                        source=graph.data_source, float_tensors=stream.floats, pre_rounded=names)
+                                        source=graph.data_source, float_tensors=stream.floats, pre_rounded=names,
+                                        in_range=graph.in_range)
     del part
     for node in segment:
         inside = None
@@ -335,5 +336,5 @@ def _run_alone(stream: _Stream, node: Node, ref_out) -> dict:
     rounded, names = _rounded(stream)
     single = graph.submodel([node], inputs, outputs, replace=rounded)
     obtained = stream.candidate.run(single, inputs, outputs, graph_inputs=(), source=graph.data_source,
-                                    pre_rounded=names)
+                                    pre_rounded=names, in_range=graph.in_range)
     return {t: compare_tensor(ref_out[t], obtained[t], stream.thresholds) for t in outputs if t in obtained}

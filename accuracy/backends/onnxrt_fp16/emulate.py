@@ -313,6 +313,7 @@ def emulate_fp16(
     float_tensors: Collection[str] | None = None,
     pre_rounded: Collection[str] = (),
     rounded_cache: dict[str, onnx.TensorProto] | None = None,
+    in_range: Collection[str] = (),
 ) -> onnx.ModelProto:
     """A copy of ``model`` whose float tensors are rounded to fp16 at every op boundary, in the main
     graph and in every subgraph.
@@ -326,6 +327,8 @@ def emulate_fp16(
     (saves a shape inference per call). ``pre_rounded``: initializers whose data the caller rounded
     already (localize's spilled weights), left as they are. ``rounded_cache``: name -> rounded
     initializer, filled and reused across calls on the same model (a repair search's trials).
+    ``in_range``: external initializers whose values the caller knows lie within fp16's finite range
+    (no saturation needed): rounded in the graph by a Cast pair alone.
     """
     floats = set(float_tensors) if float_tensors is not None else float_tensor_names(model)
     emulated = onnx.ModelProto()
@@ -348,7 +351,8 @@ def emulate_fp16(
                 entry_nodes += _cast_pair(name, name, name + "__rounded")
                 renames[name] = name + "__rounded"
     clip_bounds = _rewrite_graph(graph, floats, kept, renames, entry_nodes, round_initializers=round_initializers,
-                                 scope="", pre_rounded=set(pre_rounded), rounded_cache=rounded_cache)
+                                 scope="", pre_rounded=set(pre_rounded), rounded_cache=rounded_cache,
+                                 in_range=set(in_range))
     if clip_bounds:
         graph.initializer.extend([numpy_helper.from_array(np.array(-FP16_MAX, np.float32), _CLIP_MIN),
                                   numpy_helper.from_array(np.array(FP16_MAX, np.float32), _CLIP_MAX)])
@@ -376,7 +380,8 @@ def _consumers(graph: onnx.GraphProto, names: list[str]) -> dict[str, list[str]]
 
 def _rewrite_graph(graph: onnx.GraphProto, floats: set[str], kept: set[str], renames: dict[str, str],
                    new_nodes: list[onnx.NodeProto], *, round_initializers: bool, scope: str,
-                   pre_rounded: Collection[str] = (), rounded_cache: dict | None = None) -> bool:
+                   pre_rounded: Collection[str] = (), rounded_cache: dict | None = None,
+                   in_range: Collection[str] = ()) -> bool:
     """Round ``graph``'s initializers, Constants and float node outputs in place (and its subgraphs');
     ``renames`` maps outer names to their rounded copies. True when the clip bounds are needed."""
     names = node_names(graph, scope=scope)
@@ -394,6 +399,9 @@ def _rewrite_graph(graph: onnx.GraphProto, floats: set[str], kept: set[str], ren
                 if rounded_cache is not None and not scope:
                     rounded_cache[init.name] = cached
             init.CopyFrom(cached)
+        elif init.name in in_range and not scope:
+            new_nodes += _cast_pair(init.name, init.name, init.name + "__rounded")
+            renames[init.name] = init.name + "__rounded"
         else:
             new_nodes += _saturated_pair(init.name)
             renames[init.name] = init.name + "__rounded"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import tempfile
@@ -57,17 +58,22 @@ def content_hash(model_path: Path, *, keep_fp32: Collection[str] = ()) -> str:
     """sha256 over the model file, its external-data files, ``keep_fp32`` and the rewrite version."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"version": EMULATION_VERSION, "keep_fp32": sorted(keep_fp32)}).encode())
-    marker, tail, named = b"location", b"", False  # a model with external data names each file's location
-    with open(model_path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-            named = named or marker in tail + block[:len(marker)] or marker in block
-            tail = block[-len(marker):]
+    named = _hash_file(model_path, digest, marker=b"location")  # external data names each file's location
     for path in _external_files(model_path) if named else ():  # else no parse of the whole model for nothing
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
+        _hash_file(path, digest)
     return digest.hexdigest()
+
+
+def _hash_file(path: Path, digest, *, marker: bytes = b"") -> bool:
+    """Feed the file's bytes to ``digest`` (memory-mapped: hashed where the OS cache holds them, never
+    copied); whether ``marker`` occurs in it."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if not size:
+            return False
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            digest.update(data)
+            return bool(marker) and data.find(marker) >= 0
 
 
 def convert(model_path: Path, *, keep_fp32: Collection[str] = (), use_cache: bool = True) -> Path | tuple[bytes, dict]:

@@ -1,0 +1,165 @@
+"""Where an ONNX file's weights lie, without reading them into Python.
+
+``light_model(path)`` scans the file's protobuf wire format (memory-mapped, nothing copied) and
+returns the model with every large ``raw_data`` initializer of the main graph turned into an
+external-data reference *into the file itself* (its name as the location, the byte offset and
+length of the data there). ONNX Runtime then reads those weights from the original file when a
+segment needs them, and Python never holds them: no parse of tens of MB of weights, no copy, no
+private copy of the file on disk.
+
+The protobuf library has no way to tell where a field lies in its input, so the few wire-format
+rules needed are applied here (varint keys, length-delimited fields; ONNX uses no groups). Anything
+unexpected (a malformed file, a field twice, data already external) returns ``None`` and the
+caller reads the model the ordinary way, which also gives the ordinary error for a bad file.
+"""
+
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+
+import onnx
+
+# field numbers of onnx.proto3
+_MODEL_GRAPH = 7
+_GRAPH_INITIALIZER = 5
+_TENSOR_RAW_DATA, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 9, 13, 14
+_LENGTH_DELIMITED = 2
+
+
+class _Malformed(Exception):
+    pass
+
+
+def light_model(path: Path, min_bytes: int) -> tuple[onnx.ModelProto, set[str]] | None:
+    """The model of ``path`` with its main-graph initializers of ``min_bytes`` or more of raw data
+    referring to their bytes in ``path`` (external data, location ``path.name``), and their names;
+    ``None`` when the file does not lend itself (read it with ``onnx.load`` then)."""
+    try:
+        with open(path, "rb") as handle:
+            if not handle.seek(0, 2):
+                return None
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
+                data = memoryview(buffer)
+                try:
+                    rewritten, names = _model(data, path.name, min_bytes)
+                finally:
+                    data.release()
+        if not names:
+            return None
+        return onnx.ModelProto.FromString(rewritten), names
+    except (_Malformed, IndexError, OSError, ValueError):
+        return None
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError: the ordinary reader reports it
+        return None
+
+
+def _model(data: memoryview, location: str, min_bytes: int) -> tuple[bytes, set[str]]:
+    out, names, graphs = bytearray(), set(), 0
+    for number, wire, start, value, end in _fields(data, 0, len(data)):
+        if number == _MODEL_GRAPH and wire == _LENGTH_DELIMITED:
+            graphs += 1
+            body = _graph(data, value, end, location, min_bytes, names)
+            out += _key(number, wire) + _varint(len(body)) + body
+        else:
+            out += data[start:end]
+    if graphs != 1:
+        raise _Malformed("no graph, or more than one")
+    return bytes(out), names
+
+
+def _graph(data: memoryview, begin: int, finish: int, location: str, min_bytes: int, names: set[str]) -> bytes:
+    out = bytearray()
+    for number, wire, start, value, end in _fields(data, begin, finish):
+        if number == _GRAPH_INITIALIZER and wire == _LENGTH_DELIMITED:
+            tensor = _tensor(data, value, end, location, min_bytes)
+            if tensor is not None:
+                body, name = tensor
+                if name in names:
+                    raise _Malformed(f"initializer {name!r} twice")
+                names.add(name)
+                out += _key(number, wire) + _varint(len(body)) + body
+                continue
+        out += data[start:end]
+    return bytes(out)
+
+
+def _tensor(data: memoryview, begin: int, finish: int, location: str, min_bytes: int) -> tuple[bytes, str] | None:
+    """The tensor's fields with its raw data replaced by a reference into the file; ``None`` to keep
+    it as it is (small, typed fields, or external already)."""
+    raw = None
+    kept = bytearray()
+    for number, wire, start, value, end in _fields(data, begin, finish):
+        if number in (_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION):
+            return None
+        if number == _TENSOR_RAW_DATA:
+            if raw is not None:
+                raise _Malformed("raw_data twice")
+            raw = (value, end - value)
+            continue
+        kept += data[start:end]
+    if raw is None or raw[1] < min_bytes:
+        return None
+    probe = onnx.TensorProto.FromString(bytes(kept))  # name and dims, a few bytes
+    if not probe.name:
+        return None
+    for key, text in (("location", location), ("offset", str(raw[0])), ("length", str(raw[1]))):
+        entry = _string_field(1, key.encode()) + _string_field(2, text.encode())
+        kept += _key(_TENSOR_EXTERNAL_DATA, _LENGTH_DELIMITED) + _varint(len(entry)) + entry
+    kept += _key(_TENSOR_DATA_LOCATION, 0) + _varint(onnx.TensorProto.EXTERNAL)
+    return bytes(kept), probe.name
+
+
+def _fields(data: memoryview, begin: int, finish: int):
+    """(number, wire type, start of the key, start of the value, end) of each field in ``data[begin:finish]``."""
+    position = begin
+    while position < finish:
+        start = position
+        key, position = _read_varint(data, position)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, end = _read_varint(data, position)
+            value = position
+        elif wire == 1:
+            value, end = position, position + 8
+        elif wire == _LENGTH_DELIMITED:
+            length, value = _read_varint(data, position)
+            end = value + length
+        elif wire == 5:
+            value, end = position, position + 4
+        else:
+            raise _Malformed(f"wire type {wire}")
+        if number == 0 or end > finish:
+            raise _Malformed("field past its message")
+        yield number, wire, start, value, end
+        position = end
+
+
+def _read_varint(data: memoryview, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, position
+        shift += 7
+        if shift > 63:
+            raise _Malformed("varint too long")
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _key(number: int, wire: int) -> bytes:
+    return _varint(number << 3 | wire)
+
+
+def _string_field(number: int, value: bytes) -> bytes:
+    return _key(number, _LENGTH_DELIMITED) + _varint(len(value)) + value

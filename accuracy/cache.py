@@ -23,3 +23,52 @@ def cache_dir() -> Path:
         # absolute: the paths it hands out (converted models, private copies) hold in any working folder
         return writable_folder(path.absolute(), what=what, where=ENV)
     return writable_folder(Path.home() / ".cache" / "accuracy", what=f"cache folder (set {ENV} to a writable one)")
+
+
+def file_sha256(path: Path, *, marker: bytes = b"") -> tuple[str, bool]:
+    """The sha256 of a file's bytes and whether ``marker`` occurs in them, remembered in the cache
+    folder under the file's identity and stat (device, inode, size, mtime and ctime in ns: what git's
+    index trusts), so an unchanged file is not read again on the next run. The file is read through a
+    memory map. A file changed in the last seconds is not remembered: file times tick in steps of a
+    few milliseconds, so a second edit of the same size could keep them (git's "racy clean" case). A
+    cache folder that cannot be written only means hashing again next time."""
+    import hashlib
+    import mmap
+    import time
+
+    path = Path(path)
+    before = os.stat(path)
+    identity = "\0".join(map(str, (os.path.realpath(path), before.st_dev, before.st_ino, before.st_size,
+                                   before.st_mtime_ns, before.st_ctime_ns, marker.hex())))
+    try:
+        memo: Path | None = cache_dir() / "digests" / hashlib.sha256(identity.encode()).hexdigest()[:40]
+    except InputError:
+        memo = None
+    try:
+        remembered = memo.read_text(encoding="ascii").split() if memo is not None else []
+    except (OSError, UnicodeDecodeError):
+        remembered = []
+    if len(remembered) == 2 and len(remembered[0]) == 64 and remembered[1] in ("0", "1"):
+        return remembered[0], remembered[1] == "1"
+    digest, found = hashlib.sha256(), False
+    with open(path, "rb") as handle:
+        if before.st_size:
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                digest.update(data)
+                found = bool(marker) and data.find(marker) >= 0
+    value = digest.hexdigest()
+    after = os.stat(path)
+    unchanged = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (before.st_size, before.st_mtime_ns,
+                                                                        before.st_ctime_ns)
+    settled = time.time_ns() - max(before.st_mtime_ns, before.st_ctime_ns) > _SETTLED_NS
+    if memo is not None and unchanged and settled:
+        from accuracy.io import write_bytes_atomic
+
+        try:
+            write_bytes_atomic(memo, f"{value} {int(found)}\n".encode(), sync=False)
+        except InputError:
+            pass
+    return value, found
+
+
+_SETTLED_NS = 2_000_000_000  # a file untouched this long has times no later same-size edit can repeat

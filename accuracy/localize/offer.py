@@ -20,6 +20,7 @@ import onnx
 from accuracy.backends.onnxrt_fp16.emulate import (
     node_names,
     subgraphs,
+    to_float16,
     weightless_copy,
     weightless_infer_shapes,
 )
@@ -98,8 +99,7 @@ def converter_float16(data: np.ndarray, min_positive_val: float = 5.96e-08,
     become it, finite ones past ``max_finite_val`` become it, signs kept; NaN, zeros and inf unchanged
     (tests/test_localize_offer_weights.py compares the two)."""
     data = np.asarray(data)  # float32 raw data, or float64 from a tensor's float_data: compared as given
-    with np.errstate(over="ignore"):
-        half = data.astype(np.float16)
+    half = to_float16(data)
     if data.size and not (-max_finite_val <= data.min() and data.max() <= max_finite_val):  # NaN lands here too
         past = np.isinf(half) & np.isfinite(data)
         half[past] = np.copysign(np.float16(max_finite_val), data[past])

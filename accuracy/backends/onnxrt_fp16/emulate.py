@@ -201,25 +201,44 @@ def round_to_fp16(array: np.ndarray, *, saturate: bool = False) -> np.ndarray:
 
 
 _ORT_CAST_MIN = 1 << 16  # elements
-_ROUND_TRIP: list = []
+_CAST_SESSIONS: dict[str, object] = {}
 
 
 def _round_trip_session():
     """One ONNX Runtime session of ``Cast(float16) -> Cast(float32)`` on a 1-D tensor, made once."""
-    if not _ROUND_TRIP:
+    return _cast_session("round_trip", (TensorProto.FLOAT16, TensorProto.FLOAT))
+
+
+def to_float16(array: np.ndarray) -> np.ndarray:
+    """``array.astype(numpy.float16)`` (the same bits: round to nearest even, inf past 65504, NaN kept),
+    by ONNX Runtime's Cast for large float32 arrays, which is several times faster than numpy's."""
+    if array.dtype != np.float32 or array.size < _ORT_CAST_MIN:
+        with np.errstate(over="ignore"):
+            return array.astype(np.float16)
+    flat = np.ascontiguousarray(array).reshape(-1)
+    return _cast_session("to_half", (TensorProto.FLOAT16,)).run(None, {"x": flat})[0].reshape(array.shape)
+
+
+def _cast_session(name: str, chain: tuple[int, ...]):
+    """An ONNX Runtime session casting a 1-D float32 tensor through the element types ``chain``, made
+    once per process (optimisations off: a round-trip pair must stay)."""
+    if name not in _CAST_SESSIONS:
         import onnxruntime as ort
 
-        nodes = [helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
-                 helper.make_node("Cast", ["h"], ["y"], to=TensorProto.FLOAT)]
-        graph = helper.make_graph(nodes, "round_trip", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])])
+        nodes, current = [], "x"
+        for position, target in enumerate(chain):
+            output = "y" if position == len(chain) - 1 else f"t{position}"
+            nodes.append(helper.make_node("Cast", [current], [output], to=target))
+            current = output
+        graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+                                  [helper.make_tensor_value_info("y", chain[-1], ["n"])])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         model.ir_version = 8
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the pair must stay
-        _ROUND_TRIP.append(ort.InferenceSession(model.SerializeToString(), options,
-                                                providers=["CPUExecutionProvider"]))
-    return _ROUND_TRIP[0]
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        _CAST_SESSIONS[name] = ort.InferenceSession(model.SerializeToString(), options,
+                                                    providers=["CPUExecutionProvider"])
+    return _CAST_SESSIONS[name]
 
 
 def _saturated_pair(name: str) -> list[onnx.NodeProto]:

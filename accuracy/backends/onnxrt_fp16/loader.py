@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import shutil
 import tempfile
@@ -30,7 +29,7 @@ from typing import Any
 from accuracy.backends.base import Session
 from accuracy.backends.onnxrt.loader import OnnxRuntimeBackend, open_session
 from accuracy.backends.onnxrt_fp16.emulate import EMULATION_VERSION, emulate_fp16
-from accuracy.cache import cache_dir
+from accuracy.cache import cache_dir, file_sha256
 from accuracy.errors import BackendError, ConfigError
 from accuracy.io import write_bytes_atomic
 
@@ -58,22 +57,12 @@ def content_hash(model_path: Path, *, keep_fp32: Collection[str] = ()) -> str:
     """sha256 over the model file, its external-data files, ``keep_fp32`` and the rewrite version."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"version": EMULATION_VERSION, "keep_fp32": sorted(keep_fp32)}).encode())
-    named = _hash_file(model_path, digest, marker=b"location")  # external data names each file's location
+    # each file's sha256 (remembered by its stat, see cache.file_sha256); external data names its location
+    file_digest, named = file_sha256(model_path, marker=b"location")
+    digest.update(file_digest.encode())
     for path in _external_files(model_path) if named else ():  # else no parse of the whole model for nothing
-        _hash_file(path, digest)
+        digest.update(file_sha256(path)[0].encode())
     return digest.hexdigest()
-
-
-def _hash_file(path: Path, digest, *, marker: bytes = b"") -> bool:
-    """Feed the file's bytes to ``digest`` (memory-mapped: hashed where the OS cache holds them, never
-    copied); whether ``marker`` occurs in it."""
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if not size:
-            return False
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            digest.update(data)
-            return bool(marker) and data.find(marker) >= 0
 
 
 def convert(model_path: Path, *, keep_fp32: Collection[str] = (), use_cache: bool = True) -> Path | tuple[bytes, dict]:

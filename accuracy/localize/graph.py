@@ -73,7 +73,7 @@ class ModelGraph:
         self.data_source = self.path  # the model's data files are found beside this path
         self.spilled: set[str] = set()  # weights moved to the private file (with fp16 copies: ``rounded``)
         self._rounded: dict[str, onnx.TensorProto] | None = None
-        light = light_model(self.path, _SPILL_MIN) if self.path.is_file() else None
+        light = self._read_in_place()
         if light is not None:  # weights stay in the model file, referred to in place (see ``weights``)
             self.model, self.in_place = light
         else:
@@ -101,6 +101,21 @@ class ModelGraph:
             for tensor in node.inputs:
                 self.consumers.setdefault(tensor, []).append(node.name)
         self.elem_type, self.nbytes = self._infer(feeds or {})
+
+    def _read_in_place(self) -> tuple[onnx.ModelProto, set[str]] | None:
+        """The model with its large weights referring to their bytes in the model file (``light_model``),
+        or ``None`` to read it the ordinary way. The file is named by its real path, which becomes
+        ``data_source``: ONNX Runtime refuses data that resolves outside the model's folder, and the
+        target of a link may lie in another folder. Such a link's model with data files of its own (found
+        beside the link, as ``onnx.load`` finds them) is read the ordinary way: ORT takes one folder."""
+        real = self.path.resolve()
+        light = light_model(real, _SPILL_MIN) if real.is_file() else None
+        if light is None:
+            return None
+        if real.parent != self.path.parent.resolve() and _other_external_data(*light):
+            return None
+        self.data_source = real
+        return light
 
     def _spill(self, *, fp16: bool) -> None:
         """Move in-memory weights of a model without external data into one private file, once, so
@@ -140,7 +155,8 @@ class ModelGraph:
         no saturation, so the emulation rounds them by a Cast pair alone (else clip, keep inf, then cast).
         Read through a memory map of the file: a min and a max per weight, nothing copied."""
         found = set()
-        with open(self.path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        with open(self.data_source, "rb") as handle, \
+                mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
             for name in sorted(self.in_place):
                 init = self.initializers[name]
                 if init.data_type != TensorProto.FLOAT:
@@ -383,6 +399,21 @@ def _external(init: onnx.TensorProto, location: str, offset: int, length: int) -
         entry.key, entry.value = key, value
     tensor.data_location = TensorProto.EXTERNAL
     return tensor
+
+
+def _other_external_data(model: onnx.ModelProto, in_place: Collection[str]) -> bool:
+    """Whether a tensor of ``model`` besides the main-graph weights ``in_place`` has its data in a file."""
+    main = model.graph
+    for graph in all_graphs(main):
+        tensors = [init for init in graph.initializer if graph is not main or init.name not in in_place]
+        tensors += [part for sparse in graph.sparse_initializer for part in (sparse.values, sparse.indices)]
+        for node in graph.node:
+            for attr in node.attribute:
+                sparse = [attr.sparse_tensor, *attr.sparse_tensors]
+                tensors += [attr.t, *attr.tensors, *(part for s in sparse for part in (s.values, s.indices))]
+        if any(uses_external_data(tensor) for tensor in tensors):
+            return True
+    return False
 
 
 def _check_dtype(vi: onnx.ValueInfoProto, array: np.ndarray, where) -> None:

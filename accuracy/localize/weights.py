@@ -9,7 +9,7 @@ private copy of the file on disk.
 
 The protobuf library has no way to tell where a field lies in its input, so the few wire-format
 rules needed are applied here (varint keys, length-delimited fields; ONNX uses no groups). Anything
-unexpected (a malformed file, a field twice, data already external) returns ``None`` and the
+unexpected (a malformed file, a field twice, two initializers of one name) returns ``None`` and the
 caller reads the model the ordinary way, which also gives the ordinary error for a bad file.
 """
 
@@ -47,7 +47,11 @@ def light_model(path: Path, min_bytes: int) -> tuple[onnx.ModelProto, set[str]] 
                     data.release()
         if not names:
             return None
-        return onnx.ModelProto.FromString(rewritten), names
+        model = onnx.ModelProto.FromString(rewritten)
+        listed = [init.name for init in model.graph.initializer]
+        if len(set(listed)) != len(listed):  # which one a name means: the ordinary reader's (and ORT's) call
+            return None
+        return model, names
     except (_Malformed, IndexError, OSError, ValueError):
         return None
     except Exception:  # noqa: BLE001 - protobuf's DecodeError: the ordinary reader reports it
@@ -75,8 +79,6 @@ def _graph(data: memoryview, begin: int, finish: int, location: str, min_bytes: 
             tensor = _tensor(data, value, end, location, min_bytes)
             if tensor is not None:
                 body, name = tensor
-                if name in names:
-                    raise _Malformed(f"initializer {name!r} twice")
                 names.add(name)
                 out += _key(number, wire) + _varint(len(body)) + body
                 continue
@@ -92,7 +94,7 @@ def _tensor(data: memoryview, begin: int, finish: int, location: str, min_bytes:
     for number, wire, start, value, end in _fields(data, begin, finish):
         if number in (_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION):
             return None
-        if number == _TENSOR_RAW_DATA:
+        if number == _TENSOR_RAW_DATA and wire == _LENGTH_DELIMITED:  # other wire types: an unknown field
             if raw is not None:
                 raise _Malformed("raw_data twice")
             raw = (value, end - value)

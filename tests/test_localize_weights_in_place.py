@@ -1,6 +1,6 @@
-"""localize reading a model's weights in place (``accuracy/localize/weights.py``) against the ordinary
+"""localize reading a model's weights in place (``accuracy/backends/onnxrt/weights.py``) against the ordinary
 reader it stands in for: the same records, the same rounded tensors, the same errors for bad files.
-The ordinary path is taken by making ``light_model`` decline (it returns ``None`` for files it does not
+The ordinary path is taken by making ``read_in_place`` decline (it returns ``None`` for files it does not
 take), so each file here runs both ways."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import accuracy.localize.graph as graph_module
+from accuracy.backends.onnxrt.weights import light_model
 from accuracy.errors import BackendError
 from accuracy.localize import localize_model
 from accuracy.localize.graph import ModelGraph
 from accuracy.localize.sides import OnnxSide
-from accuracy.localize.weights import light_model
 
 WIDTH = 64
 
@@ -90,10 +90,10 @@ def feeds():
 
 @pytest.fixture
 def ordinary(monkeypatch):
-    """Run a callable with ``light_model`` declining every file (the ordinary reader's path)."""
+    """Run a callable with ``read_in_place`` declining every file (the ordinary reader's path)."""
     def run(call, *args, **kwargs):
         with monkeypatch.context() as patched:
-            patched.setattr(graph_module, "light_model", lambda *_: None)
+            patched.setattr(graph_module, "read_in_place", lambda *_: None)
             return call(*args, **kwargs)
     return run
 
@@ -301,18 +301,17 @@ def test_a_bad_file_gives_onnx_cannot_read_the_model(tmp_path, feeds, damage):
     assert proc.returncode == 2 and len(lines) == 1 and "onnx cannot read the model" in lines[0], proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="the emulation decides per segment whether a weight's consumers are all kept "
-                                       "in fp32 (emulate._rewrite_graph), the ordinary path over the whole graph "
-                                       "(ModelGraph.rounded): a fix belongs in stream/emulate")
-def test_a_weight_shared_by_a_kept_node_and_another_is_rounded_whatever_the_segments(tmp_path, ordinary):
+@pytest.mark.parametrize("width", [WIDTH, 8])  # in place, and small enough to stay in the graph
+def test_a_weight_shared_by_a_kept_node_and_another_is_rounded_whatever_the_segments(tmp_path, ordinary, width):
     """W is read by ``kept`` (kept in fp32) and by ``other``: fp16 stores W rounded, so ``kept`` reads the
     rounded W, as the ordinary path and one segment of the whole graph give. With a segment per node the
-    in-place path leaves W unrounded for ``kept``. Every sum is exact (W: quarters times 1 + 2**-12, which
-    fp16 rounds away; x: small integers), so only the rounding of W can tell the runs apart."""
+    emulation once decided per segment and left W unrounded for ``kept`` (in place or not). Every sum is
+    exact (W: quarters times 1 + 2**-12, which fp16 rounds away; x: small integers), so only the rounding
+    of W can tell the runs apart."""
     rng = np.random.default_rng(1)
-    weight = (rng.integers(-8, 9, (WIDTH, WIDTH)) / 4 * (1 + 2**-12)).astype(np.float32)
-    exact = {"x": rng.integers(-3, 4, (1, WIDTH)).astype(np.float32)}
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, WIDTH])
+    weight = (rng.integers(-8, 9, (width, width)) / 4 * (1 + 2**-12)).astype(np.float32)
+    exact = {"x": rng.integers(-3, 4, (1, width)).astype(np.float32)}
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])
     outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("y1", "y2")]
     nodes = [helper.make_node("MatMul", ["x", "W"], ["y1"], name="kept"), helper.make_node("Relu", ["x"], ["r"], name="r"),
              helper.make_node("MatMul", ["r", "W"], ["y2"], name="other")]

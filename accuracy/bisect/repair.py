@@ -189,7 +189,7 @@ def repair_culprit(runs: JudgedRuns, recording: Recording, model: str, target, f
 
 def _repair(runs: JudgedRuns, model: str, target, full: dict[str, Any], pipeline: PipelineCheck,
             isolated: IsolatedCheck, *, thresholds: TensorThresholds, out_dir: Path | None) -> dict[str, Any]:
-    from accuracy.backends.onnxrt_fp16.loader import loaded_model
+    from accuracy.backends.onnxrt_fp16.inmemory import loaded_model
     from accuracy.localize import op_types, suggest_repair
     from accuracy.localize.offer import converter_snippets, offer_repair
 

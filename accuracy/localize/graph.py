@@ -9,7 +9,6 @@ weights are copied through Python.
 from __future__ import annotations
 
 import math
-import mmap
 import tempfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +19,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import uses_external_data
 
-from accuracy.backends.onnxrt_fp16.emulate import FP16_MAX, all_graphs, node_names, tensor_types
+from accuracy.backends.onnxrt.weights import fp16_in_range, read_in_place
+from accuracy.backends.onnxrt_fp16.emulate import all_graphs, node_names, tensor_types
 from accuracy.errors import BackendError, InputError
-from accuracy.localize.weights import light_model
 
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
 _ELEM_BYTES = {TensorProto.FLOAT: 4, TensorProto.FLOAT16: 2, TensorProto.DOUBLE: 8, TensorProto.BFLOAT16: 2,
@@ -73,9 +72,9 @@ class ModelGraph:
         self.data_source = self.path  # the model's data files are found beside this path
         self.spilled: set[str] = set()  # weights moved to the private file (with fp16 copies: ``rounded``)
         self._rounded: dict[str, onnx.TensorProto] | None = None
-        light = self._read_in_place()
-        if light is not None:  # weights stay in the model file, referred to in place (see ``weights``)
-            self.model, self.in_place = light
+        found = read_in_place(self.path, _SPILL_MIN)
+        if found is not None:  # weights stay in the model file, referred to in place (see ``weights``)
+            self.model, self.in_place, self.data_source = found.model, set(found.names), found.source
         else:
             try:
                 self.model = onnx.load(str(self.path), load_external_data=False)
@@ -85,7 +84,7 @@ class ModelGraph:
             self._spill(fp16=fp16)
         graph = self.model.graph
         self.initializers = {init.name: init for init in graph.initializer}
-        self.in_range = self._in_fp16_range() if fp16 and self.in_place else set()
+        self.in_range = fp16_in_range(self.data_source, self.model, self.in_place) if fp16 and self.in_place else set()
         self.input_names = [i.name for i in graph.input if i.name not in self.initializers]
         self.output_names = [o.name for o in graph.output]
         self.nodes = self._topological(graph)
@@ -101,21 +100,6 @@ class ModelGraph:
             for tensor in node.inputs:
                 self.consumers.setdefault(tensor, []).append(node.name)
         self.elem_type, self.nbytes = self._infer(feeds or {})
-
-    def _read_in_place(self) -> tuple[onnx.ModelProto, set[str]] | None:
-        """The model with its large weights referring to their bytes in the model file (``light_model``),
-        or ``None`` to read it the ordinary way. The file is named by its real path, which becomes
-        ``data_source``: ONNX Runtime refuses data that resolves outside the model's folder, and the
-        target of a link may lie in another folder. Such a link's model with data files of its own (found
-        beside the link, as ``onnx.load`` finds them) is read the ordinary way: ORT takes one folder."""
-        real = self.path.resolve()
-        light = light_model(real, _SPILL_MIN) if real.is_file() else None
-        if light is None:
-            return None
-        if real.parent != self.path.parent.resolve() and _other_external_data(*light):
-            return None
-        self.data_source = real
-        return light
 
     def _spill(self, *, fp16: bool) -> None:
         """Move in-memory weights of a model without external data into one private file, once, so
@@ -149,24 +133,6 @@ class ModelGraph:
             if rounded_file is not None:
                 rounded_file.close()
         self.data_source = folder / "model.onnx"
-
-    def _in_fp16_range(self) -> set[str]:
-        """In-place float32 weights whose values all lie within fp16's finite range: rounding them needs
-        no saturation, so the emulation rounds them by a Cast pair alone (else clip, keep inf, then cast).
-        Read through a memory map of the file: a min and a max per weight, nothing copied."""
-        found = set()
-        with open(self.data_source, "rb") as handle, \
-                mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            for name in sorted(self.in_place):
-                init = self.initializers[name]
-                if init.data_type != TensorProto.FLOAT:
-                    continue
-                where = {e.key: int(e.value) for e in init.external_data if e.key in ("offset", "length")}
-                values = np.frombuffer(data, np.dtype("<f4"), count=where["length"] // 4, offset=where["offset"])
-                if values.size and -FP16_MAX <= values.min() and values.max() <= FP16_MAX:  # NaN: not in range
-                    found.add(name)
-                del values  # the map closes only with no array over it
-        return found
 
     @staticmethod
     def _data_bytes(init: onnx.TensorProto) -> int:
@@ -399,21 +365,6 @@ def _external(init: onnx.TensorProto, location: str, offset: int, length: int) -
         entry.key, entry.value = key, value
     tensor.data_location = TensorProto.EXTERNAL
     return tensor
-
-
-def _other_external_data(model: onnx.ModelProto, in_place: Collection[str]) -> bool:
-    """Whether a tensor of ``model`` besides the main-graph weights ``in_place`` has its data in a file."""
-    main = model.graph
-    for graph in all_graphs(main):
-        tensors = [init for init in graph.initializer if graph is not main or init.name not in in_place]
-        tensors += [part for sparse in graph.sparse_initializer for part in (sparse.values, sparse.indices)]
-        for node in graph.node:
-            for attr in node.attribute:
-                sparse = [attr.sparse_tensor, *attr.sparse_tensors]
-                tensors += [attr.t, *attr.tensors, *(part for s in sparse for part in (s.values, s.indices))]
-        if any(uses_external_data(tensor) for tensor in tensors):
-            return True
-    return False
 
 
 def _check_dtype(vi: onnx.ValueInfoProto, array: np.ndarray, where) -> None:

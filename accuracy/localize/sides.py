@@ -28,26 +28,27 @@ class OnnxSide:
 
     def prepare(self, model: onnx.ModelProto, *, graph_inputs: Collection[str] = (),
                 float_tensors: Collection[str] | None = None, pre_rounded: Collection[str] = (),
-                in_range: Collection[str] = ()) -> onnx.ModelProto:
+                in_range: Collection[str] = (), shared: Collection[str] = ()) -> onnx.ModelProto:
         if not self.fp16:
             return model
         from accuracy.backends.onnxrt_fp16.emulate import all_node_names, emulate_fp16
 
         keep = self.keep_fp32 & all_node_names(model.graph)
         return emulate_fp16(model, keep_fp32=keep, round_inputs=set(graph_inputs), float_tensors=float_tensors,
-                            pre_rounded=pre_rounded, in_range=in_range)
+                            pre_rounded=pre_rounded, in_range=in_range, shared=shared)
 
     def run(self, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], outputs: Sequence[str], *,
             graph_inputs: Collection[str] = (), source: Path | None = None,
             float_tensors: Collection[str] | None = None, pre_rounded: Collection[str] = (),
-            in_range: Collection[str] = ()) -> dict[str, np.ndarray]:
+            in_range: Collection[str] = (), shared: Collection[str] = ()) -> dict[str, np.ndarray]:
         """Run ``model`` (a segment) and fetch ``outputs``; ``float_tensors`` are the float32 names
         when known (fp16 emulation then skips its own shape inference). ``source`` is the model file
         the segment came from: its external-data files are read from its folder. ``pre_rounded``: the
         segment's initializers that hold fp16 values already (see ``ModelGraph.rounded``); ``in_range``:
-        external ones within fp16's finite range (see ``ModelGraph.in_range``)."""
+        external ones within fp16's finite range (see ``ModelGraph.in_range``); ``shared``: weights a node
+        outside the segment reads without being kept (fp16 stores them rounded for every reader)."""
         prepared = self.prepare(model, graph_inputs=graph_inputs, float_tensors=float_tensors, pre_rounded=pre_rounded,
-                                in_range=in_range)
+                                in_range=in_range, shared=shared)
         session = open_session(prepared.SerializeToString(), model_path=source or Path("<segment>"),
                                providers=self.providers, graph_optimization_level="disable",
                                # no arena: a segment's buffers go back to the allocator when it ends

@@ -61,6 +61,7 @@ class _Stream:
     floats: set[str]
     passed: dict[str, bool] = field(default_factory=dict)
     reference: OnnxSide = field(default_factory=lambda: OnnxSide(label="reference"))
+    shared: set[str] = field(default_factory=set)  # weights fp16 stores rounded: a node not kept reads them
 
 
 _METRICS = ("cosine", "max_abs", "max_rel", "mean_abs", "rmse", "rel_l2", "nonfinite_expected", "nonfinite_obtained")
@@ -96,6 +97,9 @@ def stream_localize(
     stream = _Stream(graph, candidate, thresholds, result, segment_bytes, live_ref, dict(live_ref),
                      graph.float32_tensors)
     if isinstance(candidate, OnnxSide) and candidate.fp16:
+        # decided over the whole graph, as fp16 stores each weight once: a segment sees only its own readers
+        stream.shared = {t for t, readers in graph.consumers.items()
+                         if t in graph.initializers and any(r not in candidate.keep_fp32 for r in readers)}
         _compare_inputs(graph, live_ref, thresholds, result)
     segments = graph.segments(segment_bytes)
     result.segments = len(segments)
@@ -143,7 +147,7 @@ def _run_segment(stream: _Stream, segment: list[Node], *, keep: Callable[[str], 
         cand_out = stream.candidate.run(part, {t: stream.live_cand[t] for t in boundary}, expose,
                                         graph_inputs=[t for t in boundary if t in graph.input_names],
                                         source=graph.data_source, float_tensors=stream.floats, pre_rounded=names,
-                                        in_range=graph.in_range)
+                                        in_range=graph.in_range, shared=stream.shared)
     del part
     for node in segment:
         inside = None
@@ -336,5 +340,5 @@ def _run_alone(stream: _Stream, node: Node, ref_out) -> dict:
     rounded, names = _rounded(stream)
     single = graph.submodel([node], inputs, outputs, replace=rounded)
     obtained = stream.candidate.run(single, inputs, outputs, graph_inputs=(), source=graph.data_source,
-                                    pre_rounded=names, in_range=graph.in_range)
+                                    pre_rounded=names, in_range=graph.in_range, shared=stream.shared)
     return {t: compare_tensor(ref_out[t], obtained[t], stream.thresholds) for t in outputs if t in obtained}

@@ -333,6 +333,7 @@ def emulate_fp16(
     pre_rounded: Collection[str] = (),
     rounded_cache: dict[str, onnx.TensorProto] | None = None,
     in_range: Collection[str] = (),
+    shared: Collection[str] = (),
 ) -> onnx.ModelProto:
     """A copy of ``model`` whose float tensors are rounded to fp16 at every op boundary, in the main
     graph and in every subgraph.
@@ -347,7 +348,9 @@ def emulate_fp16(
     already (localize's spilled weights), left as they are. ``rounded_cache``: name -> rounded
     initializer, filled and reused across calls on the same model (a repair search's trials).
     ``in_range``: external initializers whose values the caller knows lie within fp16's finite range
-    (no saturation needed): rounded in the graph by a Cast pair alone.
+    (no saturation needed): rounded in the graph by a Cast pair alone. ``shared``: initializers that
+    fp16 stores rounded because a node outside ``model`` reads them (``model`` is a part of a larger
+    graph): rounded even when every node here that reads them is kept in fp32.
     """
     floats = set(float_tensors) if float_tensors is not None else float_tensor_names(model)
     emulated = onnx.ModelProto()
@@ -371,7 +374,7 @@ def emulate_fp16(
                 renames[name] = name + "__rounded"
     clip_bounds = _rewrite_graph(graph, floats, kept, renames, entry_nodes, round_initializers=round_initializers,
                                  scope="", pre_rounded=set(pre_rounded), rounded_cache=rounded_cache,
-                                 in_range=set(in_range))
+                                 in_range=set(in_range), shared=set(shared))
     if clip_bounds:
         graph.initializer.extend([numpy_helper.from_array(np.array(-FP16_MAX, np.float32), _CLIP_MIN),
                                   numpy_helper.from_array(np.array(FP16_MAX, np.float32), _CLIP_MAX)])
@@ -400,7 +403,7 @@ def _consumers(graph: onnx.GraphProto, names: list[str]) -> dict[str, list[str]]
 def _rewrite_graph(graph: onnx.GraphProto, floats: set[str], kept: set[str], renames: dict[str, str],
                    new_nodes: list[onnx.NodeProto], *, round_initializers: bool, scope: str,
                    pre_rounded: Collection[str] = (), rounded_cache: dict | None = None,
-                   in_range: Collection[str] = ()) -> bool:
+                   in_range: Collection[str] = (), shared: Collection[str] = ()) -> bool:
     """Round ``graph``'s initializers, Constants and float node outputs in place (and its subgraphs');
     ``renames`` maps outer names to their rounded copies. True when the clip bounds are needed."""
     names = node_names(graph, scope=scope)
@@ -409,7 +412,8 @@ def _rewrite_graph(graph: onnx.GraphProto, floats: set[str], kept: set[str], ren
     clip_bounds = False
     for init in graph.initializer:
         renames.pop(init.name, None)  # a local initializer shadows an outer name
-        if init.name in pre_rounded or init.name not in floats or all(c in kept for c in consumers.get(init.name, [])):
+        all_kept = init.name not in shared and all(c in kept for c in consumers.get(init.name, []))
+        if init.name in pre_rounded or init.name not in floats or all_kept:
             continue
         if round_initializers and not uses_external_data(init):
             cached = None if rounded_cache is None or scope else rounded_cache.get(init.name)

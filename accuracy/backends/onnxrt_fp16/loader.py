@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections import OrderedDict
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 from accuracy.backends.base import Session
 from accuracy.backends.onnxrt.loader import OnnxRuntimeBackend, open_session
 from accuracy.backends.onnxrt_fp16.emulate import EMULATION_VERSION, emulate_fp16
+from accuracy.backends.onnxrt_fp16.inmemory import InMemory, emulated_in_memory, loaded_model, prepared_names
 from accuracy.cache import cache_dir, file_sha256
 from accuracy.errors import BackendError, ConfigError
 from accuracy.io import write_bytes_atomic
@@ -65,55 +65,24 @@ def content_hash(model_path: Path, *, keep_fp32: Collection[str] = ()) -> str:
     return digest.hexdigest()
 
 
-def convert(model_path: Path, *, keep_fp32: Collection[str] = (), use_cache: bool = True) -> Path | tuple[bytes, dict]:
-    """The emulated model: a cached file path (or, with ``use_cache=False``, the serialized graph and its
-    large weights as arrays, see ``_weights_apart``)."""
-
-    target = None
-    if use_cache:
+def convert(model_path: Path, *, keep_fp32: Collection[str] = (), use_cache: bool = True) -> Path | InMemory:
+    """The emulated model: a cached file path, or with ``use_cache=False`` the graph in memory (see
+    ``inmemory``)."""
+    try:
+        if not use_cache:
+            return emulated_in_memory(model_path, keep_fp32)
         target = cache_dir() / "fp16" / content_hash(model_path, keep_fp32=keep_fp32) / "model.onnx"
         if target.exists():
             return target
-    model, floats, rounded = _prepared(model_path)
-    try:
+        model, floats, rounded = loaded_model(model_path), *prepared_names(model_path)
         emulated = emulate_fp16(model, keep_fp32=keep_fp32, float_tensors=floats, rounded_cache=rounded)
     except ConfigError as exc:
         raise ConfigError(f"{exc.message} (a suite of several models names each model's nodes in a table: "
                           '[candidate.keep_fp32] model = ["node", ...])', path=model_path, where="keep_fp32") from None
-    if target is None:
-        if _approximate_size(emulated) > _TWO_GB:
-            raise BackendError("models over 2 GB need the cache (cache = true)", path=model_path)
-        return _weights_apart(emulated)
     if _approximate_size(emulated) > _TWO_GB:
         return _save_with_external_data(emulated, target)
     write_bytes_atomic(target, emulated.SerializeToString())
     return target
-
-
-def _weights_apart(model) -> tuple[bytes, dict]:
-    """``model`` serialized without its large weights, and those weights as arrays (name -> array) that
-    the session receives in memory: a trial's model is not serialized and parsed back whole."""
-    import math
-
-    import numpy as np
-    from onnx import TensorProto, helper
-
-    weights = {}
-    for init in model.graph.initializer:
-        if init.HasField("raw_data") and math.prod(init.dims) >= _APART_MIN:
-            dtype = helper.tensor_dtype_to_np_dtype(init.data_type)
-            weights[init.name] = np.frombuffer(init.raw_data, dtype=dtype).reshape(tuple(init.dims))
-            reference = TensorProto(name=init.name, dims=init.dims, data_type=init.data_type,
-                                    data_location=TensorProto.EXTERNAL)
-            for key, value in (("location", "accuracy-in-memory"), ("offset", "0"),
-                               ("length", str(weights[init.name].nbytes))):
-                entry = reference.external_data.add()
-                entry.key, entry.value = key, value
-            init.CopyFrom(reference)
-    return model.SerializeToString(), weights
-
-
-_APART_MIN = 1 << 14  # elements
 
 
 def _approximate_size(model) -> int:
@@ -123,39 +92,6 @@ def _approximate_size(model) -> int:
 
     return sum(len(t.raw_data) + 4 * len(t.float_data) + 8 * len(t.int64_data) + 4 * len(t.int32_data)
                for graph in all_graphs(model.graph) for t in graph.initializer) + (1 << 20)
-
-
-_PREPARED: OrderedDict[tuple, tuple[Any, set[str], dict]] = OrderedDict()
-_PREPARED_KEEP = 3  # models kept in memory: a repair search converts one model many times
-
-
-def _prepared(model_path: Path) -> tuple[Any, set[str], dict]:
-    """The loaded model, its float32 tensor names and its rounded weights so far, kept in memory by
-    (path, size, mtime) for the next conversion of the same file (another keep-list): the shape
-    inference and the weights' rounding are done once per file, not once per trial."""
-    import onnx
-
-    from accuracy.backends.onnxrt_fp16.emulate import float_tensor_names
-
-    stat = model_path.stat()
-    key = (str(model_path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key in _PREPARED:
-        _PREPARED.move_to_end(key)
-        return _PREPARED[key]
-    try:
-        model = onnx.load(str(model_path))
-    except Exception as exc:  # noqa: BLE001 - protobuf/onnx raise many types for a bad file
-        raise BackendError(f"onnx cannot read the model: {exc}", path=model_path) from None
-    _PREPARED[key] = (model, float_tensor_names(model), {})
-    while len(_PREPARED) > _PREPARED_KEEP:
-        _PREPARED.popitem(last=False)
-    return _PREPARED[key]
-
-
-def loaded_model(model_path: Path):
-    """The loaded ONNX model of ``model_path``, shared with the conversions of the same file (see
-    ``_prepared``): callers read it and never change it."""
-    return _prepared(Path(model_path))[0]
 
 
 def _save_with_external_data(model, target: Path) -> Path:
@@ -206,7 +142,7 @@ class OnnxRuntimeFp16Backend(OnnxRuntimeBackend):
         return session
 
 
-def open_emulated(model: Path | bytes | tuple[bytes, dict], *, model_path: Path, settings: dict[str, Any]) -> Session:
+def open_emulated(model: Path | bytes | InMemory, *, model_path: Path, settings: dict[str, Any]) -> Session:
     """A session on the emulated ``model``, from its ORT-optimised copy beside the cache entry.
 
     The emulated graph is twice the original's size, and ORT's "basic" pass over it (constant
@@ -216,9 +152,11 @@ def open_emulated(model: Path | bytes | tuple[bytes, dict], *, model_path: Path,
     of the cost (tiny SD's unet: 0.31 s -> 0.07 s). Keyed by the ORT version, providers and session
     options; entries with external data, in-memory models and read-only caches open as before.
     """
-    if isinstance(model, tuple):  # in memory (cache = false): the graph, and its weights apart
-        serialized, weights = model
-        return open_session(serialized, model_path=model_path, external_initializers=weights, **settings)
+    if isinstance(model, InMemory):  # cache = false: the graph, its weights read in place or handed over
+        if model.folder is not None:
+            settings = {**settings, "graph_optimization_level": "disable"}  # see inmemory: the Casts run
+        return open_session(model.serialized, model_path=model_path, external_initializers=model.arrays,
+                            external_data_folder=model.folder, **settings)
     if isinstance(model, bytes) or settings["graph_optimization_level"] != "basic" \
             or model.with_name(f"{model.name}.data").exists():
         return open_session(model, model_path=model_path, **settings)

@@ -1,6 +1,6 @@
 """Where an ONNX file's weights lie, without reading them into Python.
 
-``light_model(path)`` scans the file's protobuf wire format (memory-mapped, nothing copied) and
+``read_in_place(path)`` (on ``light_model``) scans the file's protobuf wire format (memory-mapped, nothing copied) and
 returns the model with every large ``raw_data`` initializer of the main graph turned into an
 external-data reference *into the file itself* (its name as the location, the byte offset and
 length of the data there). ONNX Runtime then reads those weights from the original file when a
@@ -11,14 +11,22 @@ The protobuf library has no way to tell where a field lies in its input, so the 
 rules needed are applied here (varint keys, length-delimited fields; ONNX uses no groups). Anything
 unexpected (a malformed file, a field twice, two initializers of one name) returns ``None`` and the
 caller reads the model the ordinary way, which also gives the ordinary error for a bad file.
+
+``fp16_in_range`` tells which of those weights fp16 holds without saturation (a min and a max each,
+through the same memory map). Used by ``localize`` (its segments) and by the ``onnxruntime-fp16``
+backend's in-memory conversions (a repair search's trials).
 """
 
 from __future__ import annotations
 
 import mmap
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx.external_data_helper import uses_external_data
 
 # field numbers of onnx.proto3
 _MODEL_GRAPH = 7
@@ -29,6 +37,78 @@ _LENGTH_DELIMITED = 2
 
 class _Malformed(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class InPlace:
+    """A model read in place: ``model`` whose initializers ``names`` refer to their bytes in ``source``,
+    the file's real path (its folder is where ONNX Runtime reads them)."""
+
+    model: onnx.ModelProto
+    names: frozenset[str]
+    source: Path
+
+
+def read_in_place(path: Path, min_bytes: int) -> InPlace | None:
+    """The model of ``path`` with its initializers of ``min_bytes`` or more referring to their bytes in
+    the file (``light_model``), or ``None`` to read it the ordinary way. The file is named by its real
+    path: ONNX Runtime refuses data that resolves outside the model's folder, and the target of a link
+    may lie in another folder. Such a link's model with data files of its own (found beside the link,
+    as ``onnx.load`` finds them) is read the ordinary way: ORT takes one folder."""
+    path = Path(path)
+    real = path.resolve()
+    light = light_model(real, min_bytes) if real.is_file() else None
+    if light is None:
+        return None
+    if real.parent != path.parent.resolve() and _other_external_data(*light):
+        return None
+    return InPlace(light[0], frozenset(light[1]), real)
+
+
+FP16_MAX = 65504.0
+
+
+def fp16_in_range(source: Path, model: onnx.ModelProto, names: Collection[str]) -> set[str]:
+    """Of the float32 initializers ``names`` whose data lies in ``source``, those whose values all lie
+    within fp16's finite range: rounding them needs no saturation (an fp16 emulation rounds them by a
+    Cast pair alone). Read through a memory map of the file: a min and a max per weight, nothing copied."""
+    tensors = {init.name: init for init in model.graph.initializer if init.name in names}
+    found = set()
+    with open(source, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for name in sorted(tensors):
+            init = tensors[name]
+            if init.data_type != onnx.TensorProto.FLOAT:
+                continue
+            where = {e.key: int(e.value) for e in init.external_data if e.key in ("offset", "length")}
+            values = np.frombuffer(data, np.dtype("<f4"), count=where["length"] // 4, offset=where["offset"])
+            if values.size and -FP16_MAX <= values.min() and values.max() <= FP16_MAX:  # NaN: not in range
+                found.add(name)
+            del values  # the map closes only with no array over it
+    return found
+
+
+def _other_external_data(model: onnx.ModelProto, in_place: Collection[str]) -> bool:
+    """Whether a tensor of ``model`` besides the main-graph weights ``in_place`` has its data in a file."""
+    main = model.graph
+    for graph in _graphs(main):
+        tensors = [init for init in graph.initializer if graph is not main or init.name not in in_place]
+        tensors += [part for sparse in graph.sparse_initializer for part in (sparse.values, sparse.indices)]
+        for node in graph.node:
+            for attr in node.attribute:
+                sparse = [attr.sparse_tensor, *attr.sparse_tensors]
+                tensors += [attr.t, *attr.tensors, *(part for s in sparse for part in (s.values, s.indices))]
+        if any(uses_external_data(tensor) for tensor in tensors):
+            return True
+    return False
+
+
+def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """``graph`` and every subgraph below it."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [*attr.graphs, *([attr.g] if attr.HasField("g") else [])]:
+                yield from _graphs(sub)
 
 
 def light_model(path: Path, min_bytes: int) -> tuple[onnx.ModelProto, set[str]] | None:

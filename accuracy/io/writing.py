@@ -170,6 +170,15 @@ def jsonable(value: Any) -> Any:
     """
     import dataclasses
 
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:  # most of a report: as they are
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else ("nan" if math.isnan(value) else "inf" if value > 0 else "-inf")
+    if kind is dict:
+        return {k if type(k) is str else str(k): jsonable(v) for k, v in value.items()}
+    if kind is list:
+        return [jsonable(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         if hasattr(value, "to_dict"):
             return jsonable(value.to_dict())

@@ -25,6 +25,7 @@ class OnnxSide:
     def __init__(self, *, fp16: bool = False, keep_fp32: Collection[str] = (), providers: Sequence[str] =
                  ("CPUExecutionProvider",), label: str = "onnxruntime"):
         self.fp16, self.keep_fp32, self.providers, self.label = fp16, frozenset(keep_fp32), list(providers), label
+        self._rounded: dict[str, onnx.TensorProto] = {}  # small weights in the graph, rounded once per run
 
     def prepare(self, model: onnx.ModelProto, *, graph_inputs: Collection[str] = (),
                 float_tensors: Collection[str] | None = None, pre_rounded: Collection[str] = (),
@@ -35,7 +36,7 @@ class OnnxSide:
 
         keep = self.keep_fp32 & all_node_names(model.graph)
         return emulate_fp16(model, keep_fp32=keep, round_inputs=set(graph_inputs), float_tensors=float_tensors,
-                            pre_rounded=pre_rounded, in_range=in_range, shared=shared)
+                            pre_rounded=pre_rounded, in_range=in_range, shared=shared, rounded_cache=self._rounded)
 
     def run(self, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], outputs: Sequence[str], *,
             graph_inputs: Collection[str] = (), source: Path | None = None,

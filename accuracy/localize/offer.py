@@ -100,12 +100,28 @@ def converter_float16(data: np.ndarray, min_positive_val: float = 5.96e-08,
     (tests/test_localize_offer_weights.py compares the two)."""
     data = np.asarray(data)  # float32 raw data, or float64 from a tensor's float_data: compared as given
     half = to_float16(data)
+    if (min_positive_val, max_finite_val) == (5.96e-08, 65504.0):  # the defaults: fp16's own bounds
+        return _to_bounds(data, half)
     if data.size and not (-max_finite_val <= data.min() and data.max() <= max_finite_val):  # NaN lands here too
         past = np.isinf(half) & np.isfinite(data)
         half[past] = np.copysign(np.float16(max_finite_val), data[past])
     tiny = (np.abs(data) < min_positive_val) & (data != 0)
     if tiny.any():
         half[tiny] = np.copysign(np.float16(min_positive_val), data[tiny])
+    return half
+
+
+def _to_bounds(data: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """``converter_float16`` at its default bounds, fp16's own: told from the rounded result (two passes
+    over its 16-bit codes, not six over the input). Only a finite value past 65504 rounds to inf, and
+    only a nonzero one below the smallest subnormal rounds to zero (those between round to it already)."""
+    codes = half.view(np.uint16).reshape(-1) & 0x7FFF
+    flat, source = half.reshape(-1), data.reshape(-1)
+    for found, bound in ((np.flatnonzero(codes == 0x7C00), 65504.0), (np.flatnonzero(codes == 0), 5.96e-08)):
+        if found.size:
+            values = source[found]
+            changed = np.isfinite(values) if bound == 65504.0 else values != 0
+            flat[found[changed]] = np.copysign(np.float16(bound), values[changed])
     return half
 
 

@@ -40,6 +40,17 @@ def test_session_options_are_applied(hazard_onnx):
     assert session.ort_session.get_providers() == ["CPUExecutionProvider"]
 
 
+def test_idle_threads_do_not_spin_unless_asked(hazard_onnx):
+    """Several sessions live in one process: an idle pool's busy-waiting threads would take the cores."""
+    def spinning(**options):
+        session = get_backend("onnxruntime", **options).load(hazard_onnx)
+        return session.ort_session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert spinning() == "0" and spinning(allow_spinning=True) == "1"
+    fp16 = get_backend("onnxruntime-fp16", cache=False).load(hazard_onnx)
+    assert fp16.ort_session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_bad_options_name_the_key(hazard_onnx):
     with pytest.raises(ConfigError, match="graph_optimization_level"):
         get_backend("onnxruntime", graph_optimization_level="max").load(hazard_onnx)
@@ -72,6 +83,7 @@ def test_bad_model_and_bad_feeds_are_backend_errors(tmp_path, hazard_onnx):
     ({"providers": 5}, "onnxruntime.providers"),
     ({"graph_optimization_level": 2}, "onnxruntime.graph_optimization_level"),
     ({"session_options": ["enable_mem_pattern"]}, "onnxruntime.session_options"),
+    ({"allow_spinning": "no"}, "onnxruntime.allow_spinning"),
     ({"session_options": {"enable_mem_pattern": "yes please"}}, "onnxruntime.session_options.enable_mem_pattern"),
 ])
 def test_option_values_of_the_wrong_type_are_config_errors_naming_the_option(hazard_onnx, options, key):

@@ -9,6 +9,12 @@ Options (the suite's backend table, or keywords to ``get_backend``):
     ``localize`` uses ``"disable"`` so every intermediate tensor keeps its name.
 ``intra_op_num_threads`` / ``inter_op_num_threads``
     Thread pools (0, the default, lets ORT choose).
+``allow_spinning``
+    Whether a session's idle pool threads busy-wait for the next op (ORT's own default; default
+    ``false`` here). The harness keeps several sessions open in one process (reference, candidate,
+    localize's segments): the threads of a session that just ran spin on cores the next one needs.
+    On 2 cores ``bisect --suggest-fp32`` ran about 10 % faster without it, and one pipeline run no
+    slower (bench/bench_repair.py).
 ``session_options``
     Any further ``SessionOptions`` attributes by name, e.g. ``{"enable_mem_pattern": false}``.
 
@@ -30,6 +36,7 @@ OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 _KNOWN_OPTIONS = {
     "providers", "graph_optimization_level", "intra_op_num_threads", "inter_op_num_threads", "session_options",
+    "allow_spinning",
 }
 
 # ORT reports types as "tensor(float)"; the numpy dtype each stands for.
@@ -61,6 +68,7 @@ def session_options(
     intra_op_num_threads: int = 0,
     inter_op_num_threads: int = 0,
     extra: Mapping[str, Any] | None = None,
+    allow_spinning: bool = False,
     source: str = "onnxruntime",
 ):
     """Build ``onnxruntime.SessionOptions``; unknown names or levels are a ``ConfigError``."""
@@ -83,6 +91,7 @@ def session_options(
     for key, value in (("intra_op_num_threads", intra_op_num_threads), ("inter_op_num_threads", inter_op_num_threads)):
         setattr(options, key, _thread_count(value, where=f"{source}.{key}"))
     options.log_severity_level = 3  # warnings about unused initializers are noise here
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     for key, value in (extra or {}).items():
         if not hasattr(options, key):
             raise ConfigError(f"onnxruntime.SessionOptions has no attribute {key!r}",
@@ -135,6 +144,7 @@ def open_session(
     intra_op_num_threads: int = 0,
     inter_op_num_threads: int = 0,
     session_options_extra: Mapping[str, Any] | None = None,
+    allow_spinning: bool = False,
     external_data_folder: str | Path | None = None,
     external_initializers: Mapping[str, np.ndarray] | None = None,
     source: str = "onnxruntime",
@@ -155,6 +165,7 @@ def open_session(
         intra_op_num_threads=intra_op_num_threads,
         inter_op_num_threads=inter_op_num_threads,
         extra=session_options_extra,
+        allow_spinning=allow_spinning,
         source=source,
     )
     if external_data_folder is not None:
@@ -205,10 +216,14 @@ class OnnxRuntimeBackend(Backend):
                               f"not {extra!r}", where=f"{self.name}.session_options")
         threads = {key: _thread_count(self.options.get(key, 0), where=f"{self.name}.{key}")
                    for key in ("intra_op_num_threads", "inter_op_num_threads")}
+        spinning = self.options.get("allow_spinning", False)
+        if not isinstance(spinning, bool):
+            raise ConfigError(f"must be true or false, not {spinning!r}", where=f"{self.name}.allow_spinning")
         return {
             "providers": list(providers),
             "graph_optimization_level": level,
             **threads,
+            "allow_spinning": spinning,
             "session_options_extra": dict(extra),
             "source": self.name,
         }

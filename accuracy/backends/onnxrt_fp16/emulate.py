@@ -240,6 +240,7 @@ def _cast_session(name: str, chain: tuple[int, ...]):
         model.ir_version = 8
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see onnxrt.loader
         _CAST_SESSIONS[name] = ort.InferenceSession(model.SerializeToString(), options,
                                                     providers=["CPUExecutionProvider"])
     return _CAST_SESSIONS[name]

@@ -173,3 +173,27 @@ def test_a_json_file_over_the_size_limit_is_refused_before_reading(tmp_path):
         handle.truncate(2 << 30)  # sparse: no disk used
     with pytest.raises(InputError, match=r"b.json: 2048 MiB: over the 1024 MiB this JSON file may have"):
         io.read_json(huge)
+
+
+def test_a_staged_write_appears_whole_on_commit_and_leaves_nothing_on_discard(tmp_path, umask):
+    """The repaired model is written while it is checked: nothing at the target until commit, the umask's
+    mode then; a discarded one leaves no staging file; a folder in the way is refused at once."""
+    umask(0o027)
+    target = tmp_path / "out" / "model.onnx"
+    staged = io.StagedWrite(target, b"x" * (4 << 20))
+    assert not target.exists()
+    assert staged.commit() == target and target.read_bytes() == b"x" * (4 << 20)
+    assert mode(target) == 0o666 & ~0o027
+    staged = io.StagedWrite(target, b"other")
+    staged.discard()
+    assert target.read_bytes() == b"x" * (4 << 20) and sorted(p.name for p in target.parent.iterdir()) == ["model.onnx"]
+    with pytest.raises(InputError, match="is a folder"):
+        io.StagedWrite(tmp_path / "out", b"")
+
+
+def test_a_staged_write_that_cannot_be_written_fails_at_commit_naming_the_file(tmp_path):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the folder should be")
+    staged = io.StagedWrite(blocked / "model.onnx", b"data")
+    with pytest.raises(InputError, match="cannot write"):
+        staged.commit()

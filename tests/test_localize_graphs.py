@@ -49,6 +49,7 @@ def test_a_repair_that_fails_in_plain_onnxruntime_is_not_offered_fake_check(haza
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in checked.graph.initializer)
     assert repair["keep_fp32"] == ["sum_sq"] and not repair["passed"] and "not offered" in repair["note"]
     assert "model" not in repair["files"] and not (tmp_path / "model_fp16_repaired.onnx").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model_fp16_repaired")]  # no staging left
 
 
 def test_snippets_name_unnamed_nodes_by_their_output_tensor(tmp_path, normalizer_inputs):

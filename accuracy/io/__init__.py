@@ -18,6 +18,7 @@ from accuracy.io.reading import (
 from accuracy.io.writing import (
     STALE_AFTER,
     OverwriteRefused,
+    StagedWrite,
     current_umask,
     dumps_json,
     jsonable,
@@ -28,7 +29,7 @@ from accuracy.io.writing import (
 )
 
 __all__ = [
-    "MAX_CSV_FIELD", "MAX_INT_DIGITS", "MAX_JSON_DEPTH", "STALE_AFTER", "OverwriteRefused", "csv_rows",
+    "MAX_CSV_FIELD", "MAX_INT_DIGITS", "MAX_JSON_DEPTH", "STALE_AFTER", "OverwriteRefused", "StagedWrite", "csv_rows",
     "current_umask", "dumps_json", "existing", "expand_user", "finite_or_none", "json_depth", "jsonable", "loads_json",
     "read_bytes", "read_json", "read_text", "regular_file", "remove_stale_staging", "writable_folder",
     "write_bytes_atomic", "write_json_atomic",

@@ -36,6 +36,49 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True,
     the fsync before the rename, for large derived files a rerun makes again: still never half-read,
     but after a power cut the file may be empty.
     """
+    path, through = _target(path, overwrite=overwrite)
+    if through:
+        return _write_through(path, data)
+    return _commit(_stage(path, data, sync=sync), path, overwrite=overwrite)
+
+
+class StagedWrite:
+    """``write_bytes_atomic`` in two steps, the first in a background thread: the bytes go to a private
+    staging file beside ``path`` while the caller works on (a file write leaves Python's lock free),
+    then ``commit()`` renames it into place or ``discard()`` removes it. For a large file whose fate is
+    decided meanwhile (the repaired model, written while it is checked). Never synced to disk (see
+    ``write_bytes_atomic``'s ``sync``); ``path`` must be a regular file or not exist."""
+
+    def __init__(self, path: str | Path, data: bytes):
+        self.path, through = _target(path, overwrite=True)
+        if through:
+            raise InputError("is not a regular file; give a file path", path=self.path)
+        self._staged: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, args=(data,), name="accuracy-staged-write", daemon=True)
+        self._thread.start()
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._staged = _stage(self.path, data, sync=False)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller in commit()
+            self._error = exc
+
+    def commit(self) -> Path:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return _commit(self._staged, self.path, overwrite=True)
+
+    def discard(self) -> None:
+        self._thread.join()
+        if self._staged is not None and os.path.exists(self._staged):
+            os.unlink(self._staged)
+
+
+def _target(path: str | Path, *, overwrite: bool) -> tuple[Path, bool]:
+    """The file to replace (a link's target when it names a regular file) and whether it is a device,
+    pipe or socket to write through; a folder, or an existing file without ``overwrite``, is an error."""
     path = Path(path)
     existing = _lstat(path)
     if not overwrite and existing is not None:
@@ -47,8 +90,11 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True,
         existing = followed
     if existing is not None and stat.S_ISDIR(existing.st_mode):
         raise InputError("is a folder; give a file path", path=path)
-    if existing is not None and not stat.S_ISREG(existing.st_mode):
-        return _write_through(path, data)
+    return path, existing is not None and not stat.S_ISREG(existing.st_mode)
+
+
+def _stage(path: Path, data: bytes, *, sync: bool) -> str:
+    """``data`` in a new staging file beside ``path``, with the umask's mode; its name."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(path.parent)
@@ -63,6 +109,18 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = True,
             handle.flush()
             if sync:
                 os.fsync(handle.fileno())
+    except BaseException as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise InputError(f"cannot write: {_reason(exc)}", path=path) from None
+        raise
+    return tmp
+
+
+def _commit(tmp: str, path: Path, *, overwrite: bool) -> Path:
+    """The staging file ``tmp`` renamed to ``path`` (linked, when ``path`` must not exist yet)."""
+    try:
         if not overwrite:
             # link() fails if the target appeared meanwhile: no race can clobber it.
             try:

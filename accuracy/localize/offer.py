@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -26,6 +26,10 @@ from accuracy.backends.onnxrt_fp16.emulate import (
 )
 from accuracy.compare.tensors import TensorThresholds
 
+if TYPE_CHECKING:
+    from accuracy.io import StagedWrite
+
+REPAIRED_MODEL = "model_fp16_repaired.onnx"
 CONVERTER = "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True, node_block_list=[...])"
 RUNTIME = "plain ONNX Runtime (CPU)"
 
@@ -271,21 +275,30 @@ def offer_repair(model: onnx.ModelProto, keep_fp32: Sequence[str], *, check: Cal
     ``out_dir``, write keep_fp32.json, keep_fp32.toml, the converter snippets and -- only when it
     passed -- model_fp16_repaired.onnx. ``check`` is given the converted model serialized (the bytes that
     are written). Returns ``{"passed", "converter", "runtime", ..., "files"}``."""
+    from accuracy.io import StagedWrite
+
     unnamed = unnamed_nodes(model.graph)
+    staged = None
     try:
-        repaired = repaired_fp16_model(model, keep_fp32).SerializeToString()
-        verdict = dict(check(repaired))
-    except Exception as exc:  # noqa: BLE001 - the converter or ORT refusing the result is a verdict
-        repaired, verdict = None, {"passed": False, "error": f"{type(exc).__name__}: {exc}"}
-    offered = {"converter": CONVERTER, "runtime": RUNTIME, **verdict,
-               "unnamed": [n for n in keep_fp32 if n in unnamed]}
-    if not verdict["passed"]:
-        offered["note"] = ("the keep-list passes under fp16 emulation, but the model converted with it fails in "
-                           f"{RUNTIME}: not offered")
-    if out_dir is not None:
-        offered["files"] = write_repair(Path(out_dir), keep_fp32, op_types,
-                                        repaired if verdict["passed"] else None,
-                                        unnamed=[n for n in keep_fp32 if n in unnamed], model_name=model_name)
+        try:
+            repaired = repaired_fp16_model(model, keep_fp32).SerializeToString()
+            if out_dir is not None:  # written while it is checked, kept only when it passes
+                staged = StagedWrite(Path(out_dir) / REPAIRED_MODEL, repaired)
+            verdict = dict(check(repaired))
+        except Exception as exc:  # noqa: BLE001 - the converter or ORT refusing the result is a verdict
+            verdict = {"passed": False, "error": f"{type(exc).__name__}: {exc}"}
+        offered = {"converter": CONVERTER, "runtime": RUNTIME, **verdict,
+                   "unnamed": [n for n in keep_fp32 if n in unnamed]}
+        if not verdict["passed"]:
+            offered["note"] = ("the keep-list passes under fp16 emulation, but the model converted with it fails "
+                               f"in {RUNTIME}: not offered")
+        if out_dir is not None:
+            offered["files"] = write_repair(Path(out_dir), keep_fp32, op_types, staged if verdict["passed"] else None,
+                                            unnamed=[n for n in keep_fp32 if n in unnamed], model_name=model_name)
+            staged = None  # committed (or left to the finally below when not offered)
+    finally:
+        if staged is not None:
+            staged.discard()
     return offered
 
 
@@ -328,10 +341,11 @@ precision_mode=enforce_fp32
 
 
 def write_repair(out_dir: Path, keep_fp32: Sequence[str], op_types: Mapping[str, str],
-                 repaired: bytes | None, *, unnamed: Sequence[str] = (), model_name: str | None = None) -> dict:
+                 repaired: StagedWrite | None, *, unnamed: Sequence[str] = (), model_name: str | None = None) -> dict:
     """keep_fp32.json, keep_fp32.toml (the suite table, with ``model_name``), converter_snippets.txt and
-    the repaired model (serialized) when there is one; returns their paths. The model is replaced
-    atomically but not synced to disk (``sync=False``): it is derived, and made again by a rerun."""
+    the repaired model when there is one (staged already: committed here; a stale one from an earlier
+    run is removed otherwise); returns their paths. The model is replaced atomically but not synced to
+    disk: it is derived, and made again by a rerun."""
     from accuracy.io import write_bytes_atomic, write_json_atomic
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -341,10 +355,8 @@ def write_repair(out_dir: Path, keep_fp32: Sequence[str], op_types: Mapping[str,
     if model_name is not None:
         paths["suite_table"] = out_dir / "keep_fp32.toml"
         write_bytes_atomic(paths["suite_table"], keep_fp32_table({model_name: keep_fp32}).encode())
-    stale = out_dir / "model_fp16_repaired.onnx"
     if repaired is not None:
-        paths["model"] = stale
-        write_bytes_atomic(stale, repaired, sync=False)
+        paths["model"] = repaired.commit()
     else:
-        stale.unlink(missing_ok=True)
+        (out_dir / REPAIRED_MODEL).unlink(missing_ok=True)
     return {k: str(v) for k, v in paths.items()}

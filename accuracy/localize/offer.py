@@ -295,7 +295,8 @@ def offer_repair(model: onnx.ModelProto, keep_fp32: Sequence[str], *, check: Cal
         if out_dir is not None:
             offered["files"] = write_repair(Path(out_dir), keep_fp32, op_types, staged if verdict["passed"] else None,
                                             unnamed=[n for n in keep_fp32 if n in unnamed], model_name=model_name)
-            staged = None  # committed (or left to the finally below when not offered)
+            if verdict["passed"]:
+                staged = None  # committed; one not offered is discarded below
     finally:
         if staged is not None:
             staged.discard()

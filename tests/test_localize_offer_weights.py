@@ -15,6 +15,7 @@ from accuracy.localize.offer import (
     _sort_topologically,
     converter_float16,
     name_nodes,
+    repaired_fp16_bytes,
     repaired_fp16_model,
 )
 
@@ -77,6 +78,24 @@ def test_repaired_model_is_byte_for_byte_the_converters(keep):
     assert ours.SerializeToString() == _converter_as_shipped(model, keep).SerializeToString()
     halves = [i for i in ours.graph.initializer if i.data_type == TensorProto.FLOAT16]
     assert halves and all(len(i.raw_data) == 2 * int(np.prod(i.dims)) for i in halves)  # data put back
+    assert repaired_fp16_bytes(model, keep) == ours.SerializeToString()  # its weights joined in apart
+
+
+def test_raw_data_joined_into_a_serialized_model_lands_where_protobuf_writes_it():
+    """``with_raw_data``: the weights of a weightless model put back give protobuf's own bytes, a tensor
+    with fields numbered past raw_data's (doc_string, metadata) included; a name it lacks is an error."""
+    from accuracy.backends.onnxrt.weights import with_raw_data
+    from accuracy.backends.onnxrt_fp16.emulate import weightless_copy
+
+    model = _model()
+    model.graph.initializer[0].doc_string = "after raw_data in field order"
+    helper.set_model_props(model, {"k": "v"})
+    light = weightless_copy(model)
+    stripped = {i.name for i in light.graph.initializer if not i.HasField("raw_data")}
+    data = {i.name: i.raw_data for i in model.graph.initializer if i.name in stripped}
+    assert len(data) >= 2 and with_raw_data(light.SerializeToString(), data) == model.SerializeToString()
+    with pytest.raises(ValueError, match="nowhere"):
+        with_raw_data(light.SerializeToString(), {**data, "nowhere": b"1234"})
 
 
 def test_weightless_copy_keeps_every_field_but_the_weights_data():

@@ -61,6 +61,27 @@ def unnamed_nodes(graph: onnx.GraphProto, scope: str = "") -> list[str]:
 def repaired_fp16_model(model: onnx.ModelProto, keep_fp32: Sequence[str]) -> onnx.ModelProto:
     """A real fp16 model (onnxruntime.transformers.float16) with ``keep_fp32`` blocked in fp32,
     fp32 inputs/outputs: what a user deploys or hands to a converter."""
+    converted, data = _converted(model, keep_fp32)
+    for init in converted.graph.initializer:
+        if init.name in data:
+            init.raw_data = data[init.name]
+    return converted
+
+
+def repaired_fp16_bytes(model: onnx.ModelProto, keep_fp32: Sequence[str]) -> bytes:
+    """``repaired_fp16_model(...).SerializeToString()``, the same bytes, its weights joined in apart
+    (``weights.with_raw_data``): protobuf's serializer copies them several times slower."""
+    from accuracy.backends.onnxrt.weights import with_raw_data
+
+    converted, data = _converted(model, keep_fp32)
+    return with_raw_data(converted.SerializeToString(), data)
+
+
+def _converted(model: onnx.ModelProto, keep_fp32: Sequence[str]) -> tuple[onnx.ModelProto, dict[str, bytes]]:
+    """The converter run on the graph without its large weights' data, and that data apart (name ->
+    raw bytes): rounded to fp16 as the converter rounds it (``converter_float16``, bit for bit) for the
+    initializers it made fp16, as it was for the rest. The converter itself changes only the type of
+    a weight that has no data; the numbers it would write are the ones computed here."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     # the converter's own first step, shape inference, run here on the graph without its weights' data
@@ -68,32 +89,47 @@ def repaired_fp16_model(model: onnx.ModelProto, keep_fp32: Sequence[str]) -> onn
     named = weightless_copy(model)
     name_nodes(named.graph)
     typed = weightless_infer_shapes(named, strict_mode=False, restore=False)
-    source = {init.name: init for init in model.graph.initializer}
-    for init in typed.graph.initializer:  # the data back, copied once
-        if not init.HasField("raw_data") and source[init.name].HasField("raw_data"):
-            init.CopyFrom(source[init.name])
-    with _vectorised_weight_rounding():
+    with _vectorised_weight_rounding():  # for data still in the graph: subgraphs, Constants, small weights
         converted = convert_float_to_float16(typed, keep_io_types=True, node_block_list=list(keep_fp32),
                                              disable_shape_infer=True)
     _relocate_stray_nodes(converted.graph)  # the Casts around a blocked node inside an If land in the main graph
     _sort_topologically(converted.graph)  # the converter appends its Casts at the end: invalid ONNX
     _drop_fp16_round_trips(converted)
-    return converted
+    source = {init.name: init for init in model.graph.initializer}
+    data = {}
+    for init in converted.graph.initializer:
+        original = source.get(init.name)
+        if original is None or init.HasField("raw_data") or not original.HasField("raw_data"):
+            continue
+        if init.data_type == onnx.TensorProto.FLOAT16 and original.data_type == onnx.TensorProto.FLOAT:
+            data[init.name] = converter_float16(np.frombuffer(original.raw_data, np.dtype("<f4"))).tobytes()
+        else:
+            data[init.name] = original.raw_data
+    return converted, data
 
 
 @contextmanager
 def _vectorised_weight_rounding():
-    """The converter as is, its per-weight rounding (``convert_np_to_float16``, a dozen numpy passes with
-    fancy indexing: ~0.3 s for 30 MB of weights) swapped for ``converter_float16``, which gives the same
-    bits in a few passes; put back on the way out."""
+    """The converter as is, two of its helpers swapped for twins that give the same result, put back on
+    the way out: its per-weight rounding (``convert_np_to_float16``, a dozen numpy passes with fancy
+    indexing: ~0.3 s for 30 MB of weights) for ``converter_float16``, the same bits in a few passes;
+    ``make_value_info_from_tensor``, which loads a weight's data only to read its shape, for one that
+    reads the shape from the tensor's dims (the weights' data is not in the graph it converts)."""
     from onnxruntime.transformers import float16
 
-    original = float16.convert_np_to_float16
-    float16.convert_np_to_float16 = converter_float16
+    originals = float16.convert_np_to_float16, float16.make_value_info_from_tensor
+    float16.convert_np_to_float16, float16.make_value_info_from_tensor = converter_float16, _value_info_from_dims
     try:
         yield
     finally:
-        float16.convert_np_to_float16 = original
+        float16.convert_np_to_float16, float16.make_value_info_from_tensor = originals
+
+
+def _value_info_from_dims(tensor: onnx.TensorProto) -> onnx.ValueInfoProto:
+    """``float16.make_value_info_from_tensor`` (``numpy_helper.to_array(tensor).shape`` is the dims)."""
+    from onnx import helper
+
+    return helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
 
 
 def converter_float16(data: np.ndarray, min_positive_val: float = 5.96e-08,
@@ -281,7 +317,7 @@ def offer_repair(model: onnx.ModelProto, keep_fp32: Sequence[str], *, check: Cal
     staged = None
     try:
         try:
-            repaired = repaired_fp16_model(model, keep_fp32).SerializeToString()
+            repaired = repaired_fp16_bytes(model, keep_fp32)
             if out_dir is not None:  # written while it is checked, kept only when it passes
                 staged = StagedWrite(Path(out_dir) / REPAIRED_MODEL, repaired)
             verdict = dict(check(repaired))

@@ -20,7 +20,7 @@ backend's in-memory conversions (a repair search's trials).
 from __future__ import annotations
 
 import mmap
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from onnx.external_data_helper import uses_external_data
 # field numbers of onnx.proto3
 _MODEL_GRAPH = 7
 _GRAPH_INITIALIZER = 5
-_TENSOR_RAW_DATA, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 9, 13, 14
+_TENSOR_NAME, _TENSOR_RAW_DATA, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 9, 13, 14
 _LENGTH_DELIMITED = 2
 
 
@@ -245,3 +245,55 @@ def _key(number: int, wire: int) -> bytes:
 
 def _string_field(number: int, value: bytes) -> bytes:
     return _key(number, _LENGTH_DELIMITED) + _varint(len(value)) + value
+
+
+def with_raw_data(serialized: bytes, data: Mapping[str, bytes]) -> bytes:
+    """``serialized`` (a model whose main-graph initializers named in ``data`` carry no data) with each
+    one's ``raw_data`` put in, where protobuf itself would write it (by field number): the bytes of
+    ``model.SerializeToString()`` after setting each ``raw_data``, without protobuf copying tens of
+    MB of weights through its serializer (several times slower than joining them here)."""
+    view = memoryview(serialized)
+    chunks: list = []
+    placed = set()
+    for number, wire, start, value, end in _fields(view, 0, len(view)):
+        if number != _MODEL_GRAPH or wire != _LENGTH_DELIMITED:
+            chunks.append(view[start:end])
+            continue
+        graph: list = []
+        for g_number, g_wire, g_start, g_value, g_end in _fields(view, value, end):
+            tensor = None
+            if g_number == _GRAPH_INITIALIZER and g_wire == _LENGTH_DELIMITED:
+                tensor = _with_data(view, g_value, g_end, data, placed)
+            if tensor is None:
+                graph.append(view[g_start:g_end])
+            else:
+                graph += [_key(g_number, g_wire), _varint(sum(len(c) for c in tensor)), *tensor]
+        chunks += [_key(number, wire), _varint(sum(len(c) for c in graph)), *graph]
+    missing = sorted(set(data) - placed)
+    if missing:
+        raise ValueError(f"no initializer without data named {missing[:5]} in the model")
+    return b"".join(chunks)
+
+
+def _with_data(view: memoryview, begin: int, finish: int, data: Mapping[str, bytes], placed: set[str]) -> list | None:
+    """The tensor's fields with ``raw_data`` from ``data`` inserted before the first field numbered
+    past it; ``None`` when the tensor is not one to fill."""
+    fields = list(_fields(view, begin, finish))
+    name = None
+    for number, wire, start, value, end in fields:
+        if number == _TENSOR_RAW_DATA:
+            return None
+        if number == _TENSOR_NAME and wire == _LENGTH_DELIMITED:
+            name = bytes(view[value:end]).decode("utf-8", "surrogateescape")
+    if name not in data:
+        return None
+    placed.add(name)
+    raw = data[name]
+    inserted = [_key(_TENSOR_RAW_DATA, _LENGTH_DELIMITED), _varint(len(raw)), raw]
+    chunks: list = []
+    for number, _, start, _, end in fields:
+        if inserted and number > _TENSOR_RAW_DATA:
+            chunks += inserted
+            inserted = []
+        chunks.append(view[start:end])
+    return chunks + inserted

@@ -158,6 +158,26 @@ def test_optimised_copy_is_saved_once_gives_the_same_numbers_and_a_damaged_one_i
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(expected, got))
     assert onnx.load(str(optimised)).graph.node  # and saved again
 
+def test_the_optimised_copy_keeps_its_weights_in_a_data_file_and_one_lost_is_remade(tmp_path, private_cache):
+    """Weights apart (ORT maps them on the next load): one data file beside the copy, a unique name per
+    writer; with it gone the copy cannot load, and is made again, the same numbers either way."""
+    rng = np.random.default_rng(3)
+    weight = numpy_helper.from_array(rng.standard_normal((128, 128)).astype(np.float32), "w")
+    path = _save(_model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+                        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 128])],
+                        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 128])], [weight]),
+                 tmp_path / "m.onnx")
+    feeds = {"x": rng.standard_normal((1, 128)).astype(np.float32)}
+    expected = get_backend("onnxruntime-fp16").load(path).run(feeds)[0]
+    (optimised,) = list((private_cache / "fp16").glob("*/model.ort-basic-*.onnx"))
+    (data,) = list(optimised.parent.glob(f"{optimised.name}.*.data"))
+    assert data.stat().st_size >= 128 * 128 * 4 and optimised.stat().st_size < 16 * 1024
+    assert np.array_equal(get_backend("onnxruntime-fp16").load(path).run(feeds)[0], expected)
+    data.unlink()
+    assert np.array_equal(get_backend("onnxruntime-fp16").load(path).run(feeds)[0], expected)
+    assert len(list(optimised.parent.glob(f"{optimised.name}.*.data"))) == 1  # saved again, with its data
+
+
 def test_unnamed_nodes_are_named_by_their_output_tensor():
     names = node_names(normalizer_chain(scale=1.0).graph)
     assert names == ["embed", "h1", "amplify", "sum_sq", "norm", "unit", "proj", "y"]

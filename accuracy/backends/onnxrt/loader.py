@@ -69,6 +69,7 @@ def session_options(
     inter_op_num_threads: int = 0,
     extra: Mapping[str, Any] | None = None,
     allow_spinning: bool = False,
+    config: Mapping[str, str] | None = None,
     source: str = "onnxruntime",
 ):
     """Build ``onnxruntime.SessionOptions``; unknown names or levels are a ``ConfigError``."""
@@ -92,6 +93,8 @@ def session_options(
         setattr(options, key, _thread_count(value, where=f"{source}.{key}"))
     options.log_severity_level = 3  # warnings about unused initializers are noise here
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+    for key, value in (config or {}).items():  # ORT's session configuration entries, by their own names
+        options.add_session_config_entry(key, value)
     for key, value in (extra or {}).items():
         if not hasattr(options, key):
             raise ConfigError(f"onnxruntime.SessionOptions has no attribute {key!r}",
@@ -145,6 +148,7 @@ def open_session(
     inter_op_num_threads: int = 0,
     session_options_extra: Mapping[str, Any] | None = None,
     allow_spinning: bool = False,
+    config: Mapping[str, str] | None = None,
     external_data_folder: str | Path | None = None,
     external_initializers: Mapping[str, np.ndarray] | None = None,
     source: str = "onnxruntime",
@@ -166,6 +170,7 @@ def open_session(
         inter_op_num_threads=inter_op_num_threads,
         extra=session_options_extra,
         allow_spinning=allow_spinning,
+        config=config,
         source=source,
     )
     if external_data_folder is not None:

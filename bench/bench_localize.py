@@ -15,8 +15,10 @@ medians printed; byte code is cached as for an installed package (a private ``PY
 * Polygraphy's mark-all workflow when ``polygraphy`` is installed: ``polygraphy run MODEL --onnxrt
   --onnx-outputs mark all --load-inputs ... --save-outputs ...`` (the peer; the ratio is printed).
 
-Target: localize <= 2x a plain inference. The second figure is the old in-process one: the time
-inside localize split into model inference (ORT runs of both sides), per-tensor metrics and the rest.
+Target: localize <= 2x a plain inference. Each command's peak RSS is printed too (measured once,
+untimed, from a small launcher), and localize's time and memory as fractions of Polygraphy's. The
+second figure is the old in-process one: the time inside localize split into model inference (ORT
+runs of both sides), per-tensor metrics and the rest.
 
 ``--mlp`` and ``--external`` run the earlier in-process comparison (time and peak RSS against a plain
 inference) on a synthetic MLP whose intermediates are several times its weights, or on a 2.25 GiB
@@ -183,6 +185,17 @@ def whole_commands(model: Path, feeds: Path, folder: Path) -> dict[str, list[str
     return commands
 
 
+_LAUNCHER = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+             "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def _peak_kib(command: list[str], env: dict) -> int:
+    """The command's peak RSS (KiB), run once from a fresh interpreter that imports nothing."""
+    launched = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *command], capture_output=True, text=True,
+                              env=env, check=True)
+    return int(launched.stdout.split()[-1])
+
+
 def run_whole(args) -> None:
     import statistics
 
@@ -200,27 +213,35 @@ def run_whole(args) -> None:
         env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
         for command in commands.values():  # untimed warm-up: the byte code and the OS file cache, both sides
             subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+        # peak memory, once per command, untimed: through a small launcher, as a child's peak counts the
+        # memory of the process it was forked from (this one holds far more than a fresh interpreter)
+        peak = {name: _peak_kib(command, env) for name, command in commands.items()}
         seconds: dict[str, list[float]] = {name: [] for name in commands}
         cpu: dict[str, list[float]] = {name: [] for name in commands}  # CPU seconds of the child, all threads
         for _ in range(args.repeat):
             for name, command in commands.items():
-                start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-                done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+                start = time.perf_counter()
+                child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                stderr = child.stderr.read()
+                _, status, usage = os.wait4(child.pid, 0)  # this child's own resource use
                 seconds[name].append(time.perf_counter() - start)
-                after = resource.getrusage(resource.RUSAGE_CHILDREN)
-                cpu[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-                if done.returncode not in (0, 1):
-                    raise SystemExit(f"{name} failed ({done.returncode}): {done.stderr[-2000:]}")
+                cpu[name].append(usage.ru_utime + usage.ru_stime)
+                code = os.waitstatus_to_exitcode(status)
+                if code not in (0, 1):
+                    raise SystemExit(f"{name} failed ({code}): {stderr.decode(errors='replace')[-2000:]}")
         plain_s = statistics.median(seconds["plain inference"])
         for name, values in seconds.items():
-            print(f"{name:<22} {statistics.median(values):7.3f} s  ({statistics.median(values) / plain_s:.2f}x plain)")
+            print(f"{name:<22} {statistics.median(values):7.3f} s  ({statistics.median(values) / plain_s:.2f}x plain), "
+                  f"peak RSS {peak[name] / 1024:.0f} MiB")
         loc = statistics.median(seconds["accuracy localize"])
         print(f"localize / plain inference (whole commands): {loc / plain_s:.2f}  (target <= 2)")
         print(f"  in CPU time (user + system, all threads): "
               f"{statistics.median(cpu['accuracy localize']) / statistics.median(cpu['plain inference']):.2f}; "
               f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
         if "polygraphy mark-all" in seconds:
-            print(f"localize / polygraphy mark-all: {loc / statistics.median(seconds['polygraphy mark-all']):.2f}")
+            memory = peak["accuracy localize"] / peak["polygraphy mark-all"]
+            print(f"localize / polygraphy mark-all: {loc / statistics.median(seconds['polygraphy mark-all']):.2f} "
+                  f"of its time, {memory:.2f} of its peak memory")
         else:
             print("polygraphy not installed (pip install polygraphy): no peer ratio")
         proc = subprocess.run([sys.executable, __file__, "--child", "localize", str(model), str(feeds)],

@@ -72,6 +72,8 @@ class ModelGraph:
         self.data_source = self.path  # the model's data files are found beside this path
         self.spilled: set[str] = set()  # weights moved to the private file (with fp16 copies: ``rounded``)
         self._rounded: dict[str, onnx.TensorProto] | None = None
+        if self.path.is_file() and not self.path.stat().st_size:
+            raise BackendError("onnx cannot read the model: the file is empty", path=self.path)
         found = read_in_place(self.path, _SPILL_MIN)
         if found is not None:  # weights stay in the model file, referred to in place (see ``weights``)
             self.model, self.in_place, self.data_source = found.model, set(found.names), found.source
@@ -83,6 +85,7 @@ class ModelGraph:
             self.in_place = set()
             self._spill(fp16=fp16)
         graph = self.model.graph
+        _densify_sparse(graph, self.path)
         self.initializers = {init.name: init for init in graph.initializer}
         self.in_range = fp16_in_range(self.data_source, self.model, self.in_place) if fp16 and self.in_place else set()
         self.input_names = [i.name for i in graph.input if i.name not in self.initializers]
@@ -122,7 +125,7 @@ class ModelGraph:
         try:
             with open(folder / _WEIGHTS, "wb") as handle:
                 for init in big:
-                    data = numpy_helper.to_array(init)
+                    data = self._weight_data(init)
                     if rounded_file is not None and init.data_type == TensorProto.FLOAT:
                         rounded = round_to_fp16(data, saturate=True)
                         self._rounded[init.name] = _external(init, _ROUNDED, _append(rounded_file, rounded),
@@ -133,6 +136,20 @@ class ModelGraph:
             if rounded_file is not None:
                 rounded_file.close()
         self.data_source = folder / "model.onnx"
+
+    def _weight_data(self, init: onnx.TensorProto) -> np.ndarray:
+        """A weight's data as an array (raw bytes as they are for types numpy cannot hold, e.g. bfloat16);
+        data that does not fit the tensor's dims or type is a ``BackendError`` naming the weight."""
+        try:
+            if init.HasField("raw_data") and init.data_type != TensorProto.FLOAT:
+                expected = self._data_bytes(init)
+                if init.data_type in _ELEM_BYTES and len(init.raw_data) != expected:
+                    raise ValueError(f"{len(init.raw_data)} bytes of data for {expected}")
+                return np.frombuffer(init.raw_data, np.uint8)
+            return numpy_helper.to_array(init)
+        except (ValueError, TypeError) as exc:
+            raise BackendError(f"onnx cannot read the model: initializer {init.name!r}: {exc}", path=self.path,
+                               where=init.name) from None
 
     @staticmethod
     def _data_bytes(init: onnx.TensorProto) -> int:
@@ -365,6 +382,25 @@ def _external(init: onnx.TensorProto, location: str, offset: int, length: int) -
         entry.key, entry.value = key, value
     tensor.data_location = TensorProto.EXTERNAL
     return tensor
+
+
+def _densify_sparse(graph: onnx.GraphProto, path: Path) -> None:
+    """The main graph's sparse initializers as ordinary (dense) ones, as ONNX Runtime reads them: a
+    segment carries initializers, not sparse ones. Bad ones are a ``BackendError`` naming them."""
+    for sparse in graph.sparse_initializer:
+        name = sparse.values.name
+        try:
+            values = numpy_helper.to_array(sparse.values).reshape(-1)
+            indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+            dense = np.zeros(math.prod(sparse.dims), values.dtype)
+            if indices.ndim == 2:  # one row of coordinates per value
+                indices = np.ravel_multi_index(tuple(indices.T), tuple(sparse.dims))
+            dense[indices.reshape(-1)] = values
+            graph.initializer.append(numpy_helper.from_array(dense.reshape(tuple(sparse.dims)), name))
+        except (ValueError, TypeError, IndexError) as exc:
+            raise BackendError(f"onnx cannot read the model: sparse initializer {name!r}: {exc}", path=path,
+                               where=name) from None
+    del graph.sparse_initializer[:]
 
 
 def _check_dtype(vi: onnx.ValueInfoProto, array: np.ndarray, where) -> None:

@@ -50,8 +50,7 @@ def test_clean_model_needs_no_repair(clean_onnx, normalizer_inputs):
     assert repair["keep_fp32"] == [] and repair["passed"] and repair["trials"] == 1
 
 
-def test_an_unrepairable_model_says_so():
-    """The input itself does not fit fp16: no node list can help, the whole model must stay fp32."""
+def _input_past_fp16() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     graph = helper.make_graph(
         [helper.make_node("Add", ["x", "zero"], ["y"], name="add")], "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
@@ -60,7 +59,63 @@ def test_an_unrepairable_model_says_so():
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    found = suggest_fp32(model, {"x": np.array([70000.0, 1.0], np.float32)}, ["add"], first_try=["add"])
+    return model, {"x": np.array([70000.0, 1.0 + 2**-12], np.float32)}
+
+
+def test_a_kept_node_reads_the_graph_input_unrounded_as_the_repaired_model_feeds_it():
+    """The input does not fit fp16 (70000; 1 + 2**-12 rounds to 1): under the emulation a kept Add reads
+    it as it came, and so does the repaired model (keep_io_types keeps the input fp32; the converter's
+    Cast(fp16) -> Cast(fp32) before the blocked Add is dropped, as between two blocked nodes). The
+    emulation rounded it for the kept node too, and the repair said no keep-list could help."""
+    from accuracy.backends.onnxrt.loader import open_session
+    from accuracy.backends.onnxrt_fp16.emulate import emulate_fp16
+    from accuracy.localize.offer import repaired_fp16_model
+
+    model, feeds = _input_past_fp16()
+    found = suggest_fp32(model, feeds, ["add"], first_try=["add"])
+    assert found.passed and found.keep_fp32 == ["add"]
+
+    def run(candidate: onnx.ModelProto) -> np.ndarray:
+        return open_session(candidate.SerializeToString(), model_path="<m>").run_outputs(["y"], feeds)[0]
+
+    emulated, converted = run(emulate_fp16(model, keep_fp32=["add"])), run(repaired_fp16_model(model, ["add"]))
+    assert np.array_equal(emulated, feeds["x"]) and np.array_equal(converted, feeds["x"])
+    assert not np.array_equal(run(emulate_fp16(model)), feeds["x"])  # not kept: rounded at entry
+
+
+def test_a_kept_node_gives_the_graph_output_unrounded_in_emulation_and_in_the_converted_model():
+    """keep_io_types: the output stays fp32; the converter still routes a blocked node's value through
+    Cast(fp16) -> Cast(fp32) on its way out (70000 became inf): the repaired model drops that pair, as the
+    emulation never rounds a kept node's output."""
+    from accuracy.backends.onnxrt.loader import open_session
+    from accuracy.backends.onnxrt_fp16.emulate import emulate_fp16
+    from accuracy.localize.offer import repaired_fp16_model
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "k"], ["m"], name="scale"), helper.make_node("Mul", ["m", "one"], ["y"], name="out")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        [numpy_helper.from_array(np.full(2, 1000.0, np.float32), "k"), numpy_helper.from_array(np.ones(2, np.float32), "one")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    feeds = {"x": np.array([70.0, 0.5], np.float32)}
+    expected = feeds["x"] * 1000.0
+
+    def run(candidate: onnx.ModelProto) -> np.ndarray:
+        return open_session(candidate.SerializeToString(), model_path="<m>").run_outputs(["y"], feeds)[0]
+
+    keep = ["scale", "out"]
+    emulated, converted = run(emulate_fp16(model, keep_fp32=keep)), run(repaired_fp16_model(model, keep))
+    assert np.array_equal(emulated, expected) and np.array_equal(converted, expected)
+    # (ORT's CPU provider computes fp16 nodes in fp32, so only the emulation shows an fp16 node's overflow)
+    assert not np.isfinite(run(emulate_fp16(model, keep_fp32=["out"]))[0])
+
+
+def test_an_unrepairable_model_says_so():
+    """No keep-list passes the caller's check (a pipeline that fails for another reason): the whole
+    model must stay fp32, and the search says so."""
+    model, feeds = _input_past_fp16()
+    found = suggest_fp32(model, feeds, ["add"], first_try=["add"], criterion=lambda keep: False)
     assert not found.passed and found.keep_fp32 == [] and "enforce_fp32" in found.note
 
 

@@ -169,7 +169,11 @@ def _drop_fp16_round_trips(model: onnx.ModelProto) -> None:
     """Between two blocked nodes the converter still puts ``Cast(fp16) -> Cast(fp32)``: a sum of squares
     kept in fp32 for its range overflows there on its way to the next fp32 node (the repaired model
     outputs zeros). Consumers of such a pair read the fp32 value itself; a Cast to fp16 that nothing
-    reads any more goes too. What ``keep_fp32`` means, and what the emulation verified."""
+    reads any more goes too. The same pair sits between a graph input and a blocked node reading it,
+    and between a blocked node and the graph output it gives (``keep_io_types`` keeps both fp32): the
+    blocked node reads the input as it came, and the output's final Cast reads the fp32 value (a Cast
+    to the type it has: the output keeps its name). What ``keep_fp32`` means, and what the emulation
+    verified."""
     from onnx import TensorProto
 
     try:
@@ -183,13 +187,16 @@ def _drop_fp16_round_trips(model: onnx.ModelProto) -> None:
         producer = {t: node for node in graph.node for t in node.output}
         outputs = {o.name for o in graph.output}
         renames: dict[str, str] = {}
+        rewired = False  # a graph output's final Cast now reads the fp32 value
         for node in graph.node:
             first = producer.get(node.input[0]) if node.op_type == "Cast" and node.input else None
             if (first is not None and first.op_type == "Cast" and _cast_to(node) == TensorProto.FLOAT
-                    and _cast_to(first) == TensorProto.FLOAT16 and first.input[0] in float32
-                    and node.output[0] not in outputs):
-                renames[node.output[0]] = first.input[0]
-        if not renames:
+                    and _cast_to(first) == TensorProto.FLOAT16 and first.input[0] in float32):
+                if node.output[0] in outputs:
+                    node.input[0], rewired = first.input[0], True
+                else:
+                    renames[node.output[0]] = first.input[0]
+        if not renames and not rewired:
             continue
         kept = [n for n in graph.node if not (n.op_type == "Cast" and n.output[0] in renames)]
         _rename_inputs(kept, renames)

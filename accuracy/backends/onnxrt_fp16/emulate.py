@@ -344,7 +344,8 @@ def emulate_fp16(
     graph and in every subgraph.
 
     ``keep_fp32``: node names (as ``node_names`` gives them; subgraph nodes by their own or output
-    name) left in fp32. ``round_inputs``: round graph inputs too (a converter casts them to fp16 at
+    name) left in fp32; they read the graph's inputs unrounded, as a converter that keeps fp32 inputs
+    and outputs (``keep_io_types``) feeds them. ``round_inputs``: round graph inputs too (a converter casts them to fp16 at
     entry), or only those named (a sub-model whose other inputs were rounded by their producers
     already). ``round_initializers``: round the data of in-memory initializers; with ``False``, and
     always for initializers whose data is external (not loaded), they are rounded by nodes in the
@@ -374,12 +375,13 @@ def emulate_fp16(
     entry_nodes: list[onnx.NodeProto] = []
     if round_inputs:
         for name in entry_points:
-            if name in consumers and (round_inputs is True or name in round_inputs):
+            # a kept node reads the input as it came (keep_io_types: fp32 at the boundary, cast for fp16 nodes)
+            if any(c not in kept for c in consumers.get(name, ())) and (round_inputs is True or name in round_inputs):
                 entry_nodes += _cast_pair(name, name, name + "__rounded")
                 renames[name] = name + "__rounded"
     clip_bounds = _rewrite_graph(graph, floats, kept, renames, entry_nodes, round_initializers=round_initializers,
                                  scope="", pre_rounded=set(pre_rounded), rounded_cache=rounded_cache,
-                                 in_range=set(in_range), shared=set(shared))
+                                 in_range=set(in_range), shared=set(shared), inputs=set(entry_points))
     if clip_bounds:
         graph.initializer.extend([numpy_helper.from_array(np.array(-FP16_MAX, np.float32), _CLIP_MIN),
                                   numpy_helper.from_array(np.array(FP16_MAX, np.float32), _CLIP_MAX)])
@@ -408,7 +410,8 @@ def _consumers(graph: onnx.GraphProto, names: list[str]) -> dict[str, list[str]]
 def _rewrite_graph(graph: onnx.GraphProto, floats: set[str], kept: set[str], renames: dict[str, str],
                    new_nodes: list[onnx.NodeProto], *, round_initializers: bool, scope: str,
                    pre_rounded: Collection[str] = (), rounded_cache: dict | None = None,
-                   in_range: Collection[str] = (), shared: Collection[str] = ()) -> bool:
+                   in_range: Collection[str] = (), shared: Collection[str] = (),
+                   inputs: Collection[str] = ()) -> bool:
     """Round ``graph``'s initializers, Constants and float node outputs in place (and its subgraphs');
     ``renames`` maps outer names to their rounded copies. True when the clip bounds are needed."""
     names = node_names(graph, scope=scope)
@@ -439,11 +442,11 @@ def _rewrite_graph(graph: onnx.GraphProto, floats: set[str], kept: set[str], ren
             renames.pop(vi.name, None)
     for name, node in zip(names, graph.node):
         for i, tensor in enumerate(node.input):
-            if tensor in renames:
+            if tensor in renames and not (name in kept and tensor in inputs):  # kept: the graph input as is
                 node.input[i] = renames[tensor]
         for attr, sub in subgraphs(node):
             clip_bounds |= _rewrite_graph(sub, floats, kept, renames, [], round_initializers=True,
-                                          scope=f"{name}/{attr}/") if name not in kept else False
+                                          scope=f"{name}/{attr}/", inputs=inputs) if name not in kept else False
         new_nodes.append(node)
         if name in kept or node.op_type == "Cast" and _casts_to_non_float(node):
             continue

@@ -42,7 +42,7 @@ from onnx.external_data_helper import uses_external_data
 
 RAW_SUFFIX = "__fp32"
 HALF_SUFFIX = "__fp16"
-EMULATION_VERSION = 3  # bump when the rewrite changes: it is part of the cache key
+EMULATION_VERSION = 4  # bump when the rewrite changes: it is part of the cache key
 SUBGRAPH_OPS = ("If", "Loop", "Scan")
 
 

@@ -343,7 +343,7 @@ class ModelGraph:
             helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.asarray(a).dtype), np.shape(a))
             for name, a in inputs.items()
         ]
-        graph_outputs = [helper.make_tensor_value_info(t, self.elem_type[t], None) for t in outputs]
+        graph_outputs = [_value_info(t, self.elem_type[t]) for t in outputs]  # hundreds: built directly
         protos = []
         for node in nodes:  # carry the deterministic names, so keep-lists and messages agree
             proto = onnx.NodeProto()
@@ -382,6 +382,12 @@ def _external(init: onnx.TensorProto, location: str, offset: int, length: int) -
         entry.key, entry.value = key, value
     tensor.data_location = TensorProto.EXTERNAL
     return tensor
+
+
+def _value_info(name: str, elem_type: int) -> onnx.ValueInfoProto:
+    """``helper.make_tensor_value_info(name, elem_type, None)``, without its checks (a segment exposes
+    hundreds of tensors)."""
+    return onnx.ValueInfoProto(name=name, type=onnx.TypeProto(tensor_type=onnx.TypeProto.Tensor(elem_type=elem_type)))
 
 
 def _densify_sparse(graph: onnx.GraphProto, path: Path) -> None:

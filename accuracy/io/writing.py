@@ -14,6 +14,7 @@ import stat
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ def _stage(path: Path, data: bytes, *, sync: bool) -> str:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise InputError(f"cannot write: {_reason(exc)}", path=path) from None
-    try:
+    with _removed_on_failure(tmp, path):
         _lock(fd)  # "a live writer": the next writer leaves its staging file alone
         os.fchmod(fd, 0o666 & ~current_umask())  # the mode any other file written here would get
         with os.fdopen(fd, "wb") as handle:
@@ -109,18 +110,12 @@ def _stage(path: Path, data: bytes, *, sync: bool) -> str:
             handle.flush()
             if sync:
                 os.fsync(handle.fileno())
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise InputError(f"cannot write: {_reason(exc)}", path=path) from None
-        raise
     return tmp
 
 
 def _commit(tmp: str, path: Path, *, overwrite: bool) -> Path:
     """The staging file ``tmp`` renamed to ``path`` (linked, when ``path`` must not exist yet)."""
-    try:
+    with _removed_on_failure(tmp, path):
         if not overwrite:
             # link() fails if the target appeared meanwhile: no race can clobber it.
             try:
@@ -130,13 +125,20 @@ def _commit(tmp: str, path: Path, *, overwrite: bool) -> Path:
             os.unlink(tmp)
         else:
             os.replace(tmp, path)
+    return path
+
+
+@contextmanager
+def _removed_on_failure(tmp: str, path: Path):
+    """On any failure inside, the staging file ``tmp`` goes; an OS error is one ``InputError`` naming ``path``."""
+    try:
+        yield
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(exc, OSError):
             raise InputError(f"cannot write: {_reason(exc)}", path=path) from None
         raise
-    return path
 
 
 def _stat(path: Path) -> os.stat_result | None:

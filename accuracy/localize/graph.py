@@ -1,9 +1,11 @@
 """The model as localize sees it: named nodes in topological order, tensor liveness, and small
 sub-models ("segments") that expose every tensor they produce.
 
-The model is read without its external data; a segment's external initializers stay references
-into the model's data files and ONNX Runtime reads them itself, so models over 2 GB work and no
-weights are copied through Python.
+The model is read in place (``backends.onnxrt.weights``): its large weights become references to
+their bytes in the model file itself, as external-data initializers are references into the model's
+data files, and ONNX Runtime reads each segment's weights itself -- models over 2 GB work and no
+weight is parsed or copied through Python. A file the scan declines is read the ordinary way and its
+weights written once to a private file (``_spill``).
 """
 
 from __future__ import annotations
@@ -403,7 +405,7 @@ def _densify_sparse(graph: onnx.GraphProto, path: Path) -> None:
                 indices = np.ravel_multi_index(tuple(indices.T), tuple(sparse.dims))
             dense[indices.reshape(-1)] = values
             graph.initializer.append(numpy_helper.from_array(dense.reshape(tuple(sparse.dims)), name))
-        except (ValueError, TypeError, IndexError) as exc:
+        except (ValueError, TypeError, IndexError, MemoryError) as exc:
             raise BackendError(f"onnx cannot read the model: sparse initializer {name!r}: {exc}", path=path,
                                where=name) from None
     del graph.sparse_initializer[:]

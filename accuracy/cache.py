@@ -36,8 +36,15 @@ def file_sha256(path: Path, *, marker: bytes = b"") -> tuple[str, bool]:
     import mmap
     import time
 
+    import stat
+
     path = Path(path)
-    before = os.stat(path)
+    try:
+        before = os.stat(path)
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    if not stat.S_ISREG(before.st_mode):  # a pipe's bytes are gone once read, and its size says 0: no digest
+        raise InputError("is not a regular file (a folder, pipe or device); give the file itself", path=path)
     identity = "\0".join(map(str, (os.path.realpath(path), before.st_dev, before.st_ino, before.st_size,
                                    before.st_mtime_ns, before.st_ctime_ns, marker.hex())))
     try:
@@ -51,11 +58,14 @@ def file_sha256(path: Path, *, marker: bytes = b"") -> tuple[str, bool]:
     if len(remembered) == 2 and len(remembered[0]) == 64 and remembered[1] in ("0", "1"):
         return remembered[0], remembered[1] == "1"
     digest, found = hashlib.sha256(), False
-    with open(path, "rb") as handle:
-        if before.st_size:
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                digest.update(data)
-                found = bool(marker) and data.find(marker) >= 0
+    try:
+        with open(path, "rb") as handle:
+            if before.st_size:
+                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                    digest.update(data)
+                    found = bool(marker) and data.find(marker) >= 0
+    except (OSError, ValueError) as exc:  # ValueError: emptied since the stat (mmap of 0 bytes)
+        raise InputError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", path=path) from None
     value = digest.hexdigest()
     after = os.stat(path)
     unchanged = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (before.st_size, before.st_mtime_ns,

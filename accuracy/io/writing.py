@@ -56,6 +56,7 @@ class StagedWrite:
             raise InputError("is not a regular file; give a file path", path=self.path)
         self._staged: str | None = None
         self._error: BaseException | None = None
+        self._state = "staging"  # then "committed", "discarded" or "failed"
         self._thread = threading.Thread(target=self._write, args=(data,), name="accuracy-staged-write", daemon=True)
         self._thread.start()
 
@@ -66,13 +67,25 @@ class StagedWrite:
             self._error = exc
 
     def commit(self) -> Path:
+        """The file in place; a second call returns it again (the first one placed it)."""
         self._thread.join()
+        if self._state == "committed":
+            return self.path
+        if self._state != "staging":
+            raise RuntimeError(f"{self.path}: the staged write was {self._state}; nothing to commit")
+        self._state = "failed"  # until placed: a failed write or commit removed the staging file already
         if self._error is not None:
             raise self._error
-        return _commit(self._staged, self.path, overwrite=True)
+        placed = _commit(self._staged, self.path, overwrite=True)
+        self._state = "committed"
+        return placed
 
     def discard(self) -> None:
+        """The staging file removed; after ``commit()`` the file in place is left alone."""
         self._thread.join()
+        if self._state != "staging":
+            return
+        self._state = "discarded"
         if self._staged is not None and os.path.exists(self._staged):
             os.unlink(self._staged)
 

@@ -325,11 +325,15 @@ def offer_repair(model: onnx.ModelProto, keep_fp32: Sequence[str], *, check: Cal
     try:
         try:
             repaired = repaired_fp16_bytes(model, keep_fp32)
-            if out_dir is not None:  # written while it is checked, kept only when it passes
-                staged = StagedWrite(Path(out_dir) / REPAIRED_MODEL, repaired)
-            verdict = dict(check(repaired))
-        except Exception as exc:  # noqa: BLE001 - the converter or ORT refusing the result is a verdict
-            verdict = {"passed": False, "error": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - the converter refusing the model is a verdict
+            repaired, verdict = None, {"passed": False, "error": f"{type(exc).__name__}: {exc}"}
+        if repaired is not None:
+            if out_dir is not None:  # written while it is checked, kept only when it passes; a folder in
+                staged = StagedWrite(Path(out_dir) / REPAIRED_MODEL, repaired)  # its place: the user's to fix
+            try:
+                verdict = dict(check(repaired))
+            except Exception as exc:  # noqa: BLE001 - ORT refusing the result is a verdict
+                verdict = {"passed": False, "error": f"{type(exc).__name__}: {exc}"}
         offered = {"converter": CONVERTER, "runtime": RUNTIME, **verdict,
                    "unnamed": [n for n in keep_fp32 if n in unnamed]}
         if not verdict["passed"]:
@@ -390,9 +394,9 @@ def write_repair(out_dir: Path, keep_fp32: Sequence[str], op_types: Mapping[str,
     the repaired model when there is one (staged already: committed here; a stale one from an earlier
     run is removed otherwise); returns their paths. The model is replaced atomically but not synced to
     disk: it is derived, and made again by a rerun."""
-    from accuracy.io import write_bytes_atomic, write_json_atomic
+    from accuracy.io import writable_folder, write_bytes_atomic, write_json_atomic
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_folder(out_dir, what="output folder")
     paths = {"keep_fp32": out_dir / "keep_fp32.json", "snippets": out_dir / "converter_snippets.txt"}
     write_json_atomic(paths["keep_fp32"], {"keep_fp32": list(keep_fp32)}, overwrite=True)
     write_bytes_atomic(paths["snippets"], converter_snippets(keep_fp32, op_types, unnamed=unnamed).encode())
@@ -401,6 +405,6 @@ def write_repair(out_dir: Path, keep_fp32: Sequence[str], op_types: Mapping[str,
         write_bytes_atomic(paths["suite_table"], keep_fp32_table({model_name: keep_fp32}).encode())
     if repaired is not None:
         paths["model"] = repaired.commit()
-    else:
-        (out_dir / REPAIRED_MODEL).unlink(missing_ok=True)
+    elif (out_dir / REPAIRED_MODEL).is_symlink() or (out_dir / REPAIRED_MODEL).is_file():
+        (out_dir / REPAIRED_MODEL).unlink()  # an earlier run's; a folder of that name is not ours to remove
     return {k: str(v) for k, v in paths.items()}

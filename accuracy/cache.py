@@ -34,9 +34,8 @@ def file_sha256(path: Path, *, marker: bytes = b"") -> tuple[str, bool]:
     cache folder that cannot be written only means hashing again next time."""
     import hashlib
     import mmap
-    import time
-
     import stat
+    import time
 
     path = Path(path)
     try:

@@ -79,7 +79,7 @@ def test_StagedWrite_a_failed_write_leaves_no_staging_file(tmp_path):
         "staged = StagedWrite(sys.argv[1], b'x' * 100000)\n"
         "try:\n    staged.commit()\nexcept InputError as exc:\n    print('refused', exc)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.onnx")], capture_output=True,
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.onnx")], capture_output=True, check=False,
                             text=True, timeout=60)
     assert "refused" in result.stdout and "too large" in result.stdout, result.stderr
     assert os.listdir(tmp_path) == []
@@ -164,3 +164,50 @@ def test_file_sha256_a_same_size_rewrite_of_a_settled_file_is_seen(tmp_path, pri
         handle.write(b"C" * 4096)
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert cache.file_sha256(path)[0] == hashlib.sha256(b"C" * 4096).hexdigest()
+
+
+# --- the in-memory fp16 conversions (inmemory) ------------------------------------------------------------
+
+def _shared_weight_model(weight: np.ndarray) -> onnx.ModelProto:
+    """``w`` read by a kept node and by another; both results are outputs."""
+    size = weight.size
+    nodes = [helper.make_node("Mul", ["x", "w"], ["a"], name="kept"),
+             helper.make_node("Add", ["x", "w"], ["b"], name="plain"),
+             helper.make_node("Add", ["a", "b"], ["y"], name="sum")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size]),
+                               helper.make_tensor_value_info("a", TensorProto.FLOAT, [size])],
+                              [numpy_helper.from_array(weight.astype(np.float32), "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_inmemory_a_same_size_rewrite_with_its_mtime_put_back_is_read_afresh(tmp_path, private_cache):
+    """The prepared graph and which weights fp16 holds were kept by (path, size, mtime): a rewrite keeping
+    both (os.utime, or one tick of the file clock) reused the old range check -- a weight now past 65504
+    went through the in-range Cast pair unclipped (inf and NaN where the converter saturates)."""
+    from accuracy.backends import get_backend
+    from accuracy.backends.onnxrt_fp16 import inmemory
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal(512)
+    feeds = {"x": rng.standard_normal(512).astype(np.float32)}
+    path = tmp_path / "model.onnx"
+    onnx.save(_shared_weight_model(weight), path)
+    before = os.stat(path)
+
+    def run() -> list[np.ndarray]:
+        return get_backend("onnxruntime-fp16", keep_fp32=["kept"], cache=False).load(path).run(feeds)
+
+    run()
+    weight[:8] = 70000.0
+    onnx.save(_shared_weight_model(weight), path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size
+    again = run()
+    inmemory._PREPARED.clear()
+    inmemory._LOADED.clear()
+    fresh = run()
+    cached = get_backend("onnxruntime-fp16", keep_fp32=["kept"]).load(path).run(feeds)
+    for obtained, expected, converted in zip(again, fresh, cached):
+        np.testing.assert_array_equal(obtained, expected)
+        np.testing.assert_array_equal(obtained, converted)

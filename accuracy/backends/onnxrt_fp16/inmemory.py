@@ -9,7 +9,7 @@ typed fields, files the scan declines) are loaded, rounded in Python once per fi
 ONNX Runtime as arrays.
 
 What is prepared per file (the weightless graph, its float32 tensor names, which weights lie within
-fp16's range; or the loaded model and its rounded weights) is kept in memory by (path, size, mtime)
+fp16's range; or the loaded model and its rounded weights) is kept in memory by (path, inode, size, mtime, ctime)
 for the next keep-list of the same file. ``loaded_model`` is the whole model with its data, for the
 repair's converter.
 """
@@ -122,8 +122,10 @@ def _prepared(model_path: Path) -> _Prepared:
 
 
 def _key(model_path: Path) -> tuple:
+    """The file's identity and times: a rewrite that keeps size and mtime (``os.utime``, or within one
+    tick of the file clock) still changes the ctime, and a file renamed over it the inode."""
     stat = model_path.stat()
-    return str(model_path.resolve()), stat.st_size, stat.st_mtime_ns
+    return str(model_path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
 
 def _trim(store: OrderedDict) -> None:

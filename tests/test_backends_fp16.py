@@ -111,7 +111,7 @@ def test_rounding_at_boundaries_and_fp32_accumulation_inside_ops(tmp_path):
 
 def test_keep_fp32_repairs_the_hazard_and_unknown_nodes_are_named(hazard_onnx, normalizer_inputs):
     reference = get_backend("onnxruntime").load(hazard_onnx).run(normalizer_inputs)[0]
-    repaired = get_backend("onnxruntime-fp16", keep_fp32=["sum_sq"]).load(hazard_onnx).run(normalizer_inputs)[0]
+    repaired = get_backend("onnxruntime-fp16", keep_fp32=["sum_sq", "norm"]).load(hazard_onnx).run(normalizer_inputs)[0]
     np.testing.assert_allclose(repaired, reference, atol=5e-3)
     with pytest.raises(ConfigError, match="no_such_node"):
         get_backend("onnxruntime-fp16", keep_fp32=["no_such_node"]).load(hazard_onnx)
@@ -281,7 +281,7 @@ def test_if_branches_are_emulated_and_counted(tmp_path):
     assert np.isfinite(reference).all()
     (emulated,) = get_backend("onnxruntime-fp16").load(path).run(feeds)
     assert np.all(emulated == 0.0)  # 100**2 * 64 overflows inside the branch: h / inf
-    (kept,) = get_backend("onnxruntime-fp16", keep_fp32=["sum_sq"]).load(path).run(feeds)
+    (kept,) = get_backend("onnxruntime-fp16", keep_fp32=["sum_sq", "norm"]).load(path).run(feeds)
     np.testing.assert_allclose(kept, reference, rtol=2e-3)  # a branch node named in keep_fp32
     coverage = emulation_coverage(onnx.load(str(path))).to_dict()
     assert coverage["in_subgraphs"] == 5 and coverage["not_emulated"] == 0

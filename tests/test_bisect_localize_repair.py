@@ -17,7 +17,14 @@ from onnx import TensorProto, helper, numpy_helper
 from accuracy.cli import main
 from accuracy.compare.criteria import Criteria, judge_outputs
 from tests.fixtures.fp16_graphs import RECURRENT_HAZARD, recurrent_cell
-from tests.fixtures.onnx_graphs import HAZARD_NODE, HAZARD_SCALE, WIDTH, normalizer_chain, normalizer_feeds
+from tests.fixtures.onnx_graphs import (
+    HAZARD_FIX,
+    HAZARD_NODE,
+    HAZARD_SCALE,
+    WIDTH,
+    normalizer_chain,
+    normalizer_feeds,
+)
 
 STREAM_ENTRY = '''\
 import numpy as np
@@ -77,7 +84,7 @@ def test_the_streaming_repair_is_judged_on_the_models_calls_and_confirmed(stream
     code, data = _bisect(tmp_path, stream_suite, "--suggest-fp32")
     assert code == 1  # a repair is a suggestion: the candidate as converted still fails
     repair = data["models"]["cell"]["localize"]["repair"]
-    assert repair["passed"] and repair["keep_fp32"] == [RECURRENT_HAZARD] and repair["verified"]
+    assert repair["passed"] and repair["keep_fp32"] == [RECURRENT_HAZARD, "norm"] and repair["verified"]
     assert repair["searched_by"].startswith("trials judged on the model's recorded calls")
     assert repair["pipeline_runs"] <= 2 and repair["model_runs"] >= 4  # confirm (+ the deployed model)
     assert repair["repaired_model"]["passed"] and "node_block_list" in repair["repaired_model"]["converter"]
@@ -145,7 +152,7 @@ def _suite(folder: Path, keep: str) -> Path:
 
 
 def test_a_two_model_suite_takes_a_per_model_keep_list_table(two_models, tmp_path, capsys):
-    code, data = _bisect(tmp_path, _suite(two_models, f'[candidate.keep_fp32]\na = ["{HAZARD_NODE}"]'))
+    code, data = _bisect(tmp_path, _suite(two_models, f'[candidate.keep_fp32]\na = {json.dumps(HAZARD_FIX)}'))
     assert code == 0 and data["verdict"] == "pass"
     code, _ = _bisect(tmp_path, _suite(two_models, f'keep_fp32 = ["{HAZARD_NODE}"]'))  # b lacks the node
     assert code == 2 and "[candidate.keep_fp32] model = " in capsys.readouterr().err
@@ -157,8 +164,8 @@ def test_suggest_fp32_writes_the_table_that_makes_the_suite_pass(two_models, tmp
     code, data = _bisect(tmp_path, _suite(two_models, ""), "--suggest-fp32")
     assert code == 1 and data["culprits"] == ["a"]
     table = data["repair"]["suite_table"]
-    assert tomllib.loads(table) == {"candidate": {"keep_fp32": {"a": [HAZARD_NODE]}}}
+    assert tomllib.loads(table) == {"candidate": {"keep_fp32": {"a": HAZARD_FIX}}}
     files = data["models"]["a"]["localize"]["repair"]["files"]
-    assert tomllib.loads(Path(files["suite_table"]).read_text())["candidate"]["keep_fp32"] == {"a": [HAZARD_NODE]}
+    assert tomllib.loads(Path(files["suite_table"]).read_text())["candidate"]["keep_fp32"] == {"a": HAZARD_FIX}
     code, data = _bisect(tmp_path, _suite(two_models, table.replace("[candidate.keep_fp32]", "[candidate.keep_fp32]")))
     assert code == 0 and data["verdict"] == "pass"

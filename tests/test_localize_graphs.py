@@ -47,7 +47,7 @@ def test_a_repair_that_fails_in_plain_onnxruntime_is_not_offered_fake_check(haza
     repair = result["repair"]
     checked = onnx.ModelProto.FromString(seen[0])  # the check gets the serialized model, the bytes a user deploys
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in checked.graph.initializer)
-    assert repair["keep_fp32"] == ["sum_sq"] and not repair["passed"] and "not offered" in repair["note"]
+    assert repair["keep_fp32"] == ["sum_sq", "norm"] and not repair["passed"] and "not offered" in repair["note"]
     assert "model" not in repair["files"] and not (tmp_path / "model_fp16_repaired.onnx").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model_fp16_repaired")]  # no staging left
 
@@ -91,7 +91,7 @@ def test_layers_inside_an_if_branch_are_emulated_and_compared(tmp_path):
     assert emulation["by_op_type"]["emulated"]["ReduceSumSquare"] == 1
     # a keep-list naming the branch node repairs it, verified on the model's outputs
     repaired = localize_model(path, feeds, suggest_fp32=True, out_dir=tmp_path / "repair")["repair"]
-    assert repaired["passed"] and repaired["keep_fp32"] == ["sum_sq"] and repaired["repaired_model"]["passed"]
+    assert repaired["passed"] and repaired["keep_fp32"] == ["sum_sq", "norm"] and repaired["repaired_model"]["passed"]
     # the converter's model (its Casts around the blocked branch node put back into the branch) in plain ORT
     session = ort.InferenceSession(repaired["files"]["model"], providers=["CPUExecutionProvider"])
     reference = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
@@ -184,7 +184,7 @@ def test_a_loop_body_is_compared_per_node_over_its_iterations(tmp_path):
     assert {"node": "stream", "branch": "body", "nodes": 4} in result["control_flow"]["expanded"]
     assert result["control_flow"]["not_compared_inside"] == {}
     repair = localize_model(path, {"x": np.full((1, 64), 0.5, np.float32)}, suggest_fp32=True)["repair"]
-    assert repair["keep_fp32"] == [LOOP_HAZARD] and repair["passed"]
+    assert repair["keep_fp32"] == [LOOP_HAZARD, "body_norm"] and repair["passed"]
 
 
 def test_an_accumulator_in_a_scan_body_that_overflows_late_introduces_the_error_itself(tmp_path):
@@ -278,4 +278,4 @@ def test_a_repair_inside_an_if_branch_with_its_own_constant_is_offered_and_runs_
     got = ort.InferenceSession(repaired.SerializeToString()).run(None, {"x": x})[0]
     assert np.allclose(got, x, atol=2e-3)
     repair = localize_model(path, {"x": x}, suggest_fp32=True)["repair"]
-    assert repair["passed"] and repair["keep_fp32"] == ["grow"] and repair["repaired_model"]["passed"]
+    assert repair["passed"] and repair["keep_fp32"] == ["grow", "shrink"] and repair["repaired_model"]["passed"]

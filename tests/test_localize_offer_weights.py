@@ -65,7 +65,7 @@ def _converter_as_shipped(model: onnx.ModelProto, keep: list[str]) -> onnx.Model
     converted = float16.convert_float_to_float16(named, keep_io_types=True, node_block_list=keep)
     _relocate_stray_nodes(converted.graph)
     _sort_topologically(converted.graph)
-    _drop_fp16_round_trips(converted)
+    _drop_fp16_round_trips(converted, blocked=keep)
     return converted
 
 

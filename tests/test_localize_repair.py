@@ -14,14 +14,14 @@ from onnx import TensorProto, helper, numpy_helper
 from accuracy.backends import get_backend
 from accuracy.localize import localize_model
 from accuracy.localize.repair import suggest_fp32
-from tests.fixtures.onnx_graphs import HAZARD_NODE, normalizer_chain
+from tests.fixtures.onnx_graphs import HAZARD_FIX, HAZARD_NODE, normalizer_chain
 
 
-def test_repair_keeps_only_the_hazard_and_verifies_it(tmp_path, hazard_onnx, normalizer_inputs, monkeypatch):
+def test_repair_keeps_only_the_hazard_and_its_reader_and_verifies_it(tmp_path, hazard_onnx, normalizer_inputs, monkeypatch):
     monkeypatch.setenv("ACCURACY_CACHE_DIR", str(tmp_path / "cache"))
     result = localize_model(hazard_onnx, normalizer_inputs, suggest_fp32=True, out_dir=tmp_path / "out")
     repair = result["repair"]
-    assert repair["keep_fp32"] == [HAZARD_NODE] and repair["passed"] is True
+    assert repair["keep_fp32"] == HAZARD_FIX and repair["passed"] is True
     assert repair["outputs"]["y"]["passed"] and repair["outputs"]["y"]["cosine"] > 0.999
     # independently: the fp16 backend with that keep-list now matches the reference
     reference = get_backend("onnxruntime").load(hazard_onnx).run(normalizer_inputs)[0]
@@ -29,7 +29,7 @@ def test_repair_keeps_only_the_hazard_and_verifies_it(tmp_path, hazard_onnx, nor
     np.testing.assert_allclose(kept, reference, atol=5e-3)
 
     files = repair["files"]
-    assert json.loads(Path(files["keep_fp32"]).read_text())["keep_fp32"] == [HAZARD_NODE]
+    assert json.loads(Path(files["keep_fp32"]).read_text())["keep_fp32"] == HAZARD_FIX
     snippets = Path(files["snippets"]).read_text()
     assert "precision_mode=enforce_fp32" in snippets and f"{HAZARD_NODE}=data_type:float32" in snippets
     assert f"OpName::{HAZARD_NODE}" in snippets
@@ -111,6 +111,49 @@ def test_a_kept_node_gives_the_graph_output_unrounded_in_emulation_and_in_the_co
     assert not np.isfinite(run(emulate_fp16(model, keep_fp32=["out"]))[0])
 
 
+def test_a_node_not_kept_reads_a_kept_nodes_value_rounded_to_fp16():
+    """The converter puts a Cast to fp16 between a blocked node and an fp16 reader: a sum of squares kept
+    in fp32 (70000) reaches an fp16 Sqrt as inf. The emulation did not round there, so keeping the sum
+    alone passed -- a list whose converted model gives inf (zeros downstream) on an fp16 device."""
+    from accuracy.backends.onnxrt.loader import open_session
+    from accuracy.backends.onnxrt_fp16.emulate import emulate_fp16
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSumSquare", ["x"], ["ss"], name="sum_sq", keepdims=1),
+         helper.make_node("Sqrt", ["ss"], ["y"], name="norm")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    feeds = {"x": np.full(4, 150.0, np.float32)}  # 4 * 22500 = 90000: past 65504
+
+    def run(keep: list[str]) -> float:
+        emulated = emulate_fp16(model, keep_fp32=keep)
+        return float(open_session(emulated.SerializeToString(), model_path="<m>").run_outputs(["y"], feeds)[0][0])
+
+    assert np.isinf(run(["sum_sq"])) and run(["sum_sq", "norm"]) == 300.0
+    found = suggest_fp32(model, feeds, ["sum_sq", "norm"], first_try=["sum_sq"])
+    assert found.passed and sorted(found.keep_fp32) == ["norm", "sum_sq"]
+
+
+def test_a_cast_reading_a_constant_does_not_stop_the_conversion():
+    """A Cast fed by a node without inputs (a Constant) ended the repair with an IndexError (the demo's
+    text encoder casts its attention mask's constant)."""
+    from accuracy.localize.offer import repaired_fp16_model
+
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["c"], name="const", value=numpy_helper.from_array(np.ones(2, np.float64))),
+         helper.make_node("Cast", ["c"], ["cf"], name="to_float", to=TensorProto.FLOAT),
+         helper.make_node("Add", ["x", "cf"], ["y"], name="add")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    converted = repaired_fp16_model(model, ["add"])
+    got = ort.InferenceSession(converted.SerializeToString()).run(None, {"x": np.array([1.0, 2.0], np.float32)})[0]
+    assert np.array_equal(got, [2.0, 3.0])
+
+
 def test_an_unrepairable_model_says_so():
     """No keep-list passes the caller's check (a pipeline that fails for another reason): the whole
     model must stay fp32, and the search says so."""
@@ -123,7 +166,7 @@ def test_shrinking_drops_nodes_that_are_not_needed(normalizer_inputs):
     model = normalizer_chain(scale=100.0)
     found = suggest_fp32(model, normalizer_inputs, ["embed", "norm", HAZARD_NODE, "unit", "proj"],
                          first_try=["embed", "norm", HAZARD_NODE, "unit", "proj"])
-    assert found.passed and found.keep_fp32 == [HAZARD_NODE]
+    assert found.passed and sorted(found.keep_fp32) == sorted(HAZARD_FIX)
 
 
 @pytest.mark.parametrize("max_trials", [3])

@@ -193,7 +193,10 @@ def suggest_repair(model: onnx.ModelProto | ModelGraph, feeds, records, *,
         return (-(local["nonfinite_obtained"] or 0), -(rel_l2 if isinstance(rel_l2, float) else 0.0),
                 cosine if isinstance(cosine, float) and not math.isnan(cosine) else -2.0)
 
-    diverged = [r for r in records if r["passed"] is False and r["index"] >= 0]  # nodes, not inputs
+    # nodes, not inputs; an If/Loop/Scan whose body nodes were compared is left to them: keeping it keeps
+    # its whole body in fp32 (the converter leaves a blocked node's subgraphs alone), the last resort
+    containers = {r["scope"] for r in records if r.get("scope")}
+    diverged = [r for r in records if r["passed"] is False and r["index"] >= 0 and r["node"] not in containers]
     ranked = sorted((r for r in diverged if r["status"] == "introduced"), key=severity)
     ranking = list(dict.fromkeys([*keep_fp32, *(r["node"] for r in ranked), *(r["node"] for r in diverged)]))
     if isinstance(model, ModelGraph):

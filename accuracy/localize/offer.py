@@ -9,7 +9,7 @@ nodes that name first -- the converter snippet shows the same line for the user'
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,7 +94,7 @@ def _converted(model: onnx.ModelProto, keep_fp32: Sequence[str]) -> tuple[onnx.M
                                              disable_shape_infer=True)
     _relocate_stray_nodes(converted.graph)  # the Casts around a blocked node inside an If land in the main graph
     _sort_topologically(converted.graph)  # the converter appends its Casts at the end: invalid ONNX
-    _drop_fp16_round_trips(converted)
+    _drop_fp16_round_trips(converted, blocked=keep_fp32)
     source = {init.name: init for init in model.graph.initializer}
     data = {}
     for init in converted.graph.initializer:
@@ -165,7 +165,7 @@ def _to_bounds(data: np.ndarray, half: np.ndarray) -> np.ndarray:
     return half
 
 
-def _drop_fp16_round_trips(model: onnx.ModelProto) -> None:
+def _drop_fp16_round_trips(model: onnx.ModelProto, blocked: Collection[str] = ()) -> None:
     """Between two blocked nodes the converter still puts ``Cast(fp16) -> Cast(fp32)``: a sum of squares
     kept in fp32 for its range overflows there on its way to the next fp32 node (the repaired model
     outputs zeros). Consumers of such a pair read the fp32 value itself; a Cast to fp16 that nothing
@@ -173,25 +173,33 @@ def _drop_fp16_round_trips(model: onnx.ModelProto) -> None:
     and between a blocked node and the graph output it gives (``keep_io_types`` keeps both fp32): the
     blocked node reads the input as it came, and the output's final Cast reads the fp32 value (a Cast
     to the type it has: the output keeps its name). What ``keep_fp32`` means, and what the emulation
-    verified."""
+    verified. A tensor is known fp32 by shape inference, or as the output of a ``blocked`` node (inside
+    an If branch inference records no types)."""
     from onnx import TensorProto
 
     try:
         types = weightless_infer_shapes(model, restore=False, strict_mode=False)
-    except Exception:  # noqa: BLE001 - without types nothing is changed
-        return
-    float32 = {vi.name for g in _graphs(types.graph) for vi in [*g.input, *g.value_info, *g.output]
-               if vi.type.tensor_type.elem_type == TensorProto.FLOAT}
-    float32 |= {t.name for g in _graphs(types.graph) for t in g.initializer if t.data_type == TensorProto.FLOAT}
-    for graph in _graphs(model.graph):
+    except Exception:  # noqa: BLE001 - without types only the blocked nodes' outputs are known fp32
+        types = None
+    float32 = set() if types is None else {
+        vi.name for g in _graphs(types.graph) for vi in [*g.input, *g.value_info, *g.output]
+        if vi.type.tensor_type.elem_type == TensorProto.FLOAT}
+    if types is not None:
+        float32 |= {t.name for g in _graphs(types.graph) for t in g.initializer if t.data_type == TensorProto.FLOAT}
+    # subgraphs first: rewriting a graph replaces its nodes by copies, and a branch changed after its If
+    # was copied would be changed in a node no longer in the model
+    for graph in reversed(_graphs(model.graph)):
         producer = {t: node for node in graph.node for t in node.output}
         outputs = {o.name for o in graph.output}
         renames: dict[str, str] = {}
         rewired = False  # a graph output's final Cast now reads the fp32 value
         for node in graph.node:
             first = producer.get(node.input[0]) if node.op_type == "Cast" and node.input else None
-            if (first is not None and first.op_type == "Cast" and _cast_to(node) == TensorProto.FLOAT
-                    and _cast_to(first) == TensorProto.FLOAT16 and first.input[0] in float32):
+            if first is None or first.op_type != "Cast" or not first.input:
+                continue
+            source = producer.get(first.input[0])
+            fp32 = first.input[0] in float32 or source is not None and source.name in blocked
+            if _cast_to(node) == TensorProto.FLOAT and _cast_to(first) == TensorProto.FLOAT16 and fp32:
                 if node.output[0] in outputs:
                     node.input[0], rewired = first.input[0], True
                 else:
@@ -238,15 +246,21 @@ def _reads_below(nodes) -> set[str]:
 
 def _relocate_stray_nodes(graph: onnx.GraphProto) -> None:
     """Move each main-graph node that reads a tensor only a subgraph produces into that subgraph
-    (the converter inserts the Casts of a blocked branch node at the top level, where ORT rejects them)."""
-    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
-    known |= {t for node in graph.node for t in node.output}
-    for node in list(graph.node):
-        stray = next((t for t in node.input if t not in known), None)
-        home = None if stray is None else _producer_graph(graph, stray)
-        if home is not None and home is not graph:
-            graph.node.remove(node)
-            home.node.append(node)
+    (the converter inserts the Casts of a blocked branch node at the top level, where ORT rejects them).
+    Until none moves: a Cast reading what a moved Cast gives moves after it (two blocked nodes in a row)."""
+    moved = True
+    while moved:
+        moved = False
+        known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+        known |= {t for node in graph.node for t in node.output}
+        for node in list(graph.node):
+            stray = next((t for t in node.input if t not in known), None)
+            home = None if stray is None else _producer_graph(graph, stray)
+            if home is not None and home is not graph:
+                graph.node.remove(node)
+                home.node.append(node)
+                known -= set(node.output)
+                moved = True
 
 
 def _producer_graph(graph: onnx.GraphProto, tensor: str) -> onnx.GraphProto | None:

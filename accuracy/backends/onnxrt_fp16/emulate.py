@@ -42,7 +42,7 @@ from onnx.external_data_helper import uses_external_data
 
 RAW_SUFFIX = "__fp32"
 HALF_SUFFIX = "__fp16"
-EMULATION_VERSION = 4  # bump when the rewrite changes: it is part of the cache key
+EMULATION_VERSION = 5  # bump when the rewrite changes: it is part of the cache key
 SUBGRAPH_OPS = ("If", "Loop", "Scan")
 
 
@@ -345,7 +345,8 @@ def emulate_fp16(
 
     ``keep_fp32``: node names (as ``node_names`` gives them; subgraph nodes by their own or output
     name) left in fp32; they read the graph's inputs unrounded, as a converter that keeps fp32 inputs
-    and outputs (``keep_io_types``) feeds them. ``round_inputs``: round graph inputs too (a converter casts them to fp16 at
+    and outputs (``keep_io_types``) feeds them, and a node not kept reads a kept node's value rounded
+    to fp16 (the converter's Cast between them). ``round_inputs``: round graph inputs too (a converter casts them to fp16 at
     entry), or only those named (a sub-model whose other inputs were rounded by their producers
     already). ``round_initializers``: round the data of in-memory initializers; with ``False``, and
     always for initializers whose data is external (not loaded), they are rounded by nodes in the
@@ -440,15 +441,24 @@ def _rewrite_graph(graph: onnx.GraphProto, floats: set[str], kept: set[str], ren
     if scope:  # a subgraph's own inputs shadow outer names
         for vi in graph.input:
             renames.pop(vi.name, None)
+    from_kept: dict[str, str] = {}  # a kept node's float output -> its fp16 copy, for the nodes not kept
     for name, node in zip(names, graph.node):
         for i, tensor in enumerate(node.input):
-            if tensor in renames and not (name in kept and tensor in inputs):  # kept: the graph input as is
+            if name not in kept and tensor in from_kept:
+                node.input[i] = from_kept[tensor]
+            elif tensor in renames and not (name in kept and tensor in inputs):  # kept: the graph input as is
                 node.input[i] = renames[tensor]
         for attr, sub in subgraphs(node):
-            clip_bounds |= _rewrite_graph(sub, floats, kept, renames, [], round_initializers=True,
+            clip_bounds |= _rewrite_graph(sub, floats, kept, {**renames, **from_kept}, [], round_initializers=True,
                                           scope=f"{name}/{attr}/", inputs=inputs) if name not in kept else False
         new_nodes.append(node)
-        if name in kept or node.op_type == "Cast" and _casts_to_non_float(node):
+        if name in kept:  # fp32 inside, and for kept readers; an fp16 reader gets it cast to fp16 (the converter's Cast)
+            for tensor in node.output:
+                if tensor in floats and any(c not in kept for c in consumers.get(tensor, ())):
+                    new_nodes += _cast_pair(tensor, tensor, tensor + "__to_fp16")
+                    from_kept[tensor] = tensor + "__to_fp16"
+            continue
+        if node.op_type == "Cast" and _casts_to_non_float(node):
             continue
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
             _round_constant(node)

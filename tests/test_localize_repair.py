@@ -136,6 +136,19 @@ def test_a_node_not_kept_reads_a_kept_nodes_value_rounded_to_fp16():
     assert found.passed and sorted(found.keep_fp32) == ["norm", "sum_sq"]
 
 
+def test_the_search_starts_from_the_overflowing_node_and_the_readers_of_what_fp16_cannot_hold(hazard_onnx,
+                                                                                              normalizer_inputs):
+    """localize marks a diverging tensor whose reference values fp16 cannot hold (``past_fp16``); a node
+    kept in fp32 hands such a value to an fp16 reader as inf, so the first list tried holds its readers:
+    the sum of squares and the Sqrt, passing at the first trial, then shrunk (each alone fails)."""
+    result = localize_model(hazard_onnx, normalizer_inputs, suggest_fp32=True)
+    by_node = {r["node"]: r for r in result["tensors"]}
+    assert by_node[HAZARD_NODE]["past_fp16"] == 1 and "past_fp16" not in by_node["norm"]  # sqrt(sum) fits fp16
+    repair = result["repair"]
+    assert repair["keep_fp32"] == HAZARD_FIX and repair["passed"]
+    assert repair["trials"] <= 5  # nothing kept (fails), the seed (passes), each alone (fail), the final check
+
+
 def test_a_cast_reading_a_constant_does_not_stop_the_conversion():
     """A Cast fed by a node without inputs (a Constant) ended the repair with an IndexError (the demo's
     text encoder casts its attention mask's constant)."""

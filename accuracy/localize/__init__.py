@@ -212,11 +212,35 @@ def suggest_repair(model: onnx.ModelProto | ModelGraph, feeds, records, *,
                         "the onnxruntime-fp16 backend's keep_fp32 option"}
     if loaded is None:
         loaded = onnx.load(str(model.path))
-    seed = list(dict.fromkeys([*keep_fp32, *first_try])) or list(dict.fromkeys([*keep_fp32, *(r["node"] for r in ranked)]))
+    introduced = [r["node"] for r in ranked]
+    seed = list(dict.fromkeys([*keep_fp32, *first_try])) or \
+        list(dict.fromkeys([*keep_fp32, *_with_readers(loaded, introduced, records)]))
     found = suggest_fp32(loaded, feeds, ranking, first_try=seed, thresholds=thresholds, criterion=criterion)
     return {"keep_fp32": found.keep_fp32, "passed": found.passed, "trials": found.trials,
             "outputs": found.outputs, "note": found.note,
             "criterion": "model outputs, fp16 emulation" if criterion is None else "caller's check"}
+
+
+def _with_readers(model: onnx.ModelProto, nodes: Sequence[str], records) -> list[str]:
+    """``nodes`` and, for each tensor they give that holds values fp16 cannot hold (``past_fp16`` in
+    localize's records), the nodes that read it, and so on: a node kept in fp32 hands its value to an
+    fp16 reader through a Cast to fp16, where such a value becomes inf (a sum of squares kept alone
+    overflows in the Sqrt's input), so its readers start in fp32 too. Main graph only."""
+    from accuracy.backends.onnxrt_fp16.emulate import node_names
+
+    past = {r["tensor"] for r in records if r.get("past_fp16")}
+    names = node_names(model.graph)
+    outputs = {name: list(node.output) for name, node in zip(names, model.graph.node)}
+    readers: dict[str, list[str]] = {}
+    for name, node in zip(names, model.graph.node):
+        for tensor in node.input:
+            readers.setdefault(tensor, []).append(name)
+    chosen = list(dict.fromkeys(nodes))
+    for name in chosen:  # grows while it is walked
+        for tensor in outputs.get(name, ()):
+            if tensor in past:
+                chosen += [r for r in readers.get(tensor, ()) if r not in chosen]
+    return chosen
 
 
 __all__ = ["CANDIDATE_BACKENDS", "localize_model", "op_types", "suggest_repair"]

@@ -28,6 +28,7 @@ from accuracy.bisect.swaps import JudgedRuns, beyond_noise, isolated_thresholds,
 from accuracy.compare.criteria import Judgement
 from accuracy.compare.tensors import TensorThresholds
 from accuracy.localize.metrics import compare_tensor
+from accuracy.localize.suffix import SuffixTrials
 from accuracy.pipelines.recording import Recording
 from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
 
@@ -83,6 +84,7 @@ class IsolatedCheck:
         self.calls = recording.of(model)
         self.judged: dict[tuple[str, ...], bool] = {}
         self.model_runs = 0
+        self._suffix: SuffixTrials | None | bool = None  # made on the first list (False: not for this model)
 
     def __call__(self, keep: Sequence[str]) -> bool:
 
@@ -94,6 +96,11 @@ class IsolatedCheck:
     def _judge(self, keep: list[str]) -> bool:
         cache, runner = self.runs.cache, self.runs.runner
         native = runner.candidate_backend_name(self.model) == FP16 and self.model not in runner.random
+        from_cut = self._from_cut(keep) if keep else None
+        if from_cut is not None:  # the model run from the first kept node on (``localize.suffix``)
+            return all(compare_tensor(np.asarray(e), np.asarray(o), self.thresholds).passed
+                       for call, obtained in zip(self.calls, from_cut)
+                       for e, o in zip(self.recording.outputs(call), obtained))
         session = None
         for call in self.calls:
             # the suite's own list alone is what the isolated phase ran: its outputs are in the call cache
@@ -107,6 +114,20 @@ class IsolatedCheck:
                        for e, o in zip(self.recording.outputs(call), obtained)):
                 return False
         return True
+
+
+    def _from_cut(self, keep: list[str]) -> list[list[np.ndarray]] | None:
+        """Each call's outputs with ``keep``, from the first kept node on; ``None`` to run the model whole."""
+        if self._suffix is None:
+            random = self.model in self.runs.runner.random or self.target.model_file is None
+            self._suffix = False if random else SuffixTrials(self.target.model_file,
+                                                             [self.recording.feeds(c) for c in self.calls])
+        if self._suffix is False:
+            return None
+        before = self._suffix.runs
+        found = self._suffix.outputs(list(with_suite_list(self.target, keep)))
+        self.model_runs += self._suffix.runs - before
+        return found
 
 
 class PipelineCheck:

@@ -74,3 +74,29 @@ def test_weights_shared_across_the_cut_are_rounded_for_a_kept_reader_too(tmp_pat
     feeds = {"x": rng.integers(-2, 3, (1, 16)).astype(np.float32)}
     (outputs,) = SuffixTrials(path, [feeds]).outputs(["late"])
     assert np.array_equal(outputs[0], _whole(path, ["late"], feeds)[0])
+
+
+def test_a_pipeline_call_with_a_recorded_calls_inputs_is_answered_from_the_cut(tmp_path, normalizer_inputs):
+    """The repair's confirmation runs the pipeline with the culprit on its keep-list: a call fed what a
+    recorded call was fed is answered by the run from the cut, and only other feeds open the whole
+    emulated model (once)."""
+    from accuracy.bisect.repair import FromCutSession
+    from accuracy.pipelines.recording import feeds_digest
+
+    path = save(normalizer_chain(scale=100.0), tmp_path / "hazard.onnx")
+    trials = SuffixTrials(path, [normalizer_inputs])
+    opened = []
+
+    def whole():
+        opened.append(1)
+        return get_backend("onnxruntime-fp16", keep_fp32=HAZARD_FIX, cache=False).load(path)
+
+    like = get_backend("onnxruntime").load(path)
+    session = FromCutSession(like, trials, HAZARD_FIX, [feeds_digest(normalizer_inputs)], whole)
+    expected = _whole(path, HAZARD_FIX, normalizer_inputs)
+    assert np.allclose(session.run(normalizer_inputs)[0], expected[0], rtol=1e-3, atol=1e-4) and not opened
+    other = {"x": normalizer_inputs["x"] * 0.5}
+    assert np.array_equal(session.run(other)[0], _whole(path, HAZARD_FIX, other)[0])
+    session.run(other)
+    assert opened == [1]
+    session.close()

@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from accuracy.backends.base import Session
 from accuracy.bisect.swaps import JudgedRuns, beyond_noise, isolated_thresholds, summary
 from accuracy.compare.criteria import Judgement
 from accuracy.compare.tensors import TensorThresholds
 from accuracy.localize.metrics import compare_tensor
 from accuracy.localize.suffix import SuffixTrials
-from accuracy.pipelines.recording import Recording
+from accuracy.pipelines.recording import Recording, feeds_digest
 from accuracy.pipelines.runner import CANDIDATE, REFERENCE, PipelineRunner
 
 FP16 = "onnxruntime-fp16"
@@ -53,24 +54,60 @@ def with_suite_list(target, keep: Sequence[str]) -> tuple[str, ...]:
 
 class SessionPool:
     """The culprit's fp16 sessions by keep-list, the last few kept open: the isolated judgement, the
-    pipeline's confirmation and the final verification of one list share one session."""
+    pipeline's confirmation and the final verification of one list share one session. With
+    ``trials`` (the isolated judgement's runs from the cut) a session answers a recorded call's
+    inputs from there (``FromCutSession``) and opens the whole model only for other inputs."""
 
     def __init__(self, runner: PipelineRunner, model: str, target, keep: int = 2):
         self.runner, self.model, self.target, self.keep = runner, model, target, keep
         self.sessions: dict[tuple[str, ...], Any] = {}
+        self.trials: Callable[[], SuffixTrials | None] = lambda: None
+        self.recorded: list[str] = []  # digests of the recorded calls' feeds, in call order
 
     def get(self, keep: Sequence[str]):
         key = with_suite_list(self.target, keep)
         if key not in self.sessions:
             while len(self.sessions) >= self.keep:
                 self.sessions.pop(next(iter(self.sessions))).close()
-            self.sessions[key] = fp16_session(self.runner, self.model, self.target.model_file, key)
+            whole = lambda: fp16_session(self.runner, self.model, self.target.model_file, key)
+            trials = self.trials()
+            self.sessions[key] = whole() if trials is None else FromCutSession(
+                self.runner.session(self.model, REFERENCE), trials, key, self.recorded, whole)
         return self.sessions[key]
 
     def close(self) -> None:
         for session in self.sessions.values():
             session.close()
         self.sessions.clear()
+
+
+class FromCutSession(Session):
+    """The culprit with a keep-list, as a session: a call whose feeds are a recorded call's (the same
+    digest) gets that call's outputs from the run from the cut (``SuffixTrials``: the same emulation,
+    the same inputs, so a pipeline's confirmation of the list costs no whole model); any other call
+    opens the whole emulated model, once."""
+
+    backend_name = FP16
+
+    def __init__(self, like: Session, trials: SuffixTrials, keep: Sequence[str], recorded: Sequence[str],
+                 whole: Callable[[], Session]):
+        super().__init__(like.model_path, like.inputs, like.outputs)
+        self.trials, self.keep, self.recorded, self.make_whole = trials, list(keep), list(recorded), whole
+        self.whole: Session | None = None
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
+        digest = feeds_digest(feeds)
+        if digest in self.recorded:
+            found = self.trials.outputs(self.keep)
+            if found is not None:
+                return found[self.recorded.index(digest)]
+        if self.whole is None:
+            self.whole = self.make_whole()
+        return self.whole.run(feeds)
+
+    def close(self) -> None:
+        if self.whole is not None:
+            self.whole.close()
 
 
 class IsolatedCheck:
@@ -116,17 +153,23 @@ class IsolatedCheck:
         return True
 
 
-    def _from_cut(self, keep: list[str]) -> list[list[np.ndarray]] | None:
-        """Each call's outputs with ``keep``, from the first kept node on; ``None`` to run the model whole."""
+    def trials(self) -> SuffixTrials | None:
+        """The runs from the cut for this model's recorded calls, made once (``None`` for a model with
+        random nodes, which runs whole)."""
         if self._suffix is None:
             random = self.model in self.runs.runner.random or self.target.model_file is None
             self._suffix = False if random else SuffixTrials(self.target.model_file,
                                                              [self.recording.feeds(c) for c in self.calls])
-        if self._suffix is False:
+        return self._suffix or None
+
+    def _from_cut(self, keep: list[str]) -> list[list[np.ndarray]] | None:
+        """Each call's outputs with ``keep``, from the first kept node on; ``None`` to run the model whole."""
+        trials = self.trials()
+        if trials is None:
             return None
-        before = self._suffix.runs
-        found = self._suffix.outputs(list(with_suite_list(self.target, keep)))
-        self.model_runs += self._suffix.runs - before
+        before = trials.runs
+        found = trials.outputs(list(with_suite_list(self.target, keep)))
+        self.model_runs += trials.runs - before
         return found
 
 
@@ -197,6 +240,7 @@ def repair_culprit(runs: JudgedRuns, recording: Recording, model: str, target, f
     pool = SessionPool(runner, model, target)
     pipeline = PipelineCheck(runs, model, target, culprits=culprits, repaired=repaired, noise=noise, pool=pool)
     isolated = IsolatedCheck(runs, recording, model, target, pool)
+    pool.trials, pool.recorded = isolated.trials, [call.digest for call in isolated.calls]
     try:
         result = _repair(runs, model, target, full, pipeline, isolated, thresholds=thresholds, out_dir=out_dir)
     finally:

@@ -100,3 +100,17 @@ def test_a_pipeline_call_with_a_recorded_calls_inputs_is_answered_from_the_cut(t
     session.run(other)
     assert opened == [1]
     session.close()
+
+
+def test_a_kept_node_that_gives_no_output_leaves_the_prefixs_outputs(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="first"),
+         helper.make_node("Neg", ["x"], ["unused"], name="dead")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = save(model, tmp_path / "dead.onnx")
+    feeds = {"x": np.array([1.0 + 2**-12, -3.0], np.float32)}
+    (outputs,) = SuffixTrials(path, [feeds]).outputs(["dead"])
+    assert np.array_equal(outputs[0], _whole(path, ["dead"], feeds)[0])

@@ -176,10 +176,16 @@ class ModelGraph:
                     data = np.frombuffer(source.read(int(location["length"])), np.float32)
                     rounded = round_to_fp16(data, saturate=True)
                     self._rounded[name] = _external(init, _ROUNDED, _append(handle, rounded), rounded.nbytes)
-        kept = set(keep_fp32)
-        chosen = {name: proto for name, proto in self._rounded.items()
-                  if not kept or not all(c in kept for c in self.consumers.get(name, ()))}
+        stored = self.stored_rounded(keep_fp32)
+        chosen = {name: proto for name, proto in self._rounded.items() if name in stored}
         return chosen, set(chosen)
+
+    def stored_rounded(self, keep_fp32: Collection[str] = ()) -> set[str]:
+        """The weights fp16 stores rounded with ``keep_fp32`` in fp32: those any node not kept reads. fp16
+        stores a weight once, so it is decided over the whole graph (a segment sees only its own readers)."""
+        kept = set(keep_fp32)
+        return {t for t, readers in self.consumers.items()
+                if t in self.initializers and any(r not in kept for r in readers)}
 
     def _topological(self, graph: onnx.GraphProto) -> list[Node]:
         names = node_names(graph)

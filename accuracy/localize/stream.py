@@ -97,9 +97,7 @@ def stream_localize(
     stream = _Stream(graph, candidate, thresholds, result, segment_bytes, live_ref, dict(live_ref),
                      graph.float32_tensors)
     if isinstance(candidate, OnnxSide) and candidate.fp16:
-        # decided over the whole graph, as fp16 stores each weight once: a segment sees only its own readers
-        stream.shared = {t for t, readers in graph.consumers.items()
-                         if t in graph.initializers and any(r not in candidate.keep_fp32 for r in readers)}
+        stream.shared = graph.stored_rounded(candidate.keep_fp32)
         _compare_inputs(graph, live_ref, thresholds, result)
     segments = graph.segments(segment_bytes)
     result.segments = len(segments)

@@ -48,9 +48,7 @@ class SuffixTrials:
         if any(not graph.is_tensor(t) for node in suffix for t in node.inputs if t in produced):
             return None  # a sequence or optional crosses the cut: a segment cannot take it
         side = OnnxSide(fp16=True, keep_fp32=keep)
-        # a weight any node not kept reads is stored rounded, for every reader (decided over the whole graph)
-        shared = {t for t, readers in graph.consumers.items()
-                  if t in graph.initializers and any(r not in side.keep_fp32 for r in readers)}
+        shared = graph.stored_rounded(keep)
         results = []
         for call, boundary in zip(self.calls, self._prefix(cut, prefix, suffix)):
             if all(o in boundary for o in graph.output_names):  # the kept nodes give no output: nothing to run
@@ -77,7 +75,7 @@ class SuffixTrials:
         crossing = sorted({t for node in suffix for t in node.inputs if t in produced}
                           | {o for o in graph.output_names if o in produced})
         side = OnnxSide(fp16=True)
-        shared = {t for t, readers in graph.consumers.items() if t in graph.initializers}
+        shared = graph.stored_rounded()
         values = []
         for call in self.calls:
             feeds = {n: call[n] for n in graph.input_names}

@@ -83,6 +83,7 @@ def localize_culprits(runs: JudgedRuns, recording: Recording, culprits: Sequence
     from accuracy.bisect.repair import repair_culprit, verify_all, with_suite_list
     from accuracy.io import write_json_atomic
     from accuracy.localize import localize_model
+    from accuracy.localize.graph import ModelGraph
 
     runner = runs.runner
     found: dict[str, dict[str, Any]] = {}
@@ -97,9 +98,10 @@ def localize_culprits(runs: JudgedRuns, recording: Recording, culprits: Sequence
             continue
         targets[model] = target
         out = None if request.out_dir is None else Path(request.out_dir) / safe_name(model)
-        try:
+        try:  # the fp16 candidate's graph, read once for localize and the repair's trials from the cut
+            graph = ModelGraph(target.model_file, feeds=target.feeds, fp16=True) if target.candidate == FP16 else None
             full = localize_model(target.model_file, target.feeds, target.candidate, name_map=target.name_map,
-                                  thresholds=request.thresholds, keep_fp32=target.keep_fp32)
+                                  thresholds=request.thresholds, keep_fp32=target.keep_fp32, graph=graph)
         except AccuracyError as exc:
             found[model] = {"verdict": "error", "error": str(exc), "stand_in": target.stand_in}
             continue
@@ -109,7 +111,7 @@ def localize_culprits(runs: JudgedRuns, recording: Recording, culprits: Sequence
             progress(f"repair {model}: keep-fp32 trials judged on {model}'s recorded calls, the pipeline confirms")
             full["repair"] = repair_culprit(runs, recording, model, target, full, culprits=culprits,
                                             repaired=repaired, noise=noise, thresholds=request.thresholds, out_dir=out,
-                                            confirmed=confirmed)
+                                            confirmed=confirmed, graph=graph)
         file = None
         if out is not None:
             file = str(out / "localize.json")

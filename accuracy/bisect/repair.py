@@ -28,6 +28,7 @@ from accuracy.backends.base import Session
 from accuracy.bisect.swaps import JudgedRuns, beyond_noise, isolated_thresholds, summary
 from accuracy.compare.criteria import Judgement
 from accuracy.compare.tensors import TensorThresholds
+from accuracy.localize.graph import ModelGraph
 from accuracy.localize.metrics import compare_tensor
 from accuracy.localize.suffix import SuffixTrials
 from accuracy.pipelines.recording import Recording, feeds_digest
@@ -114,8 +115,10 @@ class IsolatedCheck:
     """``keep_fp32 -> bool`` on the culprit alone: its fp16 emulation with the list, fed every recorded
     call, against the recorded reference outputs by the isolated phase's bounds."""
 
-    def __init__(self, runs: JudgedRuns, recording: Recording, model: str, target, pool: SessionPool):
+    def __init__(self, runs: JudgedRuns, recording: Recording, model: str, target, pool: SessionPool, *,
+                 graph: ModelGraph | None = None):
         self.runs, self.recording, self.model, self.target, self.pool = runs, recording, model, target, pool
+        self.graph = graph
         bounds = isolated_thresholds(runs.criteria)
         self.thresholds = TensorThresholds(cosine_min=bounds.cosine_min, rel_l2_max=bounds.rel_l2_max)
         self.calls = recording.of(model)
@@ -159,7 +162,8 @@ class IsolatedCheck:
         if self._suffix is None:
             random = self.model in self.runs.runner.random or self.target.model_file is None
             self._suffix = False if random else SuffixTrials(self.target.model_file,
-                                                             [self.recording.feeds(c) for c in self.calls])
+                                                             [self.recording.feeds(c) for c in self.calls],
+                                                             graph=self.graph)
         return self._suffix or None
 
     def _from_cut(self, keep: list[str]) -> list[list[np.ndarray]] | None:
@@ -233,13 +237,14 @@ class PipelineCheck:
 def repair_culprit(runs: JudgedRuns, recording: Recording, model: str, target, full: dict[str, Any], *,
                    culprits: Sequence[str], repaired: dict[str, tuple[str, ...]], noise: Judgement,
                    thresholds: TensorThresholds, out_dir: Path | None,
-                   confirmed: dict[str, tuple] | None = None) -> dict[str, Any]:
+                   confirmed: dict[str, tuple] | None = None, graph: ModelGraph | None = None) -> dict[str, Any]:
     """The keep-list for one culprit (module docstring), as the bisect JSON's ``repair``; ``confirmed``
-    receives the confirming run when it was the all-candidate configuration (see ``verify_all``)."""
+    receives the confirming run when it was the all-candidate configuration (see ``verify_all``).
+    ``graph``: localize's reading of the culprit's fp16 model, reused by the trials from the cut."""
     runner = runs.runner
     pool = SessionPool(runner, model, target)
     pipeline = PipelineCheck(runs, model, target, culprits=culprits, repaired=repaired, noise=noise, pool=pool)
-    isolated = IsolatedCheck(runs, recording, model, target, pool)
+    isolated = IsolatedCheck(runs, recording, model, target, pool, graph=graph)
     pool.trials, pool.recorded = isolated.trials, [call.digest for call in isolated.calls]
     try:
         result = _repair(runs, model, target, full, pipeline, isolated, thresholds=thresholds, out_dir=out_dir)

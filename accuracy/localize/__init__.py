@@ -60,6 +60,7 @@ def localize_model(
     progress: Callable[[int, int], None] | None = None,
     repair_criterion: Callable[[Sequence[str]], bool] | None = None,
     deploy_check: Callable | None = None,
+    graph: ModelGraph | None = None,
 ) -> dict:
     """Localize where ``candidate`` departs from the fp32 reference; the JSON of DESIGN.md as a dict.
 
@@ -72,7 +73,8 @@ def localize_model(
     """
     if segment_bytes < 1:
         raise UsageError(f"the segment size must be at least 1 byte, not {segment_bytes}")
-    graph = ModelGraph(model_path, feeds=feeds, fp16=str(candidate) == "onnxruntime-fp16")
+    if graph is None:  # (a caller that reads the same model on, e.g. the repair's trials, passes its own)
+        graph = ModelGraph(model_path, feeds=feeds, fp16=str(candidate) == "onnxruntime-fp16")
     graph.check_feeds(feeds, source=feeds_source)
     from accuracy.backends.onnxrt_fp16.emulate import all_node_names
 

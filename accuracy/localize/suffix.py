@@ -27,8 +27,10 @@ _CUTS_KEPT = 4  # prefixes remembered: a search's lists start at a few nodes at 
 class SuffixTrials:
     """``outputs(keep)``: the emulated model's outputs for each call, run from the first node of ``keep``."""
 
-    def __init__(self, model_file: str | Path, calls: Sequence[Mapping[str, np.ndarray]]):
-        self.graph = ModelGraph(model_file, feeds=calls[0] if calls else None, fp16=True)
+    def __init__(self, model_file: str | Path, calls: Sequence[Mapping[str, np.ndarray]], *,
+                 graph: ModelGraph | None = None):
+        """``graph``: the model as localize read it for fp16 already (else read here)."""
+        self.graph = graph or ModelGraph(model_file, feeds=calls[0] if calls else None, fp16=True)
         self.calls = [dict(c) for c in calls]
         self.position = {node.name: node.index for node in self.graph.nodes}
         self._prefixes: OrderedDict[int, list[dict[str, np.ndarray]]] = OrderedDict()

@@ -247,7 +247,7 @@ def jsonable(value: Any) -> Any:
     if kind is str or kind is int or kind is bool or value is None:  # most of a report: as they are
         return value
     if kind is float:
-        return value if math.isfinite(value) else ("nan" if math.isnan(value) else "inf" if value > 0 else "-inf")
+        return _number(value)
     if kind is dict:
         return {k if type(k) is str else str(k): jsonable(v) for k, v in value.items()}
     if kind is list:
@@ -267,13 +267,15 @@ def jsonable(value: Any) -> Any:
     if hasattr(value, "tolist") and not isinstance(value, (int, float)):
         return jsonable(value.tolist())
     if isinstance(value, float) or hasattr(value, "__float__") and not isinstance(value, int):
-        number = float(value)
-        if math.isnan(number):
-            return "nan"
-        if math.isinf(number):
-            return "inf" if number > 0 else "-inf"
-        return number
+        return _number(float(value))
     return value
+
+
+def _number(number: float) -> float | str:
+    """A finite float as it is; inf, -inf and NaN as the words JSON can hold."""
+    if math.isfinite(number):
+        return number
+    return "nan" if math.isnan(number) else "inf" if number > 0 else "-inf"
 
 
 def dumps_json(value: Any) -> str:
